@@ -1,0 +1,110 @@
+r"""Entry point: train and evaluate, or evaluate a checkpoint.
+
+    python -m learned_resize.main --config=configs/default.py --workdir=/tmp/lr
+    python -m learned_resize.main --config=configs/default.py --workdir=/tmp/lr \
+        --config.batch_size=64 --mode=eval --checkpoint=/tmp/lr/learned
+
+On a Cloud TPU pod run the same command on every host (`launch/tpu_pod.sh`);
+`jax.distributed.initialize()` finds the other hosts by itself there. Elsewhere pass
+--coordinator_address/--num_processes/--process_id (see `launch/local_multiprocess.py`).
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "eval"], "Train (and evaluate) or only evaluate."
+)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "For --mode=eval: a workdir or checkpoint directory (default: --workdir)."
+)
+_STAGES = flags.DEFINE_list("stages", None, "Run only these of config.stages (default: all).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed",
+    "auto",
+    ["auto", "on", "off"],
+    "auto: initialise jax.distributed on TPU pods or when a coordinator is given.",
+)
+
+
+def _initialise_distributed() -> None:
+    import jax
+
+    if _COORDINATOR.value:
+        jax.distributed.initialize(
+            coordinator_address=_COORDINATOR.value,
+            num_processes=_NUM_PROCESSES.value,
+            process_id=_PROCESS_ID.value,
+        )
+    elif _DISTRIBUTED.value == "on" or (
+        _DISTRIBUTED.value == "auto" and os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",")
+    ):
+        jax.distributed.initialize()  # Cloud TPU pods: everything is auto-detected.
+
+
+def _results_table(rows: dict) -> str:
+    lines = ["| stage | top-1 | top-5 | eval loss | train time (s) |", "|---|---|---|---|---|"]
+    for name, m in rows.items():
+        lines.append(
+            f"| {name} | {m['top1']:.4f} | {m['top5']:.4f} | {m['loss']:.4f} | "
+            f"{m.get('train_seconds', float('nan')):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if _CONFIG.value is None:
+        raise app.UsageError("Give a config: --config=configs/default.py")
+    _initialise_distributed()
+    # Imported after distributed initialisation: these query devices at import time.
+    import jax
+
+    from learned_resize import config_lib, metric_writers, train
+
+    config = _CONFIG.value
+    if _MODE.value == "eval":
+        path = _CHECKPOINT.value or _WORKDIR.value
+        if not path:
+            raise app.UsageError("--mode=eval needs --checkpoint or --workdir.")
+        metrics = train.evaluate_checkpoint(config, path)
+        metric_writers.log(json.dumps(metrics, indent=2))
+        return
+    if not _WORKDIR.value:
+        raise app.UsageError("Give a --workdir for checkpoints and logs.")
+    stages = config_lib.stage_configs(config, _WORKDIR.value)
+    if _STAGES.value:
+        unknown = set(_STAGES.value) - {name for name, _, _ in stages}
+        if unknown:
+            raise app.UsageError(
+                f"Unknown --stages {sorted(unknown)}; config.stages has "
+                f"{[name for name, _, _ in stages]}."
+            )
+        stages = [s for s in stages if s[0] in _STAGES.value]
+    for _, _, stage_config in stages:  # Every stage's values checked before anything runs.
+        config_lib.validate_config(stage_config)
+    results = {}
+    for name, stage_workdir, stage_config in stages:
+        metric_writers.log(f"=== stage {name} -> {stage_workdir}")
+        results[name] = train.train_and_evaluate(stage_config, stage_workdir)
+        if "preempted_at" in results[name]:
+            sys.exit(0)
+    table = _results_table(results)
+    metric_writers.log("\n" + table)
+    if jax.process_index() == 0:
+        with open(os.path.join(_WORKDIR.value, "results.md"), "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,251 @@
+"""The trainer: sharded step, checkpoints, resume after kill -9, eval-only, stage 2 init, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import config_flags  # noqa: F401  (registers the config flag type)
+
+from learned_resize import checkpoints, config_lib, parallel, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name="tiny"):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def tiny_config(small_fmnist, **overrides):
+    source, data_dir, _ = small_fmnist
+    config = load_config("tiny")
+    config.data.manual_dir = source
+    config.data.data_dir = data_dir
+    for key, value in overrides.items():
+        node = config
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return config
+
+
+def run_main(args, env=None, **kwargs):
+    cmd = [sys.executable, "-m", "learned_resize.main", *args]
+    full_env = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
+    full_env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, **kwargs)
+
+
+def main_args(small_fmnist, workdir, *extra):
+    source, data_dir, _ = small_fmnist
+    return [
+        "--config=configs/tiny.py",
+        f"--workdir={workdir}",
+        f"--config.data.manual_dir={source}",
+        f"--config.data.data_dir={data_dir}",
+        *extra,
+    ]
+
+
+def test_sharded_step_equals_single_device_step(small_fmnist):
+    """8-way data parallelism (BN over the global batch) gives the unsharded step's result."""
+    config = tiny_config(small_fmnist)
+    mesh = parallel.create_mesh()
+    assert mesh.size == 8
+    trainer = train.Trainer(config, mesh, steps_per_epoch=6)
+    state, rest = trainer.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    local = {
+        "image": rng.integers(0, 255, (16, 28, 28, 1), dtype=np.uint8),
+        "label": rng.integers(0, 10, 16).astype(np.int32),
+        "skipped": np.zeros(16, np.int32),
+    }
+    host_state = jax.device_get(state)
+    sharded_batch = parallel.global_batch(local, mesh)
+    assert sharded_batch["image"].sharding.spec[0] == parallel.DATA_AXIS
+    new_state, metrics = trainer.train_step(state, sharded_batch, rest)
+
+    one = jax.devices()[0]
+    single = jax.jit(trainer._train_step)(
+        jax.device_put(host_state, one), jax.device_put(local, one), jax.device_put(rest, one)
+    )
+    ref_state, ref_metrics = jax.device_get(single)
+    np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        jax.device_get(new_state),
+        ref_state,
+    )
+    # Something was learned: every parameter leaf of the resizer moved.
+    moved = jax.tree.map(
+        lambda a, b: float(np.max(np.abs(a - b))),
+        host_state["params"]["resizer"],
+        ref_state["params"]["resizer"],
+    )
+    assert min(jax.tree.leaves(moved)) > 0
+
+
+def test_loss_is_label_smoothed_cross_entropy(small_fmnist):
+    config = tiny_config(small_fmnist)
+    trainer = train.Trainer(config, parallel.create_mesh(), steps_per_epoch=6)
+    logits = jnp.array([[2.0, 0.5, -1.0] + [0.0] * 7])
+    loss = trainer._loss(logits, {"label": jnp.array([1])})
+    p = np.exp(np.asarray(logits[0], np.float64))
+    logp = np.log(p / p.sum())
+    target = np.full(10, 0.1 / 10)
+    target[1] += 0.9
+    np.testing.assert_allclose(loss, -(target * logp).sum(), rtol=1e-6)
+
+
+def test_train_eval_checkpoint_and_eval_only(small_fmnist, tmp_path):
+    config = tiny_config(small_fmnist)
+    workdir = str(tmp_path / "run")
+    metrics = train.train_and_evaluate(config, workdir)
+    assert metrics["num_examples"] == 40  # every test image counted once
+    assert os.path.exists(os.path.join(workdir, "config.json"))
+    lines = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [x["step"] for x in lines if "train/loss" in x] == [2, 4, 6]
+    assert any(f.endswith(".png") for f in os.listdir(os.path.join(workdir, "images")))
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    _, step = checkpoints.resolve_checkpoint(workdir)
+    assert step == 6
+    again = train.evaluate_checkpoint(config, workdir)
+    for key in ("top1", "top5", "loss", "num_examples"):
+        np.testing.assert_allclose(again[key], metrics[key], rtol=1e-6)
+
+
+def test_stage2_initialises_classifier_from_stage1(small_fmnist, tmp_path):
+    stage1 = tiny_config(small_fmnist, **{"resizer.kind": "bilinear", "num_train_steps": 2})
+    train.train_and_evaluate(stage1, str(tmp_path / "s1"))
+    _, step = checkpoints.resolve_checkpoint(str(tmp_path / "s1"))
+    saved = checkpoints.load_parts(
+        str(tmp_path / "s1"), ["classifier"], checkpoints.model_meta(stage1)
+    )
+
+    stage2 = tiny_config(small_fmnist, **{"init_from.path": str(tmp_path / "s1")})
+    trainer = train.Trainer(stage2, parallel.create_mesh(), steps_per_epoch=6)
+    manager = checkpoints.create_manager(str(tmp_path / "s2"), stage2)
+    state, _, start = train.initialise(trainer, manager, stage2)
+    fresh, _ = trainer.init(jax.random.key(stage2.seed))
+    assert start == 0 and step == 2
+
+    def same(a, b):
+        a, b = train._leaves_by_path(jax.device_get(a)), train._leaves_by_path(b)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+    same(state["params"]["classifier"], saved["params"]["classifier"])
+    same(state["batch_stats"]["classifier"], saved["batch_stats"]["classifier"])
+    same(state["params"]["resizer"], jax.device_get(fresh["params"]["resizer"]))
+    # The stage-1 classifier is not the fresh one (so the check above means something).
+    with pytest.raises(AssertionError):
+        same(fresh["params"]["classifier"], saved["params"]["classifier"])
+
+
+def test_kill_and_resume_reaches_uninterrupted_parameters(small_fmnist, tmp_path):
+    """kill -9 after step 4 (checkpoints every 2), rerun: same final params as one straight run."""
+    straight = run_main(main_args(small_fmnist, tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = run_main(
+        main_args(small_fmnist, tmp_path / "killed"), env={"LEARNED_RESIZE_KILL_AT_STEP": "5"}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    _, step = checkpoints.resolve_checkpoint(str(tmp_path / "killed"))
+    assert step in (2, 4)
+    resumed = run_main(main_args(small_fmnist, tmp_path / "killed"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resumed from checkpoint at step {step}" in resumed.stdout
+    config = tiny_config(small_fmnist)
+    meta = checkpoints.model_meta(config)
+    a = checkpoints.load_parts(str(tmp_path / "straight"), ["classifier", "resizer"], meta)
+    b = checkpoints.load_parts(str(tmp_path / "killed"), ["classifier", "resizer"], meta)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
+
+
+def test_sigterm_saves_and_exits_cleanly(small_fmnist, tmp_path):
+    args = main_args(
+        small_fmnist,
+        tmp_path / "run",
+        "--config.num_train_steps=100000",
+        "--config.checkpoint_every_steps=100000",
+        "--config.log_every_steps=1",
+    )
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "learned_resize.main", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 240
+    for line in proc.stdout:
+        if line.startswith("step 3/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+        assert time.time() < deadline, "training did not start"
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0, out[-3000:]
+    assert "Preempted: saved checkpoint at step" in out
+    _, step = checkpoints.resolve_checkpoint(str(tmp_path / "run"))
+    assert 3 <= step < 100000
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--config.no_such_key=1", "no_such_key"),
+        ("--config.resizer.output_size=(0,8)", "config.resizer.output_size must be positive"),
+        ("--config.batch_size=12", "not divisible by the 8 devices"),
+        ("--config.resizer.kind=bilateral", "config.resizer.kind must be one of"),
+        ("--config.data.mean=(0.1,0.2,0.3)", "config.data.mean has 3 values"),
+        ("--config.resizer.output_size=(2,2)", "smaller than small_cnn's minimum input"),
+    ],
+)
+def test_bad_config_values_fail_in_one_sentence(small_fmnist, tmp_path, override, message):
+    result = run_main(main_args(small_fmnist, tmp_path / "bad", override))
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not os.path.exists(tmp_path / "bad" / "checkpoints")
+
+
+def test_missing_dataset_and_foreign_checkpoint(small_fmnist, tmp_path):
+    config = tiny_config(
+        small_fmnist, **{"data.name": "imagenet2012", "data.data_dir": str(tmp_path / "empty")}
+    )
+    with pytest.raises(Exception, match="imagenet2012"):
+        train.train_and_evaluate(config, str(tmp_path / "x"))
+    assert not os.path.exists(tmp_path / "x" / "checkpoints")
+
+    config = tiny_config(small_fmnist, num_train_steps=2)
+    train.train_and_evaluate(config, str(tmp_path / "a"))
+    other = tiny_config(small_fmnist, **{"resizer.num_filters": 8})
+    with pytest.raises(ValueError, match="different model"):
+        train.evaluate_checkpoint(other, str(tmp_path / "a"))
+    with pytest.raises(FileNotFoundError, match="No finished checkpoint"):
+        train.evaluate_checkpoint(config, str(tmp_path / "x"))
+
+
+def test_stage_configs_chain_workdirs():
+    config = load_config("default")
+    stages = config_lib.stage_configs(config, "/w")
+    assert [s[0] for s in stages] == ["baseline", "learned", "bilinear_ft"]
+    assert stages[1][2].init_from.path == "/w/baseline"
+    assert stages[1][2].resizer.kind == "learned" and stages[2][2].resizer.kind == "bilinear"
+    assert stages[0][2].init_from.path == ""
