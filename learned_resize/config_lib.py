@@ -194,6 +194,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad_parts = set(config.init_from.parts) - {"classifier", "resizer"}
     if bad_parts:
         raise ValueError(
-            f"config.init_from.parts may only name 'classifier' and 'resizer', got {sorted(bad_parts)}."
+            "config.init_from.parts may only name 'classifier' and 'resizer', "
+            f"got {sorted(bad_parts)}."
         )
     del in_h, in_w

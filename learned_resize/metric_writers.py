@@ -40,7 +40,7 @@ class MetricWriter:
         self._jsonl.flush()
 
     def write_image(self, step: int, name: str, image: np.ndarray) -> str | None:
-        """Writes an HxWx3 uint8 image as `<workdir>/images/<name>_<step>.png` and to TensorBoard."""
+        """Writes HxWx3 uint8 `image` to `<workdir>/images/<name>_<step>.png` and TensorBoard."""
         if not self.enabled:
             return None
         from PIL import Image

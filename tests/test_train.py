@@ -1,4 +1,4 @@
-"""The trainer: sharded step, checkpoints, resume after kill -9, eval-only, stage 2 init, bad input."""
+"""The trainer: sharded step, checkpoints, kill -9 resume, eval-only, stage 2 init, bad input."""
 
 import json
 import os
