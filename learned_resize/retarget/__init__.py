@@ -1,0 +1,22 @@
+"""Deep-feature retargeting (paper B): change an image's aspect ratio in VGG feature space.
+
+Submodules load lazily, so importing the package stays cheap:
+  vgg      VGG-16/19 feature extractors (`VGG`, `LAYER_STRIDE`).
+  weights  ImageNet weights from the local cache (`load_vgg`), `.h5`/safetensors
+           loaders, and `python -m learned_resize.retarget.weights --fetch`.
+"""
+
+import importlib
+
+# Public name -> submodule that defines it.
+_LAZY = {
+    "VGG": "vgg",
+    "LAYER_STRIDE": "vgg",
+    "load_vgg": "weights",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
