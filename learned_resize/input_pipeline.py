@@ -147,7 +147,10 @@ def data_options(config) -> DataOptions:
 
 def _not_prepared_message(opts: DataOptions) -> str:
     name = datasets.base_name(opts.name)
-    build = f"`tfds build {name} --data_dir={opts.data_dir} --file_format=array_record`"
+    manual_flag = f" --manual_dir={opts.manual_dir}" if opts.manual_dir else ""
+    build = (
+        f"`tfds build {name} --data_dir={opts.data_dir}{manual_flag} --file_format=array_record`"
+    )
     if name == "imagenet2012":
         manual = opts.manual_dir or f"{opts.data_dir}/downloads/manual"
         return (
@@ -218,9 +221,11 @@ def decode_image(data: bytes, channels: int) -> PIL.Image.Image | None:
     """Decodes PNG/JPEG/... bytes to a PIL image with 1 or 3 channels; None if corrupt."""
     if isinstance(data, np.ndarray):
         data = data.item()
+    mode = "L" if channels == 1 else "RGB"
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
-            return image.convert("L" if channels == 1 else "RGB")
+            image.load()  # Decodes now, so truncated data fails here.
+            return image if image.mode == mode else image.convert(mode)
     except Exception:  # PIL raises many types for corrupt data.
         return None
 
@@ -301,8 +306,8 @@ def train_preprocess(
     else:
         array = eval_preprocess(image, image_size, eval_crop_fraction)
     if flip and rng.random() < 0.5:
-        array = array[:, ::-1]
-    return np.ascontiguousarray(array)
+        array = array[:, ::-1]  # A view: the batch's np.stack makes the copy.
+    return array
 
 
 def augmentation_rng(seed: int, global_index: int) -> np.random.Generator:

@@ -424,6 +424,7 @@ def test_unprepared_imagenet_says_how_to_prepare(tmp_path):
         ({"eval_crop_fraction": 1.5}, 4, "eval_crop_fraction"),
         ({"num_workers": -1}, 4, "num_workers"),
         ({}, 5, "not divisible by the 2 processes"),
+        ({"train_split": "training"}, 4, r"is not a split of fashion_mnist_local; use one of"),
     ],
 )
 def test_bad_config_values_raise_one_sentence(fmnist, overrides, batch_size, match):
