@@ -103,20 +103,30 @@ def stage_configs(config: ml_collections.ConfigDict, workdir: str):
     """
     if not config.stages:
         return [("run", workdir, config)]
-    out = []
     names = list(config.stages.keys())
-    for name in names:
+    parents = {name: config.stages[name].get("init_from_stage", "") for name in names}
+    for name, parent in parents.items():
+        if parent and parent not in names:
+            raise ValueError(
+                f"Stage {name!r} starts from {parent!r}, which is not a stage; use one of "
+                f"{', '.join(names)}."
+            )
+    # Parents before children; otherwise in name order (ConfigDict keys are sorted).
+    order, todo = [], list(names)
+    while todo:
+        ready = [n for n in todo if not parents[n] or parents[n] in order]
+        if not ready:
+            raise ValueError(f"config.stages {todo} start from each other in a cycle.")
+        order.append(ready[0])
+        todo.remove(ready[0])
+    out = []
+    for name in order:
         overrides = config.stages[name].to_dict()
         c = copy.deepcopy(config)
         with c.unlocked():
             c.stages = ml_collections.ConfigDict()
         parent = overrides.pop("init_from_stage", "")
         if parent:
-            if parent not in names[: names.index(name)]:
-                raise ValueError(
-                    f"Stage {name!r} starts from {parent!r}, which is not an earlier stage; "
-                    f"list the stages in order ({', '.join(names)})."
-                )
             overrides.setdefault("init_from", {})["path"] = f"{workdir}/{parent}"
         _apply_overrides(c, overrides, prefix=f"stages.{name}")
         out.append((name, f"{workdir}/{name}", c))

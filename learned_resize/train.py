@@ -127,11 +127,18 @@ class Trainer:
         }
         return state, rest
 
-    def _model(self, params, stats, rest, step=None):
-        model = nnx.merge(self.graphdef, params, stats, rest)
-        if step is not None and _has_dropout(rest):
-            nnx.reseed(model, dropout=jax.random.fold_in(jax.random.key(self.config.seed), step))
-        return model
+    def _model(self, params, stats, rest):
+        return nnx.merge(self.graphdef, params, stats, rest)
+
+    def _reseed(self, state, rest):
+        """Dropout keys for this step: a function of (seed, step), so resuming replays them."""
+        if not _has_dropout(rest):
+            return rest
+        model = self._model(state["params"], state["batch_stats"], rest)
+        nnx.reseed(
+            model, dropout=jax.random.fold_in(jax.random.key(self.config.seed), state["step"])
+        )
+        return nnx.split(model, nnx.Param, nnx.BatchStat, ...)[3]
 
     def _loss(self, logits, batch):
         n = logits.shape[-1]
@@ -141,8 +148,10 @@ class Trainer:
         return optax.softmax_cross_entropy(logits, targets).mean()
 
     def _train_step(self, state, batch, rest):
+        rest = self._reseed(state, rest)
+
         def loss_fn(params):
-            model = self._model(params, state["batch_stats"], rest, state["step"])
+            model = self._model(params, state["batch_stats"], rest)
             logits = model(batch["image"], train=True)
             stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
             return self._loss(logits, batch), (logits, stats)

@@ -238,14 +238,23 @@ def test_missing_dataset_and_foreign_checkpoint(small_fmnist, tmp_path):
     other = tiny_config(small_fmnist, **{"resizer.num_filters": 8})
     with pytest.raises(ValueError, match="different model"):
         train.evaluate_checkpoint(other, str(tmp_path / "a"))
-    with pytest.raises(FileNotFoundError, match="No finished checkpoint"):
+    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
         train.evaluate_checkpoint(config, str(tmp_path / "x"))
+    os.makedirs(tmp_path / "empty_run")
+    with pytest.raises(FileNotFoundError, match="No finished checkpoint under"):
+        train.evaluate_checkpoint(config, str(tmp_path / "empty_run"))
 
 
 def test_stage_configs_chain_workdirs():
     config = load_config("default")
     stages = config_lib.stage_configs(config, "/w")
-    assert [s[0] for s in stages] == ["baseline", "learned", "bilinear_ft"]
-    assert stages[1][2].init_from.path == "/w/baseline"
-    assert stages[1][2].resizer.kind == "learned" and stages[2][2].resizer.kind == "bilinear"
-    assert stages[0][2].init_from.path == ""
+    by_name = {name: (workdir, c) for name, workdir, c in stages}
+    assert [s[0] for s in stages][0] == "baseline"  # the parent runs first
+    assert set(by_name) == {"baseline", "learned", "bilinear_ft"}
+    assert by_name["learned"][0] == "/w/learned"
+    assert by_name["learned"][1].init_from.path == "/w/baseline"
+    assert by_name["bilinear_ft"][1].init_from.path == "/w/baseline"
+    assert by_name["learned"][1].resizer.kind == "learned"
+    assert by_name["bilinear_ft"][1].resizer.kind == "bilinear"
+    assert by_name["baseline"][1].init_from.path == ""
+    assert by_name["baseline"][1].num_epochs == 4.0 and by_name["learned"][1].num_epochs == 3.0
