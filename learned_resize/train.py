@@ -113,6 +113,8 @@ class Trainer:
         )
         self.eval_step = jax.jit(self._eval_step, out_shardings=self.repl)
         self.resize_images = jax.jit(self._resize_images)
+        self._eval_batches = None
+        self._last_eval_images = None
         del abs_params, abs_stats
 
     def _init_state(self, key):
@@ -199,9 +201,11 @@ class Trainer:
     def evaluate(self, state, rest) -> dict:
         """Top-1/top-5 and loss over the whole eval split (padding masked out)."""
         config = self.config
-        batches, num_batches = input_pipeline.create_eval_iterator(
-            config, image_size=tuple(config.input_size)
-        )
+        if self._eval_batches is None:  # Opened once: re-iterable, keeps grain workers alive.
+            self._eval_batches, _ = input_pipeline.create_eval_iterator(
+                config, image_size=tuple(config.input_size)
+            )
+        batches = self._eval_batches
         totals = None
         skipped = 0
         first = None
@@ -224,11 +228,10 @@ class Trainer:
             "skipped_images": float(skipped),
         }
         self._last_eval_images = first
-        del num_batches
         return metrics
 
     def image_grid(self, state, rest) -> np.ndarray | None:
-        images = getattr(self, "_last_eval_images", None)
+        images = self._last_eval_images
         if images is None or not len(images):
             return None
         images = jax.device_put(jnp.asarray(images), self.repl)
