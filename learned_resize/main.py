@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -51,6 +51,11 @@ def _initialise_distributed() -> None:
         jax.distributed.initialize()  # Cloud TPU pods: everything is auto-detected.
 
 
+def _absolute(path: str) -> str:
+    """Orbax needs absolute paths; remote ones (gs://...) already are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def _results_table(rows: dict) -> str:
     lines = ["| stage | top-1 | top-5 | eval loss | train time (s) |", "|---|---|---|---|---|"]
     for name, m in rows.items():
@@ -66,6 +71,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if _CONFIG.value is None:
         raise app.UsageError("Give a config: --config=configs/default.py")
+    if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO; keep stdout readable.
+        logging.set_verbosity(logging.WARNING)
     _initialise_distributed()
     # Imported after distributed initialisation: these query devices at import time.
     import jax
@@ -77,12 +84,14 @@ def main(argv):
         path = _CHECKPOINT.value or _WORKDIR.value
         if not path:
             raise app.UsageError("--mode=eval needs --checkpoint or --workdir.")
+        path = _absolute(path)
         metrics = train.evaluate_checkpoint(config, path)
         metric_writers.log(json.dumps(metrics, indent=2))
         return
     if not _WORKDIR.value:
         raise app.UsageError("Give a --workdir for checkpoints and logs.")
-    stages = config_lib.stage_configs(config, _WORKDIR.value)
+    workdir = _absolute(_WORKDIR.value)
+    stages = config_lib.stage_configs(config, workdir)
     if _STAGES.value:
         unknown = set(_STAGES.value) - {name for name, _, _ in stages}
         if unknown:
@@ -102,7 +111,7 @@ def main(argv):
     table = _results_table(results)
     metric_writers.log("\n" + table)
     if jax.process_index() == 0:
-        with open(os.path.join(_WORKDIR.value, "results.md"), "w") as f:
+        with open(os.path.join(workdir, "results.md"), "w") as f:
             f.write(table + "\n")
 
 

@@ -187,6 +187,7 @@ class Trainer:
             "correct_top5": jnp.sum(jnp.any(top5 == labels[:, None], -1) * mask),
             "loss_sum": jnp.sum(loss * mask),
             "count": jnp.sum(mask),
+            "skipped": jnp.sum(batch["skipped"]),
         }
 
     def _resize_images(self, state, images, rest):
@@ -207,14 +208,13 @@ class Trainer:
             )
         batches = self._eval_batches
         totals = None
-        skipped = 0
         first = None
         for local in batches:
-            skipped += int(np.sum(local.get("skipped", 0)))
             if first is None:
                 first = local["image"][: config.num_eval_images]
+            # `skipped` goes through the global batch so every process's corrupt images count.
             batch = parallel.global_batch(
-                {k: local[k] for k in ("image", "label", "mask")}, self.mesh
+                {k: local[k] for k in ("image", "label", "mask", "skipped")}, self.mesh
             )
             sums = self.eval_step(state, batch, rest)
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
@@ -225,18 +225,24 @@ class Trainer:
             "top5": float(totals["correct_top5"]) / count,
             "loss": float(totals["loss_sum"]) / count,
             "num_examples": float(totals["count"]),
-            "skipped_images": float(skipped),
+            "skipped_images": float(totals["skipped"]),
         }
         self._last_eval_images = first
         return metrics
 
     def image_grid(self, state, rest) -> np.ndarray | None:
         images = self._last_eval_images
-        if images is None or not len(images):
-            return None
-        images = jax.device_put(jnp.asarray(images), self.repl)
-        cols = [np.asarray(c) for c in jax.device_get(self.resize_images(state, images, rest))]
-        return image_grid.resizer_grid(cols)
+        if jax.process_index() != 0 or images is None or not len(images):
+            return None  # Only process 0 writes images.
+        # Process 0's own images through its local copy of the replicated state: the other
+        # processes hold other images, so a computation over the global mesh would not agree.
+        device = jax.local_devices()[0]
+        local = lambda tree: jax.tree.map(
+            lambda x: jax.device_put(x.addressable_data(0), device), tree
+        )
+        images = jax.device_put(jnp.asarray(images), device)
+        cols = self.resize_images(local(state), images, local(rest))
+        return image_grid.resizer_grid([np.asarray(c) for c in jax.device_get(cols)])
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -322,6 +328,7 @@ def _save_config(config, workdir):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config` in `workdir` (resuming if it has checkpoints), returns final eval metrics."""
     config_lib.validate_config(config)
+    workdir = workdir if "://" in workdir else os.path.abspath(workdir)  # Orbax wants absolute.
     info = input_pipeline.get_dataset_info(config)  # Fails early if the data is missing.
     steps_per_epoch = max(1, info.num_train // config.batch_size)
     num_steps = total_steps(config)
@@ -415,6 +422,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, path: str) -> dict:
     """Eval-only mode: restores the newest checkpoint under `path` and evaluates it."""
     config_lib.validate_config(config)
     input_pipeline.get_dataset_info(config)
+    path = path if "://" in path else os.path.abspath(path)
     directory, step = checkpoints.resolve_checkpoint(path)
     mesh = parallel.create_mesh()
     trainer = Trainer(config, mesh, steps_per_epoch=1)
