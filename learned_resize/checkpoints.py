@@ -121,8 +121,8 @@ def load_parts(path: str, parts, meta: dict) -> dict:
         found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         found_meta = found["meta"]
         keys = ["channels"]
-        if "classifier" in parts:
-            keys += ["model", "num_classes"]
+        if "classifier" in parts:  # Head sizes may differ (IQA from ImageNet): shapes decide.
+            keys += ["model"]
         if "resizer" in parts:
             if found_meta.get("resizer") != "learned":
                 raise ValueError(

@@ -199,6 +199,13 @@ def _builder(opts: DataOptions):
     return datasets.get_builder(opts.name, opts.data_dir, opts.manual_dir)
 
 
+def _num_classes(features) -> int:
+    """Classes of a 'label' ClassLabel, or bins of a 'hist' score histogram (AVA)."""
+    if "label" in features:
+        return features["label"].num_classes
+    return int(features["hist"].shape[-1])
+
+
 def get_dataset_info(config) -> DatasetInfo:
     """Sizes, classes and channels of the configured dataset (prepares ours if needed)."""
     opts = data_options(config)
@@ -208,7 +215,7 @@ def get_dataset_info(config) -> DatasetInfo:
     return DatasetInfo(
         num_train=len(train),
         num_eval=len(evaluation),
-        num_classes=builder.info.features["label"].num_classes,
+        num_classes=_num_classes(builder.info.features),
         channels=opts.channels,
     )
 
@@ -324,15 +331,23 @@ def _read_records(source, indices: Sequence[int]) -> list[dict[str, Any]]:
     return [source[i] for i in indices]
 
 
+# Per-example targets a record may carry: class labels, or AVA-style score histograms.
+_TARGETS = {"label": np.int32, "hist": np.float32}
+
+
+def _targets(record) -> dict[str, np.ndarray]:
+    return {k: np.asarray(record[k], dtype) for k, dtype in _TARGETS.items() if k in record}
+
+
 def _first_decodable(source, index: int, record, channels: int):
-    """Returns (image, label, skipped): the first decodable record from `index` on."""
+    """Returns (image, targets, skipped): the first decodable record from `index` on."""
     size = len(source)
     for skipped in range(min(size, _MAX_CONSECUTIVE_CORRUPT)):
         if skipped:
             record = source[(index + skipped) % size]
         image = decode_image(record["image"], channels)
         if image is not None:
-            return image, int(record["label"]), skipped
+            return image, _targets(record), skipped
     raise ValueError(
         f"{min(size, _MAX_CONSECUTIVE_CORRUPT)} records in a row from index {index} cannot be "
         "decoded as images; rebuild the dataset."
@@ -358,11 +373,11 @@ class _TrainBatchTransform(grain.transforms.Map):
 
     def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records = _read_records(self.source, batch["record_index"])
-        images, labels, skipped = [], [], []
+        images, targets, skipped = [], [], []
         for global_index, index, record in zip(
             batch["global_index"], batch["record_index"], records
         ):
-            image, label, skip = _first_decodable(self.source, int(index), record, self.channels)
+            image, target, skip = _first_decodable(self.source, int(index), record, self.channels)
             images.append(
                 train_preprocess(
                     image,
@@ -374,11 +389,11 @@ class _TrainBatchTransform(grain.transforms.Map):
                     eval_crop_fraction=self.eval_crop_fraction,
                 )
             )
-            labels.append(label)
+            targets.append(target)
             skipped.append(skip)
         return {
             "image": np.stack(images),
-            "label": np.asarray(labels, np.int32),
+            **{k: np.stack([t[k] for t in targets]) for k in targets[0]},
             "skipped": np.asarray(skipped, np.int32),
         }
 
@@ -395,15 +410,19 @@ class _EvalBatchTransform(grain.transforms.Map):
 
     def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         size = len(indices)
+        (real,) = np.nonzero(indices < self.num_examples)
+        records = _read_records(self.source, indices[real])
+        # Padding rows get zero targets shaped like a real record's.
+        example = _targets(records[0] if records else self.source[0])
         out = {
             "image": np.zeros((size, *self.image_size, self.channels), np.uint8),
-            "label": np.zeros(size, np.int32),
+            **{k: np.zeros((size, *v.shape), v.dtype) for k, v in example.items()},
             "mask": np.zeros(size, np.float32),
             "skipped": np.zeros(size, np.int32),
         }
-        (real,) = np.nonzero(indices < self.num_examples)
-        for row, record in zip(real, _read_records(self.source, indices[real])):
-            out["label"][row] = record["label"]
+        for row, record in zip(real, records):
+            for k, v in _targets(record).items():
+                out[k][row] = v
             image = decode_image(record["image"], self.channels)
             if image is None:
                 out["skipped"][row] = 1

@@ -57,12 +57,22 @@ def _absolute(path: str) -> str:
 
 
 def _results_table(rows: dict) -> str:
-    lines = ["| stage | top-1 | top-5 | eval loss | train time (s) |", "|---|---|---|---|---|"]
-    for name, m in rows.items():
-        lines.append(
-            f"| {name} | {m['top1']:.4f} | {m['top5']:.4f} | {m['loss']:.4f} | "
-            f"{m.get('train_seconds', float('nan')):.0f} |"
-        )
+    """A markdown table of each stage's final eval metrics."""
+    first = next(iter(rows.values()))
+    if "plcc" in first:
+        columns = [
+            ("PLCC", "plcc"),
+            ("SRCC", "srcc"),
+            ("EMD", "emd"),
+            ("binary acc", "binary_accuracy"),
+        ]
+    else:
+        columns = [("top-1", "top1"), ("top-5", "top5"), ("eval loss", "loss")]
+    head = "| stage | " + " | ".join(name for name, _ in columns) + " | train time (s) |"
+    lines = [head, "|---" * (len(columns) + 2) + "|"]
+    for stage, m in rows.items():
+        values = " | ".join(f"{m[key]:.4f}" for _, key in columns)
+        lines.append(f"| {stage} | {values} | {m.get('train_seconds', float('nan')):.0f} |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from learned_resize import (
     config_lib,
     image_grid,
     input_pipeline,
+    iqa,
     metric_writers,
     parallel,
     resizers,
@@ -114,6 +115,8 @@ class Trainer:
         self.eval_step = jax.jit(self._eval_step, out_shardings=self.repl)
         self.resize_images = jax.jit(self._resize_images)
         self._eval_batches = None
+        self.iqa_task = config.task == "iqa"
+        self.targets = ("hist",) if self.iqa_task else ("label",)
         self._last_eval_images = None
         del abs_params, abs_stats
 
@@ -143,6 +146,8 @@ class Trainer:
         return nnx.split(model, nnx.Param, nnx.BatchStat, ...)[3]
 
     def _loss(self, logits, batch):
+        if self.iqa_task:  # `logits` are score probabilities here.
+            return jnp.mean(iqa.emd_loss(logits, batch["hist"]))
         n = logits.shape[-1]
         targets = optax.smooth_labels(
             jax.nn.one_hot(batch["label"], n), self.config.optim.label_smoothing
@@ -166,9 +171,14 @@ class Trainer:
             "batch_stats": stats,
             "opt_state": opt_state,
         }
+        if self.iqa_task:
+            error = jnp.abs(iqa.mean_score(logits) - iqa.mean_score(batch["hist"]))
+            task_metric = {"mean_score_abs_error": jnp.mean(error)}
+        else:
+            task_metric = {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
         metrics = {
             "loss": loss,
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
+            **task_metric,
             "learning_rate": self.schedule(state["step"]),
             "grad_norm": optax.global_norm(grads),
             "skipped_images": jnp.sum(batch["skipped"]),
@@ -179,6 +189,13 @@ class Trainer:
         model = self._model(state["params"], state["batch_stats"], rest)
         logits = model(batch["image"], train=False)
         mask = batch["mask"]
+        if self.iqa_task:  # Correlations need every prediction: gathered on the host.
+            return {
+                "probs": logits,
+                "hist": batch["hist"],
+                "mask": mask,
+                "skipped": jnp.sum(batch["skipped"]),
+            }
         labels = batch["label"]
         top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -208,16 +225,29 @@ class Trainer:
             )
         batches = self._eval_batches
         totals = None
+        gathered = []
         first = None
         for local in batches:
             if first is None:
                 first = local["image"][: config.num_eval_images]
             # `skipped` goes through the global batch so every process's corrupt images count.
             batch = parallel.global_batch(
-                {k: local[k] for k in ("image", "label", "mask", "skipped")}, self.mesh
+                {k: local[k] for k in ("image", "mask", "skipped", *self.targets)}, self.mesh
             )
-            sums = self.eval_step(state, batch, rest)
-            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+            out = self.eval_step(state, batch, rest)
+            if self.iqa_task:
+                gathered.append(jax.device_get(out))
+                continue
+            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+        self._last_eval_images = first
+        if self.iqa_task:
+            joined = {
+                k: np.concatenate([g[k] for g in gathered]) for k in ("probs", "hist", "mask")
+            }
+            metrics = iqa.iqa_eval_metrics(joined["probs"], joined["hist"], joined["mask"])
+            metrics = {k: float(v) for k, v in metrics.items()}
+            metrics["skipped_images"] = float(sum(g["skipped"] for g in gathered))
+            return metrics
         totals = jax.device_get(totals)
         count = max(float(totals["count"]), 1.0)
         metrics = {
@@ -258,27 +288,40 @@ def _leaves_by_path(tree) -> dict:
 
 
 def _merge_parts(state: dict, loaded: dict, where: str) -> dict:
-    """Replaces the loaded sub-trees of `state`, checking that every name and shape matches."""
+    """Replaces the loaded sub-trees of `state`, checking that every name and shape matches.
+
+    Leaves the source has and this model lacks are left out (e.g. a 1000-class head when
+    an IQA model takes only the backbone); a leaf this model has and the source lacks, or
+    one of another shape, is an error.
+    """
     for key in ("params", "batch_stats"):
         for part, tree in loaded[key].items():
             target = state[key][part]
             found = _leaves_by_path(tree)
             expected = _leaves_by_path(target)
-            if {k: np.shape(v) for k, v in found.items()} != {
-                k: np.shape(v) for k, v in expected.items()
-            }:
+            bad = [
+                p
+                for p, t in expected.items()
+                if p not in found or np.shape(found[p]) != np.shape(t)
+            ]
+            if bad:
                 raise ValueError(
-                    f"The {part} in {where} does not match this config's {part} (different "
-                    "architecture or sizes); initialise from a run with the same "
-                    "config.model / config.resizer settings."
+                    f"The {part} in {where} does not match this config's {part} (e.g. "
+                    f"{key}/{part}/{bad[0]} is missing or has another shape); initialise from a "
+                    "run with the same config.model / config.resizer settings."
+                )
+            unused = sorted(set(found) - set(expected))
+            if unused:
+                log(
+                    f"Not loaded from {where} (this model has no such {part} leaves): "
+                    f"{', '.join(unused[:4])}{' ...' if len(unused) > 4 else ''}"
                 )
             leaves, treedef = jax.tree_util.tree_flatten(target)
-            paths = list(expected)
             state[key][part] = jax.tree_util.tree_unflatten(
                 treedef,
                 [
                     jax.device_put(jnp.asarray(found[p], t.dtype), t.sharding)
-                    for p, t in zip(paths, leaves, strict=True)
+                    for p, t in zip(expected, leaves, strict=True)
                 ],
             )
     return state
@@ -341,7 +384,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state, rest, step = initialise(trainer, manager, config)
 
     preempted = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+    previous = None
+    # With several processes, JAX's preemption service owns SIGTERM and picks one step at which
+    # every process stops (manager.reached_preemption). A Python handler would replace its
+    # handler, and each process would stop at its own step and hang in the next collective.
+    if jax.process_count() == 1:
+        previous = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
     log(
         f"Training {config.model.name} behind a {config.resizer.kind} resizer "
         f"{tuple(config.input_size)} -> {tuple(config.resizer.output_size)} for {num_steps} steps "
@@ -359,7 +407,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         while step < num_steps:
             local = next(train_iter)
             batch = parallel.global_batch(
-                {k: local[k] for k in ("image", "label", "skipped")}, mesh
+                {k: local[k] for k in ("image", "skipped", *trainer.targets)}, mesh
             )
             state, metrics = trainer.train_step(state, batch, rest)
             step += 1
@@ -391,7 +439,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             ):
                 eval_metrics = run_eval(trainer, state, rest, writer, step)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         manager.wait_until_finished()
         writer.close()
     if not eval_metrics:  # Resumed at the last step: evaluate what was restored.
@@ -410,9 +459,14 @@ def run_eval(trainer: Trainer, state, rest, writer, step: int) -> dict:
     grid = trainer.image_grid(state, rest)
     if grid is not None:
         writer.write_image(step, "resizer_grid", grid)
+    if trainer.iqa_task:
+        shown = f"PLCC {metrics['plcc']:.4f}  SRCC {metrics['srcc']:.4f}  EMD {metrics['emd']:.4f}"
+    else:
+        shown = (
+            f"top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  loss {metrics['loss']:.4f}"
+        )
     log(
-        f"eval at step {step}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
-        f"loss {metrics['loss']:.4f} on {int(metrics['num_examples'])} images "
+        f"eval at step {step}: {shown} on {int(metrics['num_examples'])} images "
         f"({metrics['skipped_images']:.0f} skipped) in {time.time() - t0:.1f}s"
     )
     return metrics

@@ -16,10 +16,14 @@ import time
 import tensorflow_datasets as tfds
 from absl import logging
 
-from learned_resize.datasets import fashion_mnist
+from learned_resize.datasets import ava, fashion_mnist
 
 # Builders whose source files are on this machine: name -> builder class.
-LOCAL_BUILDERS = {"fashion_mnist_local": fashion_mnist.FashionMnistLocal}
+LOCAL_BUILDERS = {
+    "fashion_mnist_local": fashion_mnist.FashionMnistLocal,
+    "ava": ava.Ava,  # prepared from its manual dir (AVA.txt + images/)
+    "ava_standin": ava.AvaStandin,  # a labelled offline stand-in, NOT AVA (see README)
+}
 
 
 def resolve_data_dir(data_dir: str | None) -> str:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from learned_resize import models, resizers
+from learned_resize import iqa, models, resizers
 
 
 class ResizedClassifier(nnx.Module):
@@ -20,9 +20,12 @@ class ResizedClassifier(nnx.Module):
     parameter tree, which `config.init_from.parts` selects from.
     """
 
-    def __init__(self, resizer: nnx.Module, classifier: nnx.Module, mean, std):
+    def __init__(self, resizer: nnx.Module, classifier: nnx.Module, mean, std, score_head=None):
         self.resizer = resizer
         self.classifier = classifier
+        # IQA: the classifier is a headless backbone and this maps its pooled
+        # features to a 10-bin score distribution.
+        self.score_head = score_head
         self.mean = nnx.Variable(jnp.asarray(mean, jnp.float32))
         self.std = nnx.Variable(jnp.asarray(std, jnp.float32))
 
@@ -39,7 +42,11 @@ class ResizedClassifier(nnx.Module):
         return self.resizer(self.normalise(images), train=train)
 
     def __call__(self, images, train: bool):
-        return self.classifier(self.resize(images, train=train), train=train)
+        """Logits [N, classes], or for IQA score probabilities [N, 10]."""
+        out = self.classifier(self.resize(images, train=train), train=train)
+        if self.score_head is not None:
+            out = self.score_head(out, train=train)
+        return out
 
 
 def build_model(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> ResizedClassifier:
@@ -47,11 +54,21 @@ def build_model(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> Resized
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
     channels = config.data.channels
     resizer = resizers.make_resizer(config.resizer, in_channels=channels, rngs=rngs, dtype=dtype)
+    iqa_task = config.task == "iqa"
     classifier = models.get_classifier(
         config.model.name,
-        config.data.num_classes,
+        0 if iqa_task else config.data.num_classes,  # 0: headless, returns pooled features
         rngs=rngs,
         dtype=dtype,
         in_channels=channels,
     )
-    return ResizedClassifier(resizer, classifier, config.data.mean, config.data.std)
+    score_head = None
+    if iqa_task:
+        score_head = iqa.ScoreHead(
+            classifier.num_features,
+            num_bins=config.data.num_classes,
+            dropout_rate=config.model.head_dropout,
+            dtype=dtype,
+            rngs=rngs,
+        )
+    return ResizedClassifier(resizer, classifier, config.data.mean, config.data.std, score_head)
