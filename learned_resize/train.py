@@ -115,6 +115,7 @@ class Trainer:
         self.eval_step = jax.jit(self._eval_step, out_shardings=self.repl)
         self.resize_images = jax.jit(self._resize_images)
         self._eval_batches = None
+        self.last_predictions = None  # IQA: every eval example's probs, hist, mask
         self.iqa_task = config.task == "iqa"
         self.targets = ("hist",) if self.iqa_task else ("label",)
         self._last_eval_images = None
@@ -244,6 +245,7 @@ class Trainer:
             joined = {
                 k: np.concatenate([g[k] for g in gathered]) for k in ("probs", "hist", "mask")
             }
+            self.last_predictions = joined
             metrics = iqa.iqa_eval_metrics(joined["probs"], joined["hist"], joined["mask"])
             metrics = {k: float(v) for k, v in metrics.items()}
             metrics["skipped_images"] = float(sum(g["skipped"] for g in gathered))
@@ -456,6 +458,9 @@ def run_eval(trainer: Trainer, state, rest, writer, step: int) -> dict:
     t0 = time.time()
     metrics = trainer.evaluate(state, rest)
     writer.write_scalars(step, metrics, prefix="eval/")
+    if trainer.last_predictions is not None and jax.process_index() == 0:
+        # Per-example predictions (padding has mask 0), for analyses beyond PLCC/SRCC.
+        np.savez(os.path.join(writer.workdir, "eval_predictions.npz"), **trainer.last_predictions)
     grid = trainer.image_grid(state, rest)
     if grid is not None:
         writer.write_image(step, "resizer_grid", grid)
