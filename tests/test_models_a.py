@@ -510,3 +510,21 @@ def test_bfloat16_mobilenet_v2(mobilenet):
     # network's BN values, with which bf16 ends ~0.03 away.
     bf16 = materialize(bf16_classifier("mobilenet_v2"), seed=6, fresh_bn=True)
     assert_bf16_close(mobilenet, bf16, rand(MOBILENET_INPUT), modes=(False,))
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18", "mobilenet_v2"])
+def test_headless_backbone_returns_the_pooled_features_the_head_sees(name):
+    """num_classes=0 drops the head; the headed model's logits are head(those features)."""
+    x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+    headed = models.get_classifier(name, 5, rngs=nnx.Rngs(0))
+    headless = models.get_classifier(name, 0, rngs=nnx.Rngs(0))
+    feats = headless(x, train=False)
+    assert feats.shape == (2, headless.num_features) and feats.dtype == jnp.float32
+    head = {"small_cnn": "head", "resnet18": "fc", "mobilenet_v2": "classifier"}[name]
+    layer = getattr(headed, head)
+    np.testing.assert_allclose(
+        headed(x, train=False), feats @ layer.kernel[...] + layer.bias[...], rtol=1e-4, atol=1e-5
+    )
+    assert models.count_params(headed) - models.count_params(headless) == (
+        headless.num_features * 5 + 5
+    )

@@ -130,9 +130,10 @@ class MobileNetV2(nnx.Module):
             raise ValueError(f"MobileNetV2 width must be positive, got {width}.")
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}.")
-        if num_classes < 1 or in_channels < 1:
+        if num_classes < 0 or in_channels < 1:
             raise ValueError(
-                f"num_classes ({num_classes}) and in_channels ({in_channels}) must be positive."
+                f"num_classes ({num_classes}) must be >= 0 (0: no head) and in_channels "
+                f"({in_channels}) positive."
             )
         self.in_channels = in_channels
         self.dtype = dtype
@@ -151,14 +152,21 @@ class MobileNetV2(nnx.Module):
         self.blocks = nnx.List(blocks)
         self.last_conv = ConvBN(ch, last_ch, 1, dtype=dtype, rngs=rngs)
         # A forked stream, so dropout draws do not advance the caller's `rngs`.
-        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs.fork()) if dropout_rate > 0 else None
-        self.classifier = nnx.Linear(
-            last_ch,
-            num_classes,
-            kernel_init=nnx.initializers.normal(0.01),
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            rngs=rngs,
+        self.num_features = last_ch
+        headless = num_classes == 0  # a backbone returning pooled features (IQA score heads)
+        use_dropout = dropout_rate > 0 and not headless
+        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs.fork()) if use_dropout else None
+        self.classifier = (
+            None
+            if headless
+            else nnx.Linear(
+                last_ch,
+                num_classes,
+                kernel_init=nnx.initializers.normal(0.01),
+                dtype=dtype,
+                param_dtype=jnp.float32,
+                rngs=rngs,
+            )
         )
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -172,7 +180,10 @@ class MobileNetV2(nnx.Module):
             x = block(x, train)
         x = self.last_conv(x, train)
         # Pool in float32: a bf16 mean over a large map loses precision.
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        if self.classifier is None:
+            return x
+        x = x.astype(self.dtype)
         if self.dropout is not None:
             x = self.dropout(x, deterministic=not train)
         return self.classifier(x).astype(jnp.float32)

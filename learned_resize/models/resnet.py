@@ -166,9 +166,10 @@ class ResNet(nnx.Module):
             raise ValueError(
                 f"ResNet depth {depth} is not supported; use one of {sorted(_STAGES)}."
             )
-        if num_classes < 1 or in_channels < 1:
+        if num_classes < 0 or in_channels < 1:
             raise ValueError(
-                f"num_classes ({num_classes}) and in_channels ({in_channels}) must be positive."
+                f"num_classes ({num_classes}) must be >= 0 (0: no head) and in_channels "
+                f"({in_channels}) positive."
             )
         self.in_channels = in_channels
         self.dtype = dtype
@@ -210,13 +211,19 @@ class ResNet(nnx.Module):
         # torchvision's names, so converted checkpoints map one to one.
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
 
-        self.fc = nnx.Linear(
-            ch,
-            num_classes,
-            kernel_init=dense_init,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            rngs=rngs,
+        self.num_features = ch
+        # num_classes=0: a headless backbone returning pooled features (IQA score heads).
+        self.fc = (
+            None
+            if num_classes == 0
+            else nnx.Linear(
+                ch,
+                num_classes,
+                kernel_init=dense_init,
+                dtype=dtype,
+                param_dtype=jnp.float32,
+                rngs=rngs,
+            )
         )
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -234,4 +241,6 @@ class ResNet(nnx.Module):
                 x = block(x, train)
         # Pool in float32: a bf16 mean over a large map loses precision.
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        if self.fc is None:
+            return x
         return self.fc(x.astype(self.dtype)).astype(jnp.float32)

@@ -55,9 +55,10 @@ class SmallCNN(nnx.Module):
         widths = tuple(int(w) for w in widths)
         if len(widths) != 3 or min(widths) < 1:
             raise ValueError(f"SmallCNN widths must be three positive ints, got {widths}.")
-        if num_classes < 1 or in_channels < 1:
+        if num_classes < 0 or in_channels < 1:
             raise ValueError(
-                f"num_classes ({num_classes}) and in_channels ({in_channels}) must be positive."
+                f"num_classes ({num_classes}) must be >= 0 (0: no head) and in_channels "
+                f"({in_channels}) positive."
             )
         self.in_channels = in_channels
         self.dtype = dtype
@@ -91,13 +92,19 @@ class SmallCNN(nnx.Module):
             ch = width
         self.convs = nnx.List(convs)
         self.norms = nnx.List(norms)
-        self.head = nnx.Linear(
-            ch,
-            num_classes,
-            kernel_init=nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            rngs=rngs,
+        self.num_features = ch
+        # num_classes=0: a headless backbone returning pooled features (IQA score heads).
+        self.head = (
+            None
+            if num_classes == 0
+            else nnx.Linear(
+                ch,
+                num_classes,
+                kernel_init=nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+                dtype=dtype,
+                param_dtype=jnp.float32,
+                rngs=rngs,
+            )
         )
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -109,5 +116,7 @@ class SmallCNN(nnx.Module):
         x = x.astype(self.dtype)
         for conv, norm in zip(self.convs, self.norms):
             x = nnx.relu(norm(conv(x), use_running_average=not train))
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
-        return self.head(x).astype(jnp.float32)
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        if self.head is None:
+            return x
+        return self.head(x.astype(self.dtype)).astype(jnp.float32)
