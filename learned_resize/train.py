@@ -134,7 +134,9 @@ class Trainer:
         return state, rest
 
     def _model(self, params, stats, rest):
-        return nnx.merge(self.graphdef, params, stats, rest)
+        # copy=True: fresh Variables owned by the current trace, so BN statistics and
+        # dropout counters may be updated inside jax.grad.
+        return nnx.merge(self.graphdef, params, stats, rest, copy=True)
 
     def _reseed(self, state, rest):
         """Dropout keys for this step: a function of (seed, step), so resuming replays them."""
@@ -424,9 +426,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 rate, eta = progress.report(step)
                 summary["steps_per_second"] = rate
                 writer.write_scalars(step, summary, prefix="train/")
+                task = (
+                    f"acc {summary['accuracy']:.3f}"
+                    if "accuracy" in summary
+                    else f"score MAE {summary['mean_score_abs_error']:.3f}"
+                )
                 log(
                     f"step {step}/{num_steps}  loss {summary['loss']:.4f}  "
-                    f"acc {summary['accuracy']:.3f}  lr {summary['learning_rate']:.4g}  "
+                    f"{task}  lr {summary['learning_rate']:.4g}  "
                     f"{rate:.2f} steps/s  ETA {metric_writers.format_eta(eta)}"
                 )
             stop = bool(preempted) or manager.reached_preemption(step)
