@@ -1,0 +1,350 @@
+"""Retargeting operators that apply one decision to an image and to every VGG layer.
+
+A retargeting decision is a `Plan`: a short sequence of 1-D resampling stages, each
+changing one axis (width, then height). A stage stores, for every row of the grid it
+was computed on and every output column, the *source* column as a normalised
+coordinate u in [0, 1] (pixel-centre convention: column x of an n-wide grid sits at
+u = (x + 0.5) / n). Because the coordinates are normalised, the same plan resamples
+an array of any resolution: `apply_plan` resizes each stage's coordinate map to the
+array's own grid (antialiased linear resizing when the grid is coarser, linear
+interpolation when it is finer) and then samples every row with linear
+interpolation. So a plan computed once, on a reference grid, moves the same image
+content at conv1 (stride 1), at conv4 (stride 8) and at conv5 (stride 16): this is
+what "one retargeting decision applied consistently at every layer's own scale"
+means here.
+
+Operators:
+  * uniform scaling: the empty plan; `apply_plan` falls back to an antialiased linear
+    resize to the requested size.
+  * center crop: one stage per changed axis with evenly spaced source columns.
+  * seam carving (Avidan & Shamir 2007): seams found by dynamic programming
+    (`lax.scan` over rows) on gradient energy plus a large bonus inside the
+    importance mask; removal shrinks an axis, insertion (duplicate the k seams a
+    removal would take, each new pixel the mean of the seam pixel and its right
+    neighbour) enlarges it. Computed on the full-resolution image and applied to the
+    same image this is classical pixel-space seam carving; computed on a coarser
+    reference grid it becomes the feature-space operator whose maps, upsampled to
+    the finer layers, spread each coarse seam over a few pixels.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+# Energy added inside the importance mask. The gradient energy of an image in [0, 1]
+# is at most 2 per pixel, so a seam never crosses the mask while any other path exists.
+MASK_BONUS = 1e3
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["coords"], meta_fields=["axis"])
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One resampling stage.
+
+    Attributes:
+      coords: float32 [rows, out_len]: normalised source position along `axis` for
+        each output position; `rows` indexes the other axis of the grid the stage was
+        computed on.
+      axis: 1 to change the width (coords rows are image rows), 0 to change the height
+        (coords rows are image columns).
+    """
+
+    coords: jax.Array
+    axis: int
+
+
+# A plan is a tuple of stages applied in order; the empty plan is uniform scaling.
+Plan = tuple[Stage, ...]
+
+
+def _resample_rows(x: jax.Array, coords: jax.Array) -> jax.Array:
+    """Samples each row of x at coords with linear interpolation.
+
+    Args:
+      x: [N, H, W, C].
+      coords: [H, W_out] normalised source positions.
+
+    Returns:
+      [N, H, W_out, C].
+    """
+    w = x.shape[2]
+    pos = jnp.clip(coords * w - 0.5, 0.0, w - 1.0)
+    # Snap float round-off of the normalised coordinates, so a plan applied on its own
+    # grid copies pixels exactly (classical seam carving) instead of blending by 1e-6.
+    nearest = jnp.round(pos)
+    pos = jnp.where(jnp.abs(pos - nearest) < 1e-3, nearest, pos)
+    left = jnp.floor(pos)
+    frac = (pos - left)[None, :, :, None]
+    left = left.astype(jnp.int32)
+    right = jnp.minimum(left + 1, w - 1)
+    take = lambda idx: jnp.take_along_axis(x, idx[None, :, :, None], axis=2)
+    return (1.0 - frac) * take(left) + frac * take(right)
+
+
+def _apply_stage(stage: Stage, x: jax.Array, out_len: int) -> jax.Array:
+    """Applies one stage to x [N, H, W, C], giving out_len along the stage's axis."""
+    if stage.axis == 0:
+        x = jnp.swapaxes(x, 1, 2)
+    rows = x.shape[1]
+    coords = stage.coords
+    if coords.shape != (rows, out_len):
+        # Coarser grid: the antialiased resize averages the source positions of the
+        # fine columns a coarse cell covers; finer grid: linear interpolation spreads a
+        # coarse seam's jump over the pixels it covers.
+        coords = jax.image.resize(coords, (rows, out_len), "linear", antialias=True)
+    y = _resample_rows(x, coords)
+    if stage.axis == 0:
+        y = jnp.swapaxes(y, 1, 2)
+    return y
+
+
+@functools.partial(jax.jit, static_argnames=("size",))
+def uniform_scale(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Antialiased linear scaling of x [N, H, W, C] to size (h, w)."""
+    n, _, _, c = x.shape
+    return jax.image.resize(x, (n, size[0], size[1], c), "linear", antialias=True)
+
+
+@functools.partial(jax.jit, static_argnames=("size",))
+def apply_plan(plan: Plan, x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Retargets x [N, H, W, C] (image or feature map) to size (h, w) with plan.
+
+    Each stage sets one axis to the requested length; axes that no stage changes
+    (and everything, for the empty plan) are then scaled uniformly.
+    """
+    for stage in plan:
+        out_len = size[0] if stage.axis == 0 else size[1]
+        x = _apply_stage(stage, x, out_len)
+    if x.shape[1:3] != tuple(size):
+        x = uniform_scale(x, size)
+    return x
+
+
+def crop_plan(in_size: tuple[int, int], out_size: tuple[int, int]) -> Plan:
+    """Center crop as a plan: axes that shrink are cropped, axes that grow are scaled."""
+    stages = []
+    for axis in (1, 0):
+        n_in, n_out = in_size[axis], out_size[axis]
+        if n_out >= n_in:
+            continue
+        offset = (n_in - n_out) // 2
+        cols = (offset + jnp.arange(n_out, dtype=jnp.float32) + 0.5) / n_in
+        # A height stage runs on the output of the width stage (if any).
+        rows = in_size[0] if axis == 1 else min(in_size[1], out_size[1])
+        stages.append(Stage(jnp.broadcast_to(cols, (rows, n_out)), axis))
+    return tuple(stages)
+
+
+# ----------------------------------------------------------------------------------
+# Seam carving.
+
+
+def gradient_energy(gray: jax.Array, width: jax.Array | int | None = None) -> jax.Array:
+    """L1 norm of central differences, |d/dx| + |d/dy|, of gray [H, W].
+
+    Args:
+      gray: [H, W] image.
+      width: number of valid leading columns (columns beyond are padding left by
+        seam removal); edges replicate the last valid column.
+
+    Returns:
+      [H, W] energy.
+    """
+    h, w = gray.shape
+    last = (w if width is None else width) - 1
+    cols = jnp.arange(w)
+    left = gray[:, jnp.clip(cols - 1, 0, last)]
+    right = gray[:, jnp.clip(cols + 1, 0, last)]
+    rows = jnp.arange(h)
+    up = gray[jnp.clip(rows - 1, 0, h - 1)]
+    down = gray[jnp.clip(rows + 1, 0, h - 1)]
+    return 0.5 * (jnp.abs(right - left) + jnp.abs(down - up))
+
+
+def min_seam(energy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Minimum-energy 8-connected vertical seam by dynamic programming.
+
+    Args:
+      energy: [H, W]; +inf marks forbidden pixels.
+
+    Returns:
+      (seam, cost): seam int32 [H] with one column per row, neighbours differing by
+      at most 1; cost the seam's total energy. Ties go to the leftmost column.
+    """
+    inf = jnp.array(jnp.inf, energy.dtype)
+
+    def forward(prev, row):
+        # Candidates from the previous row at offsets -1, 0, +1.
+        left = jnp.concatenate([inf[None], prev[:-1]])
+        right = jnp.concatenate([prev[1:], inf[None]])
+        stacked = jnp.stack([left, prev, right])
+        step = jnp.argmin(stacked, axis=0)  # first minimum: prefers the left offset
+        cum = row + jnp.min(stacked, axis=0)
+        return cum, step.astype(jnp.int32) - 1
+
+    last, steps = jax.lax.scan(forward, energy[0], energy[1:])
+    end = jnp.argmin(last).astype(jnp.int32)
+
+    def backward(col, step):
+        prev = col + step[col]
+        return prev, prev
+
+    _, cols = jax.lax.scan(backward, end, steps, reverse=True)
+    seam = jnp.concatenate([cols, end[None]])
+    return seam, last[end]
+
+
+def _remove_seam(x: jax.Array, seam: jax.Array) -> jax.Array:
+    """Removes one pixel per row of x [H, W, ...]; the last column becomes padding."""
+    w = x.shape[1]
+    cols = jnp.arange(w)[None, :]
+    src = jnp.minimum(cols + (cols >= seam[:, None]), w - 1)
+    src = src.reshape(src.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, src, axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("num_seams",))
+def find_seams(gray: jax.Array, bonus: jax.Array, num_seams: int) -> tuple[jax.Array, jax.Array]:
+    """Removes num_seams vertical seams one at a time, recomputing the energy each time.
+
+    Args:
+      gray: [H, W] image the gradient energy is computed from.
+      bonus: [H, W] energy added per pixel (e.g. MASK_BONUS inside the mask); carved
+        along with the image.
+      num_seams: how many seams to remove, 0 <= num_seams < W.
+
+    Returns:
+      (kept, removed): kept int32 [H, W - num_seams], the original column of every
+      remaining pixel; removed bool [H, W], True where a seam went.
+    """
+    h, w = gray.shape
+    rows = jnp.arange(h)
+    cols = jnp.arange(w)[None, :]
+
+    def body(t, carry):
+        gray, bonus, index, removed = carry
+        width = w - t
+        energy = gradient_energy(gray, width) + bonus
+        energy = jnp.where(cols < width, energy, jnp.inf)
+        seam, _ = min_seam(energy)
+        removed = removed.at[rows, index[rows, seam]].set(True)
+        return (
+            _remove_seam(gray, seam),
+            _remove_seam(bonus, seam),
+            _remove_seam(index, seam),
+            removed,
+        )
+
+    index = jnp.broadcast_to(jnp.arange(w, dtype=jnp.int32), (h, w))
+    init = (gray, bonus, index, jnp.zeros((h, w), bool))
+    _, _, index, removed = jax.lax.fori_loop(0, num_seams, body, init)
+    return index[:, : w - num_seams], removed
+
+
+@functools.partial(jax.jit, static_argnames=("num_seams",))
+def insertion_coords(removed: jax.Array, num_seams: int) -> jax.Array:
+    """Source positions (pixels) of the row-wise enlargement that duplicates seams.
+
+    Args:
+      removed: bool [H, W] with num_seams True per row (from `find_seams`).
+      num_seams: number of True entries per row.
+
+    Returns:
+      float32 [H, W + num_seams]: every source pixel x in order, and after each marked
+      one a new pixel at x + 0.5 (the mean of x and its right neighbour).
+    """
+    dup = removed.astype(jnp.int32)
+    ends = jnp.cumsum(1 + dup, axis=1)  # exclusive end of each source pixel's output run
+    out = jnp.arange(removed.shape[1] + num_seams)
+    src = jax.vmap(lambda e: jnp.searchsorted(e, out, side="right"))(ends).astype(jnp.int32)
+    last_of_run = out[None, :] == jnp.take_along_axis(ends, src, axis=1) - 1
+    is_copy = last_of_run & (jnp.take_along_axis(dup, src, axis=1) == 1)
+    return src.astype(jnp.float32) + 0.5 * is_copy
+
+
+def _resample_2d(x: jax.Array, pixel_coords: jax.Array) -> jax.Array:
+    """Samples rows of x [H, W] at pixel positions [H, W_out] (linear)."""
+    w = x.shape[1]
+    return _resample_rows(x[None, :, :, None], (pixel_coords + 0.5) / w)[0, :, :, 0]
+
+
+def _seam_stage_coords(gray: jax.Array, bonus: jax.Array, out_len: int) -> jax.Array:
+    """Pixel source positions [H, out_len] taking gray [H, W] to out_len columns."""
+    h, w = gray.shape
+    if out_len <= w:
+        kept, _ = find_seams(gray, bonus, num_seams=w - out_len)
+        return kept.astype(jnp.float32)
+    # Enlarging: each pass duplicates at most cur_w - 1 seams; passes compose.
+    coords = jnp.broadcast_to(jnp.arange(w, dtype=jnp.float32), (h, w))
+    while coords.shape[1] < out_len:
+        cur_w = coords.shape[1]
+        k = min(out_len - cur_w, cur_w - 1)
+        _, removed = find_seams(gray, bonus, num_seams=k)
+        step = insertion_coords(removed, num_seams=k)
+        coords = _resample_2d(coords, step)
+        gray, bonus = _resample_2d(gray, step), _resample_2d(bonus, step)
+    return coords
+
+
+def luminance(image: jax.Array) -> jax.Array:
+    """Rec. 601 luma of image [..., 3]."""
+    return image @ jnp.array([0.299, 0.587, 0.114], image.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("size", "grid"))
+def seam_plan(
+    image: jax.Array,
+    size: tuple[int, int],
+    *,
+    mask: jax.Array | None = None,
+    grid: tuple[int, int] | None = None,
+    mask_bonus: float = MASK_BONUS,
+) -> Plan:
+    """Seam-carving plan taking image to size, decided on a reference grid.
+
+    Args:
+      image: [H, W, 3] float in [0, 1].
+      size: output (h, w) in pixels of image.
+      mask: optional importance mask [h_m, w_m] in [0, 1] at any resolution; resized
+        to the grid, it adds mask_bonus energy so seams avoid it.
+      grid: (h_g, w_g) grid on which the seams are computed (the image is scaled to
+        it); default the image's own grid, which gives classical seam carving.
+      mask_bonus: energy added where the mask is 1.
+
+    Returns:
+      A plan with a width stage (vertical seams) and/or a height stage (horizontal
+      seams, found on the width-retargeted grid).
+    """
+    height, width = image.shape[:2]
+    grid = (height, width) if grid is None else tuple(grid)
+    gray = luminance(uniform_scale(image[None], grid)[0])
+    bonus = jnp.zeros(grid, jnp.float32)
+    if mask is not None:
+        bonus = (
+            mask_bonus * uniform_scale(mask[None, :, :, None].astype(jnp.float32), grid)[0, ..., 0]
+        )
+    out_w = max(1, round(size[1] * grid[1] / width))
+    out_h = max(1, round(size[0] * grid[0] / height))
+    stages = []
+    if out_w != grid[1]:
+        coords = _seam_stage_coords(gray, bonus, out_w)
+        stages.append(Stage((coords + 0.5) / grid[1], axis=1))
+        gray, bonus = _resample_2d(gray, coords), _resample_2d(bonus, coords)
+    if out_h != grid[0]:
+        coords = _seam_stage_coords(gray.T, bonus.T, out_h)
+        stages.append(Stage((coords + 0.5) / grid[0], axis=0))
+    return tuple(stages)
+
+
+def seam_carve(image: jax.Array, size: tuple[int, int], mask: jax.Array | None = None) -> jax.Array:
+    """Classical pixel-space seam carving of image [H, W, 3] to size (h, w)."""
+    plan = seam_plan(image, size, mask=mask)
+    return apply_plan(plan, image[None], size)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("size",))
+def center_crop(image: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Center crop of image [H, W, 3] to size (axes that grow are scaled)."""
+    return apply_plan(crop_plan(image.shape[:2], size), image[None], size)[0]

@@ -1,0 +1,246 @@
+"""Retargeting operators and importance mask against numpy / scipy references."""
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from learned_resize.retarget import mask as mask_lib
+from learned_resize.retarget import operators
+
+
+def _brute_force_seam(energy: np.ndarray) -> tuple[list[int], float]:
+    """Enumerates every 8-connected vertical seam; returns the cheapest and its cost."""
+    h, w = energy.shape
+    best, best_cost = None, np.inf
+    for start in range(w):
+        for steps in itertools.product((-1, 0, 1), repeat=h - 1):
+            cols = [start]
+            for s in steps:
+                cols.append(cols[-1] + s)
+            if min(cols) < 0 or max(cols) >= w:
+                continue
+            cost = sum(energy[r, c] for r, c in enumerate(cols))
+            if cost < best_cost:
+                best, best_cost = cols, cost
+    return best, best_cost
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (4, 5), (6, 4)])
+def test_min_seam_matches_brute_force(shape):
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(5):
+        energy = rng.random(shape).astype(np.float32)
+        seam, cost = operators.min_seam(jnp.asarray(energy))
+        ref_seam, ref_cost = _brute_force_seam(energy.astype(np.float64))
+        np.testing.assert_allclose(float(cost), ref_cost, rtol=1e-5)
+        # Random energies have a unique optimum, so the seams agree exactly.
+        assert list(np.asarray(seam)) == ref_seam
+
+
+def test_min_seam_avoids_forbidden_pixels():
+    energy = np.zeros((5, 6), np.float32)
+    energy[:, :3] = np.inf  # e.g. padding left by earlier removals
+    energy[:, 4] = 1.0
+    seam, cost = operators.min_seam(jnp.asarray(energy))
+    assert set(np.asarray(seam)) <= {3, 5} and float(cost) == 0.0
+
+
+def _numpy_seam_removal(gray, bonus, k):
+    """Reference: remove k seams one by one with numpy and brute-force-free DP."""
+    index = np.tile(np.arange(gray.shape[1]), (gray.shape[0], 1))
+    for _ in range(k):
+        g = np.pad(gray, ((1, 1), (1, 1)), mode="edge")
+        energy = 0.5 * (np.abs(g[1:-1, 2:] - g[1:-1, :-2]) + np.abs(g[2:, 1:-1] - g[:-2, 1:-1]))
+        energy = energy + bonus
+        cum = energy.copy()
+        for r in range(1, cum.shape[0]):
+            prev = np.pad(cum[r - 1], 1, constant_values=np.inf)
+            cum[r] += np.minimum(np.minimum(prev[:-2], prev[1:-1]), prev[2:])
+        seam = [int(np.argmin(cum[-1]))]
+        for r in range(cum.shape[0] - 2, -1, -1):
+            c = seam[-1]
+            lo = max(c - 1, 0)
+            seam.append(lo + int(np.argmin(cum[r, lo : c + 2])))
+        seam = seam[::-1]
+        keep = np.ones_like(gray, bool)
+        keep[np.arange(gray.shape[0]), seam] = False
+        shape = (gray.shape[0], gray.shape[1] - 1)
+        gray, bonus, index = (a[keep].reshape(shape) for a in (gray, bonus, index))
+    return index
+
+
+def test_find_seams_matches_numpy_reference():
+    rng = np.random.default_rng(0)
+    gray = rng.random((9, 12)).astype(np.float32)
+    bonus = np.zeros_like(gray)
+    bonus[2:6, 4:7] = operators.MASK_BONUS
+    kept, removed = operators.find_seams(jnp.asarray(gray), jnp.asarray(bonus), num_seams=4)
+    np.testing.assert_array_equal(np.asarray(kept), _numpy_seam_removal(gray, bonus, 4))
+    assert np.all(np.asarray(removed).sum(axis=1) == 4)
+    # No seam crosses the masked block while other paths exist.
+    assert not np.asarray(removed)[2:6, 4:7].any()
+
+
+def test_seam_carve_removes_flat_columns_and_keeps_textured_ones():
+    # Texture with two flat 4-column bands: the two inner columns of a band have zero
+    # energy, so the first seams go there and every textured pixel survives unchanged.
+    rng = np.random.default_rng(1)
+    image = rng.random((10, 18, 3)).astype(np.float32)
+    image[:, 3:7] = 0.5
+    image[:, 11:15] = 0.5
+    out = np.asarray(operators.seam_carve(jnp.asarray(image), (10, 15)))
+    assert out.shape == (10, 15, 3)
+    textured = np.r_[0:3, 7:11, 15:18]
+    for r in range(10):
+        flat = np.all(np.isclose(out[r], 0.5), axis=-1)
+        assert flat.sum() == 5
+        np.testing.assert_array_equal(out[r][~flat], image[r, textured])
+
+
+def test_seam_insertion_duplicates_and_averages():
+    rng = np.random.default_rng(2)
+    image = rng.random((6, 8, 3)).astype(np.float32)
+    out = np.asarray(operators.seam_carve(jnp.asarray(image), (6, 11)))
+    assert out.shape == (6, 11, 3)
+    _, removed = operators.find_seams(
+        operators.luminance(jnp.asarray(image)), jnp.zeros((6, 8)), num_seams=3
+    )
+    removed = np.asarray(removed)
+    for r in range(6):
+        expected = []
+        for c in range(8):
+            expected.append(image[r, c])
+            if removed[r, c]:
+                expected.append(0.5 * (image[r, c] + image[r, min(c + 1, 7)]))
+        np.testing.assert_allclose(out[r], np.stack(expected), atol=1e-6)
+
+
+def test_enlarging_beyond_double_composes_passes():
+    rng = np.random.default_rng(3)
+    image = rng.random((5, 4, 3)).astype(np.float32)
+    out = np.asarray(operators.seam_carve(jnp.asarray(image), (5, 10)))
+    assert out.shape == (5, 10, 3)
+    # Every output pixel is a convex combination of horizontal neighbours of its row,
+    # so row means stay within the row's range.
+    for r in range(5):
+        assert out[r].min() >= image[r].min() - 1e-6 and out[r].max() <= image[r].max() + 1e-6
+
+
+def test_horizontal_seams_are_vertical_seams_of_the_transpose():
+    rng = np.random.default_rng(4)
+    image = rng.random((12, 9, 3)).astype(np.float32)
+    tall = np.asarray(operators.seam_carve(jnp.asarray(image), (9, 9)))
+    wide = np.asarray(operators.seam_carve(jnp.asarray(image.transpose(1, 0, 2)), (9, 9)))
+    np.testing.assert_allclose(tall, wide.transpose(1, 0, 2), atol=1e-6)
+
+
+def test_plan_is_consistent_across_layer_scales():
+    # Columns constant down each row make every seam a straight column, so the plan
+    # decided on the 2x coarser grid removes whole columns of that grid.
+    rng = np.random.default_rng(5)
+    image = np.repeat(rng.random((1, 24, 3)), 16, axis=0).astype(np.float32)
+    plan = operators.seam_plan(jnp.asarray(image), (16, 16), grid=(8, 12))
+    cols = np.asarray(plan[0].coords) * 12 - 0.5  # source columns on the coarse grid
+    np.testing.assert_allclose(cols, np.round(cols), atol=1e-4)
+    cols = np.round(cols[0]).astype(int)
+    assert len(set(cols)) == 8 and np.all(np.diff(cols) > 0)
+
+    # A stride-2 "layer": 2x2 block means. At its own scale the plan selects columns.
+    coarse_in = image.reshape(8, 2, 12, 2, 3).mean(axis=(1, 3))
+    coarse = np.asarray(operators.apply_plan(plan, jnp.asarray(coarse_in)[None], (8, 8))[0])
+    np.testing.assert_allclose(coarse, coarse_in[:, cols], atol=1e-5)
+
+    # At stride 1 the same plan keeps the two pixels of every kept block whose
+    # neighbours are kept too, so block means of the fine result equal the coarse
+    # result there; only next to a removed column is the fine result interpolated.
+    fine = np.asarray(operators.apply_plan(plan, jnp.asarray(image)[None], (16, 16))[0])
+    inner = [j for j in range(1, 7) if cols[j - 1] == cols[j] - 1 and cols[j + 1] == cols[j] + 1]
+    assert inner
+    for j in inner:
+        np.testing.assert_allclose(
+            fine[:, 2 * j : 2 * j + 2], image[:, 2 * cols[j] : 2 * cols[j] + 2], atol=1e-5
+        )
+    fine_blocks = fine.reshape(8, 2, 8, 2, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(fine_blocks[:, inner], coarse[:, inner], atol=1e-5)
+
+
+def test_uniform_plan_is_linear_scaling():
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.random((2, 10, 12, 5)), jnp.float32)
+    out = operators.apply_plan((), x, (10, 6))
+    # Halving the width with a triangle filter: weights (1/8, 3/8, 3/8, 1/8) inside.
+    xn = np.asarray(x)
+    ref = 0.125 * xn[:, :, 1:-3:2] + 0.375 * (xn[:, :, 2:-2:2] + xn[:, :, 3:-1:2])
+    ref += 0.125 * xn[:, :, 4::2]
+    np.testing.assert_allclose(np.asarray(out)[:, :, 1:-1], ref[:, :, :4], atol=1e-5)
+
+
+def test_center_crop_matches_slicing():
+    rng = np.random.default_rng(7)
+    image = rng.random((10, 15, 3)).astype(np.float32)
+    out = np.asarray(operators.center_crop(jnp.asarray(image), (6, 9)))
+    np.testing.assert_allclose(out, image[2:8, 3:12], atol=1e-6)
+
+
+def test_gradient_energy_matches_numpy():
+    rng = np.random.default_rng(8)
+    g = rng.random((7, 9)).astype(np.float32)
+    p = np.pad(g, 1, mode="edge")
+    ref = 0.5 * (np.abs(p[1:-1, 2:] - p[1:-1, :-2]) + np.abs(p[2:, 1:-1] - p[:-2, 1:-1]))
+    np.testing.assert_allclose(np.asarray(operators.gradient_energy(jnp.asarray(g))), ref, 1e-6)
+
+
+# ----------------------------------------------------------------------------- mask
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_morphology_matches_scipy(size):
+    rng = np.random.default_rng(size)
+    x = (rng.random((2, 13, 11)) > 0.6).astype(np.float32)
+    ndi = scipy.ndimage
+    cases = (
+        # Replicated edges: the border never counts as a neighbour.
+        (mask_lib.erode, lambda a: ndi.grey_erosion(a, size=size, mode="nearest")),
+        (mask_lib.dilate, lambda a: ndi.grey_dilation(a, size=size, mode="nearest")),
+        (mask_lib.closing, lambda a: ndi.grey_closing(a, size=size, mode="nearest")),
+        # The opening treats the outside as background (0).
+        (mask_lib.opening, lambda a: ndi.grey_opening(a, size=size, mode="constant", cval=0)),
+    )
+    for ours, ref in cases:
+        expected = np.stack([ref(xi) for xi in x])
+        np.testing.assert_array_equal(np.asarray(ours(jnp.asarray(x), size)), expected)
+
+
+def test_importance_mask_finds_the_strong_blob_and_drops_specks():
+    feats = np.zeros((1, 12, 12, 4), np.float32)
+    feats[0, 3:8, 4:9] = 2.0  # object
+    feats[0, 10, 1] = 3.0  # one-cell speck at the border: removed by the opening
+    feats[0, 1, 10] = 1.0  # a weak one: below the threshold
+    feats[0, 5, 6] = 0.0  # hole inside the object: filled by the closing
+    mask = np.asarray(mask_lib.importance_mask({"conv5_4": jnp.asarray(feats)}, ("conv5_4",), 0.3))[
+        0
+    ]
+    expected = np.zeros((12, 12), np.float32)
+    expected[3:8, 4:9] = 1.0
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_activation_energy_is_normalised_l1_norm():
+    rng = np.random.default_rng(9)
+    f = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    e = np.abs(f).sum(-1)
+    ref = e / e.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(np.asarray(mask_lib.activation_energy(jnp.asarray(f))), ref, 1e-5)
+
+
+def test_overlay_tints_only_the_mask():
+    image = np.full((8, 8, 3), 0.5, np.float32)
+    m = np.zeros((8, 8), np.float32)
+    m[2:6, 2:6] = 1.0
+    out = mask_lib.overlay(image, m)
+    assert out.dtype == np.uint8 and out.shape == (8, 8, 3)
+    np.testing.assert_array_equal(out[0, 0], [128, 128, 128])
+    assert out[4, 4, 0] > 180 and out[4, 4, 1] < 100
