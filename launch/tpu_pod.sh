@@ -6,8 +6,9 @@
 # Commands (run in the order given):
 #   create   create the TPU VM slice
 #   install  copy this checkout to every worker, install it there (launch/install.sh in a
-#            Python 3.11 venv) plus jax[tpu] at the same JAX version
-#   check    every host joins jax.distributed and prints its process index and device count
+#            Python 3.11 venv), plus jax[tpu] at the same JAX version and gcsfs for gs://
+#   check    every host prints its CPU count, joins jax.distributed and prints its process
+#            index and the global device count
 #   run      start `python -m learned_resize.main FLAGS --distributed=on` on every worker in
 #            the background (FLAGS: what follows `--`, default
 #            --config=configs/imagenet_resnet50.py --workdir=$WORKDIR); the output goes to
@@ -131,7 +132,8 @@ do_install() {
   step "${TPU[@]}" scp "$ARCHIVE" "$NAME:~/learned_resize_src.tar.gz" "${GCLOUD_FLAGS[@]}" \
     --worker=all
   # Ubuntu 22.04 ships Python 3.10; the package needs 3.11+. jax[tpu] is pinned to the
-  # JAX version install.sh resolved, so libtpu matches jaxlib.
+  # JAX version install.sh resolved, so libtpu matches jaxlib. gcsfs lets Orbax (etils.epath,
+  # without TensorFlow) use gs:// paths; google-cloud-storage does the same for tensorboardX.
   local py="$REMOTE_VENV/bin/python"
   local parts=(
     "sudo apt-get update -qq"
@@ -141,7 +143,7 @@ do_install() {
     "tar -xzf ~/learned_resize_src.tar.gz -C $REMOTE_DIR"
     "cd $REMOTE_DIR"
     "PYTHON=$py bash launch/install.sh"
-    "$py -m pip install -q -U \"jax[tpu]==\$($py -c 'import jax; print(jax.__version__)')\""
+    "$py -m pip install -q -U \"jax[tpu]==\$($py -c 'import jax; print(jax.__version__)')\" gcsfs google-cloud-storage"
   )
   local joined
   joined="$(printf ' && %s' "${parts[@]}")"
@@ -149,7 +151,8 @@ do_install() {
 }
 
 do_check() {
-  on_workers all "$REMOTE_VENV/bin/python -c 'import jax; jax.distributed.initialize(); print(\"process\", jax.process_index(), \"of\", jax.process_count(), \"sees\", jax.device_count(), \"devices\")'"
+  # Also the host's CPU count: it bounds the input pipeline (config.data.num_workers).
+  on_workers all "echo \$(hostname): \$(nproc) CPUs; $REMOTE_VENV/bin/python -c 'import jax; jax.distributed.initialize(); print(\"process\", jax.process_index(), \"of\", jax.process_count(), \"sees\", jax.device_count(), \"devices\")'"
 }
 
 do_run() {
