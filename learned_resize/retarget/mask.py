@@ -110,13 +110,6 @@ def resize_mask(mask: jax.Array, size: tuple[int, int]) -> jax.Array:
     return jax.image.resize(mask, (mask.shape[0], *size), "linear", antialias=True)
 
 
-def masks_for_layers(
-    mask: jax.Array, shapes: Mapping[str, tuple[int, ...]]
-) -> dict[str, jax.Array]:
-    """The mask resized to every layer's grid (shapes: name -> NHWC shape)."""
-    return {name: resize_mask(mask, shape[1:3]) for name, shape in shapes.items()}
-
-
 def overlay(
     image: np.ndarray, mask: np.ndarray, color=(1.0, 0.15, 0.15), strength: float = 0.5
 ) -> np.ndarray:

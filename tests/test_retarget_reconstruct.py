@@ -1,0 +1,356 @@
+"""Reconstruction loss and L-BFGS on problems with known optima; the API and CLI checks."""
+
+import functools
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import skimage.data
+from flax import nnx
+from PIL import Image
+
+from learned_resize.retarget import __main__ as cli
+from learned_resize.retarget import api, reconstruct, vgg
+
+
+class TinyNet(nnx.Module):
+    """Stand-in for VGG with its interface: linear conv, avg pool, conv + ReLU."""
+
+    def __init__(self, *, rngs):
+        self.conv1_1 = nnx.Conv(3, 6, (3, 3), padding=1, rngs=rngs)
+        self.conv2_1 = nnx.Conv(6, 8, (3, 3), padding=1, rngs=rngs)
+
+    def __call__(self, x, layers):
+        feats = {"conv1_1": self.conv1_1(x)}
+        feats["pool1"] = nnx.avg_pool(feats["conv1_1"], (2, 2), (2, 2))
+        feats["conv2_1"] = jax.nn.relu(self.conv2_1(feats["pool1"]))
+        return {name: feats[name] for name in layers}
+
+
+def _identity_loss(image, aux):
+    """Feature = the image itself, plus optional squared TV: a quadratic in the pixels."""
+    rec = reconstruct.feature_loss({"id": image}, {"id": aux["target"]}, {"id": 1.0})
+    return rec + aux["gamma"] * reconstruct.total_variation(image)
+
+
+def test_total_variation_and_stats_match_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 5, 7, 3)).astype(np.float32)
+    tv = np.mean(np.diff(x, axis=1) ** 2) + np.mean(np.diff(x, axis=2) ** 2)
+    np.testing.assert_allclose(float(reconstruct.total_variation(jnp.asarray(x))), tv, rtol=1e-5)
+    mean, std = np.array([0.4, 0.5, 0.6]), np.array([0.2, 0.25, 0.3])
+    m, s = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
+    ref = np.sum((m - mean) ** 2) + np.sum((s - std) ** 2)
+    got = reconstruct.stats_prior(jnp.asarray(x), jnp.asarray(mean), jnp.asarray(std))
+    np.testing.assert_allclose(float(got), ref, rtol=1e-5)
+
+
+def test_feature_loss_is_energy_normalised_mse():
+    rng = np.random.default_rng(1)
+    f = {k: rng.standard_normal((1, 4, 4, c)).astype(np.float32) for k, c in (("a", 3), ("b", 5))}
+    t = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in f.items()}
+    w = {"a": 0.5, "b": 2.0}
+    ref = sum(w[k] * np.mean((f[k] - t[k]) ** 2) / np.mean(t[k] ** 2) for k in f)
+    got = reconstruct.feature_loss(jax.tree.map(jnp.asarray, f), jax.tree.map(jnp.asarray, t), w)
+    np.testing.assert_allclose(float(got), ref, rtol=1e-5)
+
+
+def test_lbfgs_recovers_the_target_of_identity_features():
+    target = jax.random.uniform(jax.random.key(0), (1, 8, 10, 3), minval=0.1, maxval=0.9)
+    aux = {"target": target, "gamma": jnp.float32(0.0)}
+    image, info = reconstruct.minimize(
+        _identity_loss, jnp.full_like(target, 0.5), aux, iterations=60, chunk=20, log=None
+    )
+    np.testing.assert_allclose(np.asarray(image), np.asarray(target), atol=2e-3)
+    assert info.losses[-1] < 1e-5 * info.losses[0]
+    assert info.evaluations >= info.iterations > 0
+
+
+def test_lbfgs_matches_the_linear_solve_of_a_quadratic_with_tv():
+    # Minimiser of sum|x - t|^2 / (n m2) + g (sum|Dy x|^2 / n_y + sum|Dx x|^2 / n_x),
+    # found by numpy from the normal equations.
+    h, w, c, g = 5, 6, 1, 0.05
+    rng = np.random.default_rng(2)
+    t = rng.uniform(0.2, 0.8, (1, h, w, c)).astype(np.float32)
+    n = h * w * c
+    idx = np.arange(n).reshape(h, w, c)
+    dy = np.zeros(((h - 1) * w * c, n))
+    for k, (a, b) in enumerate(zip(idx[1:].ravel(), idx[:-1].ravel())):
+        dy[k, a], dy[k, b] = 1, -1
+    dx = np.zeros((h * (w - 1) * c, n))
+    for k, (a, b) in enumerate(zip(idx[:, 1:].ravel(), idx[:, :-1].ravel())):
+        dx[k, a], dx[k, b] = 1, -1
+    m2 = np.mean(t.astype(np.float64) ** 2)
+    lhs = np.eye(n) / (n * m2) + g * (dy.T @ dy / len(dy) + dx.T @ dx / len(dx))
+    expected = np.linalg.solve(lhs, t.ravel() / (n * m2)).reshape(t.shape)
+
+    aux = {"target": jnp.asarray(t), "gamma": jnp.float32(g)}
+    image, _ = reconstruct.minimize(
+        _identity_loss, jnp.full_like(t, 0.5), aux, iterations=80, chunk=40, log=None
+    )
+    np.testing.assert_allclose(np.asarray(image), expected, atol=2e-3)
+
+
+def test_pixels_stay_in_range_when_the_target_is_outside():
+    target = jnp.concatenate([jnp.full((1, 4, 4, 3), 1.5), jnp.full((1, 4, 4, 3), -0.5)], 1)
+    aux = {"target": target, "gamma": jnp.float32(0.0)}
+    image, _ = reconstruct.minimize(
+        _identity_loss, jnp.full_like(target, 0.5), aux, iterations=30, chunk=30, log=None
+    )
+    image = np.asarray(image)
+    assert image.min() >= 0.0 and image.max() <= 1.0
+    assert image[:, :4].min() > 0.95 and image[:, 4:].max() < 0.05
+
+
+def test_progress_is_reported_per_chunk(capsys):
+    target = jax.random.uniform(jax.random.key(1), (1, 8, 10, 3), minval=0.1, maxval=0.9)
+    aux = {"target": target, "gamma": jnp.float32(0.0)}
+    _, info = reconstruct.minimize(
+        _identity_loss, jnp.full_like(target, 0.5), aux, iterations=12, chunk=4, label="[t] "
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[2] for line in lines] == ["0/12", "4/12", "8/12", "12/12"]
+    assert len(info.losses) == 4 and all(a >= b for a, b in zip(info.losses, info.losses[1:]))
+
+
+@functools.cache
+def _nets():
+    return TinyNet(rngs=nnx.Rngs(0)), TinyNet(rngs=nnx.Rngs(1))
+
+
+def _numpy_conv(x, kernel, bias):
+    """SAME 3x3 convolution, NHWC x HWIO, in numpy."""
+    p = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = x.shape[1:3]
+    out = sum(
+        np.einsum("nhwi,io->nhwo", p[:, i : i + h, j : j + w], kernel[i, j])
+        for i in range(3)
+        for j in range(3)
+    )
+    return out + bias
+
+
+def test_retarget_loss_matches_numpy_terms():
+    net19, net16 = _nets()
+    rng = np.random.default_rng(3)
+    image = rng.random((1, 8, 6, 3)).astype(np.float32)
+    t_rec = rng.random((1, 8, 6, 6)).astype(np.float32)
+    t_perc = rng.random((1, 4, 3, 6)).astype(np.float32)
+    spec = reconstruct.LossSpec(nnx.graphdef(net19), ("conv1_1",), nnx.graphdef(net16), ("pool1",))
+    aux = dict(
+        rec_params=nnx.state(net19),
+        perc_params=nnx.state(net16),
+        rec_targets={"conv1_1": jnp.asarray(t_rec)},
+        perc_targets={"pool1": jnp.asarray(t_perc)},
+        rec_weights={"conv1_1": 1.0},
+        perc_weights={"pool1": 1.0},
+        alpha=2.0,
+        beta=0.5,
+        gamma=3.0,
+        tv_weight=1.0,
+        stats_weight=0.25,
+        mean=jnp.asarray([0.5, 0.5, 0.5]),
+        std=jnp.asarray([0.2, 0.2, 0.2]),
+    )
+    got = float(jax.jit(reconstruct.retarget_loss, static_argnums=2)(jnp.asarray(image), aux, spec))
+
+    def conv(net, x):
+        return _numpy_conv(
+            x, np.asarray(net.conv1_1.kernel.value), np.asarray(net.conv1_1.bias.value)
+        )
+
+    f19 = conv(net19, image)
+    f16 = conv(net16, image).reshape(1, 4, 2, 3, 2, 6).mean(axis=(2, 4))
+    rec = np.mean((f19 - t_rec) ** 2) / np.mean(t_rec**2)
+    perc = np.mean((f16 - t_perc) ** 2) / np.mean(t_perc**2)
+    tv = np.mean(np.diff(image, axis=1) ** 2) + np.mean(np.diff(image, axis=2) ** 2)
+    m, s = image.mean(axis=(0, 1, 2)), image.std(axis=(0, 1, 2))
+    stats = np.sum((m - 0.5) ** 2) + np.sum((s - 0.2) ** 2)
+    np.testing.assert_allclose(got, 2 * rec + 0.5 * perc + 3 * (tv + 0.25 * stats), rtol=1e-4)
+
+
+@pytest.mark.parametrize("depth", [19])
+def test_loop_friendly_vgg_matches_the_module_and_its_gradient(depth):
+    net = vgg.VGG(depth, rngs=nnx.Rngs(depth))
+    static, params = reconstruct.split_network(net)
+    assert static == depth
+    image = jax.random.uniform(jax.random.key(4), (1, 32, 48, 3))
+    layers = ("conv1_2", "pool2", "conv3_1")
+
+    def energy(features):
+        return sum(jnp.mean(jnp.square(f)) for f in features.values())
+
+    # One jitted call per path (eager VGG compiles every op separately: slow).
+    @jax.jit
+    def ours(x, params):
+        feats = reconstruct.network_features(static, params, x, layers)
+        return feats, jax.grad(
+            lambda y: energy(reconstruct.network_features(static, params, y, layers))
+        )(x)
+
+    graph, state = nnx.split(net)
+
+    @jax.jit
+    def ref(x, state):
+        run = lambda y: nnx.merge(graph, state)(y, layers)
+        return run(x), jax.grad(lambda y: energy(run(y)))(x)
+
+    (f_ours, g_ours), (f_ref, g_ref) = ours(image, params), ref(image, state)
+    for name in layers:
+        np.testing.assert_allclose(f_ours[name], f_ref[name], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(g_ours, g_ref, atol=1e-5 * float(jnp.abs(g_ref).max()))
+
+
+def test_perceptual_input_is_antialiased_scaling():
+    x = jnp.arange(2 * 8 * 12 * 3, dtype=jnp.float32).reshape(2, 8, 12, 3)
+    assert reconstruct.perceptual_input(x, 1.0) is x
+    half = reconstruct.perceptual_input(x, 0.5)
+    ref = jax.image.resize(x, (2, 4, 6, 3), "linear", antialias=True)
+    np.testing.assert_allclose(half, ref)
+
+
+def test_lbfgs_inverts_a_linear_conv_layer():
+    # conv1_1 of TinyNet is linear with more output than input channels, so the only
+    # image reproducing the target's conv features is the target itself.
+    net, _ = _nets()
+    target = jax.random.uniform(jax.random.key(2), (1, 8, 8, 3), minval=0.15, maxval=0.85)
+    spec = reconstruct.LossSpec(nnx.graphdef(net), ("conv1_1",))
+    aux = dict(
+        rec_params=nnx.state(net),
+        rec_targets=net(target, ("conv1_1",)),
+        rec_weights={"conv1_1": 1.0},
+        alpha=1.0,
+        gamma=0.0,
+        tv_weight=0.0,
+        stats_weight=0.0,
+        mean=jnp.zeros(3),
+        std=jnp.zeros(3),
+    )
+    loss = functools.partial(reconstruct.retarget_loss, spec=spec)
+    start = jnp.full_like(target, 0.5)
+    image, _ = reconstruct.minimize(loss, start, aux, iterations=150, chunk=150, log=None)
+    np.testing.assert_allclose(np.asarray(image), np.asarray(target), atol=1e-2)
+
+
+def test_retarget_end_to_end_with_stand_in_networks():
+    net19, net16 = _nets()
+    cfg = api.get_config()
+    cfg.mask.layers = ("conv2_1",)
+    cfg.mask.image_side = 24  # the input's own size
+    cfg.rec_layers = ("conv1_1", "conv2_1")
+    cfg.rec_weights = (1.0, 1.0)
+    cfg.perc_layers = ("pool1",)
+    cfg.plan_stride = 2
+    cfg.scales = (0.5, 1.0)
+    cfg.iterations = (5, 3)
+    image = jax.random.uniform(jax.random.key(3), (16, 24, 3))
+    result = api.retarget_details(image, (16, 18), config=cfg, vgg19=net19, vgg16=net16, log=None)
+    assert result.image.shape == (16, 18, 3)
+    assert 0.0 <= float(result.image.min()) and float(result.image.max()) <= 1.0
+    assert [s.iterations for s in result.solves] == [5, 3]
+    # The optimiser improved on its start at the final scale.
+    assert result.solves[-1].losses[-1] < result.solves[-1].losses[0]
+    assert result.mask.shape == (8, 12)
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [((0, 10), "positive"), ((10, -3), "positive"), ((10, 10_000), "too large"), ("ab", "two")],
+)
+def test_bad_sizes_are_rejected_with_one_sentence(size, message):
+    with pytest.raises(ValueError, match=message):
+        api.check_size(size, (100, 100))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (("384x512", None, None), (512, 384)),
+        (("384x", None, None), (400, 384)),
+        (("x300", None, None), (300, 600)),
+        ((None, 200, None), (400, 200)),
+        ((None, None, 100), (100, 600)),
+        ((None, 200, 100), (100, 200)),
+        ((None, None, None), (400, 450)),
+    ],
+)
+def test_size_flags(flags, expected):
+    assert cli.parse_size(*flags, (400, 600)) == expected
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("384", None, None), "must look like"),
+        (("ax3", None, None), "must look like"),
+        (("x", None, None), "must look like"),
+        (("384x", 10, None), "not both"),
+    ],
+)
+def test_bad_size_flags(flags, message):
+    with pytest.raises(ValueError, match=message):
+        cli.parse_size(*flags, (400, 600))
+
+
+def test_unreadable_files_are_rejected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cli.read_image(str(tmp_path / "missing.jpg"))
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    with pytest.raises(ValueError, match="Cannot read"):
+        cli.read_image(str(junk))
+
+
+def test_cli_checks_size_and_weights_before_working(tmp_path, monkeypatch):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(photo)
+    out = str(tmp_path / "out.png")
+    cfg = api.get_config()
+    with pytest.raises(ValueError, match="positive"):
+        cli.run(str(photo), ("0x20", None, None), out, cfg, False)
+    with pytest.raises(ValueError, match="too large"):
+        cli.run(str(photo), ("100000x", None, None), out, cfg, False)
+    monkeypatch.setenv("LEARNED_RESIZE_CACHE", str(tmp_path / "no_cache"))
+    with pytest.raises(FileNotFoundError, match="--fetch"):
+        cli.run(str(photo), ("20x", None, None), out, cfg, False)
+
+
+def _have_weights() -> bool:
+    from learned_resize.retarget import weights
+
+    try:
+        weights.load_params(19)
+        weights.load_params(16)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_with_real_weights(tmp_path):
+    if not _have_weights():
+        pytest.skip("VGG weight cache missing (python -m learned_resize.retarget.weights --fetch)")
+    photo = tmp_path / "cat.png"
+    Image.fromarray(skimage.data.chelsea()[::4, ::4]).save(photo)  # 113 x 75
+    out = tmp_path / "out.png"
+    cmd = [
+        sys.executable,
+        "-m",
+        "learned_resize.retarget",
+        f"--image={photo}",
+        "--size=80x",
+        f"--out={out}",
+        "--config.iterations=(3, 2)",
+        "--compile_cache=",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (80, 75)
+    assert Image.open(tmp_path / "out_comparison.png").size[1] == 75 + 16
+    assert "total time" in proc.stdout
