@@ -6,11 +6,15 @@ a float NHWC batch to `[N, h, w, C]` and is differentiable with respect to its i
 so it can be trained jointly with the network behind it.
 """
 
+import dataclasses
+import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 FIXED_METHODS = ("bilinear", "bicubic", "lanczos3", "lanczos5", "area", "nearest")
@@ -57,6 +61,10 @@ def resize(
 ) -> jax.Array:
     """Differentiable resize of the two spatial axes of a `[..., H, W, C]` array.
 
+    The same linear map as `jax.image.resize` (whose weights it uses), applied as
+    a few strided slices per axis instead of dense `[out, in]` matrices: see
+    `_resize_axis`.
+
     Args:
       x: floating-point images, spatial axes at positions -3 and -2 (NHWC or HWC).
       output_size: (h, w).
@@ -67,10 +75,130 @@ def resize(
     Returns:
       `[..., h, w, C]` in the dtype of `x`.
     """
-    h, w = _check_output_size(output_size)
+    size = _check_output_size(output_size)
     method = _check_method(method)
-    shape = (*x.shape[:-3], h, w, x.shape[-1])
-    return jax.image.resize(x, shape, method=_JAX_METHODS[method], antialias=antialias)
+    if x.ndim < 3:
+        raise ValueError(f"resize needs [..., H, W, C] images, got shape {tuple(x.shape)}.")
+    return _resize(x, size, method, bool(antialias))
+
+
+# Jitted so that calling it outside jit compiles one program rather than dispatching
+# its slices one by one; inside a jitted caller it is inlined.
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _resize(x: jax.Array, size: tuple[int, int], method: str, antialias: bool) -> jax.Array:
+    for axis, n_out in ((x.ndim - 3, size[0]), (x.ndim - 2, size[1])):
+        x = _resize_axis(x, axis, _axis_plan(x.shape[axis], n_out, method, antialias, x.dtype))
+    return x
+
+
+# A resize along one axis with p input pixels for every q output pixels (p/q in lowest
+# terms) repeats every q outputs: output q*m + r reads the `taps` inputs from
+# offsets[r] + p*m on, with its own weights (they differ near the edges). Applying
+# it as q*taps strided slices costs `taps` multiply-adds per output, where the dense
+# [out, in] matrix that jax.image.resize contracts with costs `in` of them (448 for
+# 448 -> 224, i.e. more FLOPs than the learned resizer's convolutions), and it is
+# elementwise work that XLA fuses into one loop, forward and backward (the
+# transpose of a strided slice is a pad). Ratios that would need more slices than
+# this (e.g. 447 -> 224) use the dense matrix.
+_MAX_SLICES = 48
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _AxisPlan:
+    """How to apply one axis' [n_out, n_in] resampling matrix (see `_resize_axis`)."""
+
+    period_in: int  # p
+    period_out: int  # q
+    count: int  # outputs per residue: n_out // q
+    offsets: tuple[int, ...]  # per residue r: first input read, in padded coordinates
+    taps: int
+    pad: tuple[int, int]
+    weights: np.ndarray  # [q, count, taps]
+    dense: np.ndarray | None  # [n_out, n_in] when the slice form would need too many slices
+
+
+@functools.lru_cache(maxsize=256)
+def _resize_matrix(n_in: int, n_out: int, method: str, antialias: bool, dtype) -> np.ndarray:
+    """The [n_out, n_in] matrix of jax.image.resize along one axis (the resize of I)."""
+    impulses = np.eye(n_in, dtype=dtype)[:, :, None]  # n_in images of one row each
+    with jax.ensure_compile_time_eval():  # concrete even while tracing
+        out = np.asarray(_resize_impulses(impulses, n_out, _JAX_METHODS[method], antialias))
+    return out[:, :, 0].T
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _resize_impulses(impulses, n_out, method, antialias):
+    n_in = impulses.shape[0]
+    return jax.image.resize(impulses, (n_in, n_out, 1), method=method, antialias=antialias)
+
+
+@functools.lru_cache(maxsize=256)
+def _axis_plan(n_in: int, n_out: int, method: str, antialias: bool, dtype) -> _AxisPlan | None:
+    """Plan for resizing one axis from n_in to n_out; None for the identity."""
+    if n_in == n_out:
+        return None  # Every method reproduces its input at the same size.
+    dtype = np.dtype(dtype)
+    if dtype.itemsize < 4:  # bf16/f16 activations: weights as jax casts them.
+        matrix = _resize_matrix(n_in, n_out, method, antialias, np.float32).astype(dtype)
+    else:
+        matrix = _resize_matrix(n_in, n_out, method, antialias, dtype)
+    g = math.gcd(n_in, n_out)
+    p, q = n_in // g, n_out // g
+    nonzero = matrix != 0
+    first = np.where(nonzero.any(1), nonzero.argmax(1), 0)
+    last = np.where(nonzero.any(1), n_in - 1 - nonzero[:, ::-1].argmax(1), 0)
+    shift = p * (np.arange(n_out) // q)  # band start of output q*m + r, minus offsets[r]
+    offsets = [int((first[r::q] - shift[r::q]).min()) for r in range(q)]
+    taps = max(int((last[r::q] - shift[r::q]).max()) - offsets[r] + 1 for r in range(q))
+    if q * taps > _MAX_SLICES:
+        return _AxisPlan(p, q, g, (), 0, (0, 0), np.zeros(0), matrix)
+    pad_lo = max(0, -min(offsets))
+    pad_hi = max(0, max(offsets) + taps + p * (g - 1) - n_in)
+    weights = np.zeros((q, g, taps), matrix.dtype)
+    for r in range(q):
+        for m in range(g):
+            cols = offsets[r] + p * m + np.arange(taps)
+            inside = (cols >= 0) & (cols < n_in)
+            weights[r, m, inside] = matrix[q * m + r, cols[inside]]
+    return _AxisPlan(
+        p, q, g, tuple(o + pad_lo for o in offsets), taps, (pad_lo, pad_hi), weights, None
+    )
+
+
+def _resize_axis(x: jax.Array, axis: int, plan: _AxisPlan | None) -> jax.Array:
+    """Applies `plan` (a resampling matrix) along `axis` of x."""
+    if plan is None:
+        return x
+    if plan.dense is not None:
+        y = jnp.tensordot(
+            x, jnp.asarray(plan.dense, x.dtype), axes=[[axis], [1]], precision="highest"
+        )
+        return jnp.moveaxis(y, -1, axis)
+    p, q, g = plan.period_in, plan.period_out, plan.count
+    pads = [(0, 0)] * x.ndim
+    pads[axis] = plan.pad
+    x = jnp.pad(x, pads)
+    shape = [1] * x.ndim
+    shape[axis] = g
+    residues = []
+    for r in range(q):
+        out = None
+        for t in range(plan.taps):
+            w = plan.weights[r, :, t]
+            if not w.any():
+                continue
+            start = plan.offsets[r] + t
+            rows = jax.lax.slice_in_dim(x, start, start + p * (g - 1) + 1, stride=p, axis=axis)
+            # A constant weight (every row but the edge ones, typically) stays a scalar.
+            w = w[0].item() if (w == w[0]).all() else jnp.asarray(w, x.dtype).reshape(shape)
+            out = rows * w if out is None else out + rows * w
+        if out is None:
+            out = jnp.zeros_like(jax.lax.slice_in_dim(x, 0, g, axis=axis))
+        residues.append(out)
+    if q == 1:
+        return residues[0]
+    y = jnp.stack(residues, axis=axis + 1)  # [..., g, q, ...]: output q*m + r
+    return y.reshape(*x.shape[:axis], g * q, *x.shape[axis + 1 :])
 
 
 class FixedResizer(nnx.Module):
@@ -206,16 +334,143 @@ class LearnedResizer(nnx.Module):
         # precision compute dtype would add noise the CNN branch cannot undo.
         skip = fixed(x)
 
-        y = _leaky_relu(self.head_conv7(x.astype(self.dtype)))
-        y = _leaky_relu(self.head_conv1(y))
-        y = self.head_bn(y, use_running_average=not train)
-        y = fixed(y)
+        # Head at the input resolution, where almost all of the cost is; see
+        # `_head_features` for how it is computed.
+        y = self._head_features(x.astype(self.dtype), train)
 
         z = y
         for block in self.blocks:  # Chained: each block sees the previous block's output.
             z = block(z, train)
         z = self.tail(z, train) + y
-        return self.out_conv(z).astype(x.dtype) + skip
+        return _conv_to_few_channels(self.out_conv, z).astype(x.dtype) + skip
+
+    def _head_features(self, x: jax.Array, train: bool) -> jax.Array:
+        """resize(BN(LReLU(conv1x1(LReLU(conv7x7(x)))))), computed as the same function.
+
+        Two reformulations, exact in real arithmetic, take work off the full
+        resolution, where almost all of the resizer's cost is (bench/resizer.py):
+        - the 1x1 conv is a matmul over channels rather than a convolution;
+        - BN is a per-channel affine map and every FIXED_METHODS resize is a linear
+          map whose weights sum to one per output pixel (tested), so the two
+          commute: the batch statistics are taken at full resolution (one fused
+          reduction), the normalisation and its backward pass run after the
+          resize, on the output's pixels.
+        """
+        y = _leaky_relu(self.head_conv7(x))
+        y = _leaky_relu(_pointwise_conv(self.head_conv1, y))
+        fixed = lambda t: resize(t, self.output_size, self.interpolation, self.antialias)
+        return _batch_norm_after(self.head_bn, y, fixed, train)
+
+
+def _pointwise_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
+    """`conv(x)` for a 1x1, stride-1 nnx.Conv, as a matmul over the channel axis."""
+    kernel = conv.kernel[...]
+    bias = conv.bias[...] if conv.bias is not None else None
+    x, kernel, bias = conv.promote_dtype((x, kernel, bias), dtype=conv.dtype)
+    y = jnp.einsum("...c,cd->...d", x, kernel.reshape(kernel.shape[-2:]), precision=conv.precision)
+    return y if bias is None else y + bias
+
+
+def _conv_to_few_channels(conv: nnx.Conv, x: jax.Array) -> jax.Array:
+    """`conv(x)` for a stride-1 'SAME' nnx.Conv with few output channels (out_conv).
+
+    Same forward convolution; the backward pass is the one of `_same_conv`.
+    """
+    kernel = conv.kernel[...]
+    bias = conv.bias[...] if conv.bias is not None else None
+    x, kernel, bias = conv.promote_dtype((x, kernel, bias), dtype=conv.dtype)
+    y = _same_conv(x, kernel)
+    return y if bias is None else y + bias
+
+
+@jax.custom_vjp
+def _same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 'SAME' convolution of NHWC `x` with an odd HWIO `kernel`.
+
+    The forward pass is XLA's convolution. On CPU the backward pass is
+    `_same_conv_grads_via_patches`, elsewhere XLA's own.
+    """
+    return _conv_nhwc(x, kernel)
+
+
+def _conv_nhwc(x, kernel):
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _same_conv_fwd(x, kernel):
+    return _conv_nhwc(x, kernel), (x, kernel)
+
+
+def _same_conv_bwd(residuals, g):
+    x, kernel = residuals
+    return jax.lax.platform_dependent(
+        x, kernel, g, cpu=_same_conv_grads_via_patches, default=_same_conv_grads_xla
+    )
+
+
+def _same_conv_grads_xla(x, kernel, g):
+    return jax.vjp(_conv_nhwc, x, kernel)[1](g)
+
+
+def _same_conv_grads_via_patches(x, kernel, g):
+    """Both gradients of `_conv_nhwc` from one im2col of the output gradient `g`.
+
+    With few output channels (3 for out_conv) the k*k shifted copies of `g` are a
+    narrow tensor (147 channels), and the gradients are two plain matmuls with
+    it. XLA:CPU otherwise computes the kernel gradient as a convolution over the
+    whole image (16 -> 3 channels over 224x224 for ResNet-50's resizer), the
+    slowest op of the resizer there; bench/resizer.py measures the difference.
+    The tensor costs k*k*c_out/c_in times the memory of `x` (~9x for out_conv).
+    """
+    kh, kw, c_in, c_out = kernel.shape
+    h, w = g.shape[1:3]
+    ph, pw = kh // 2, kw // 2
+    # shifted[..., (i, j, o)] = g[y + ph - i, x + pw - j, o]: the output pixels that
+    # kernel tap (i, j) sends input pixel (y, x) to.
+    padded = jnp.pad(g, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    shifted = jnp.concatenate(
+        [padded[:, kh - 1 - i : kh - 1 - i + h, kw - 1 - j : kw - 1 - j + w]
+         for i in range(kh) for j in range(kw)],
+        axis=-1,
+    )  # fmt: skip
+    taps = jnp.transpose(kernel, (0, 1, 3, 2)).reshape(kh * kw * c_out, c_in)
+    dx = jnp.einsum("nhwp,pc->nhwc", shifted, taps.astype(g.dtype))
+    dk = jnp.einsum("nhwc,nhwp->cp", x.astype(g.dtype), shifted)
+    dk = jnp.transpose(dk.reshape(c_in, kh, kw, c_out), (1, 2, 0, 3))
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_same_conv.defvjp(_same_conv_fwd, _same_conv_bwd)
+
+
+def _batch_norm_after(bn: nnx.BatchNorm, x: jax.Array, linear_map, train: bool) -> jax.Array:
+    """`linear_map(bn(x))` for a channel-wise `linear_map` that preserves constants.
+
+    The statistics (and, in training, the running-average update) are those of
+    `x`, as nnx.BatchNorm computes them; the normalisation is applied to
+    `linear_map(x)` instead, which is the same function when the map commutes with
+    per-channel affine maps (a resize whose weights sum to one per output pixel).
+    """
+    scale, bias = bn.scale[...], bn.bias[...]
+    x, mean, var, scale, bias = bn.promote_dtype(
+        (x, bn.mean[...], bn.var[...], scale, bias), dtype=bn.dtype
+    )
+    if train:
+        # As nnx.BatchNorm (use_fast_variance): float32 or wider, E[x^2] - E[x]^2.
+        stats = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        axes = tuple(range(x.ndim - 1))
+        mean = stats.mean(axes)
+        var = jnp.maximum(0.0, jnp.mean(stats * stats, axes) - mean * mean)
+        momentum = bn.momentum
+        bn.mean[...] = jax.lax.stop_gradient(momentum * bn.mean[...] + (1 - momentum) * mean)
+        bn.var[...] = jax.lax.stop_gradient(momentum * bn.var[...] + (1 - momentum) * var)
+    y = linear_map(x)
+    mul = jax.lax.rsqrt(var + bn.epsilon) * scale
+    y = (y - mean) * mul + bias
+    dtype = jax.dtypes.canonicalize_dtype(bn.dtype) if bn.dtype is not None else y.dtype
+    return y.astype(dtype)
 
 
 def make_resizer(

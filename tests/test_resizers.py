@@ -212,8 +212,7 @@ def _bn(x, bn, train, batch_stats):
     return (x - mean) * jax.lax.rsqrt(var + 1e-5) * bn.scale[...] + bn.bias[...]
 
 
-@nnx.jit(static_argnums=(2, 3))
-def _reference_forward(model, x, train, chained=True):
+def _reference(model, x, train, chained=True):
     """The paper's equations written out with lax.conv on the module's own parameters.
 
     With chained=False every residual block reads y, the bug of a public port.
@@ -233,6 +232,9 @@ def _reference_forward(model, x, train, chained=True):
         z = inp + _bn(_conv(h, block.second.conv), block.second.bn, train, stats)
     z = _bn(_conv(z, model.tail.conv), model.tail.bn, train, stats) + y
     return _conv(z, model.out_conv) + skip, stats
+
+
+_reference_forward = nnx.jit(_reference, static_argnums=(2, 3))
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -347,6 +349,82 @@ def test_gradient_matches_finite_differences_in_float64():
         for index in [(0, 0, 0, 0), (2, 10, 8, 2)]:
             want = central_difference(index, wrt_kernel=False)
             np.testing.assert_allclose(g_x[index], want, rtol=1e-6, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------------
+# The fast formulations against the straightforward ones (bench/resizer.py times them).
+
+# (input, output) sizes: the default config's 28 -> 8 (two residues), integer factors,
+# upscaling with 23 residues (slices for bilinear, the dense matrix for the wider
+# kernels) and 53 -> 26 (dense) next to an axis that keeps its size.
+_RESIZE_PAIRS = [((28, 28), (8, 8)), ((24, 30), (12, 10)), ((10, 13), (23, 31)), ((53, 7), (26, 7))]
+
+
+@pytest.mark.parametrize("method", resizers.FIXED_METHODS)
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resize_and_its_gradient_equal_jax_image_resize(method, antialias):
+    xs = [_images((2, *hw, 3), seed=i) for i, (hw, _) in enumerate(_RESIZE_PAIRS)]
+    gs = [_images((2, *hw, 3), seed=9 + i) for i, (_, hw) in enumerate(_RESIZE_PAIRS)]
+
+    def both(resize_fn):
+        outs, vjps = zip(*(jax.vjp(resize_fn(hw), x) for x, (_, hw) in zip(xs, _RESIZE_PAIRS)))
+        return outs, [vjp(g)[0] for vjp, g in zip(vjps, gs)]
+
+    jax_method = resizers._JAX_METHODS[method]
+    want = jax.jit(lambda: both(lambda hw: lambda x: jax.image.resize(
+        x, (2, *hw, 3), jax_method, antialias=antialias)))()  # fmt: skip
+    got = jax.jit(lambda: both(lambda hw: lambda x: resizers.resize(x, hw, method, antialias)))()
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, atol=_F32_TOL)
+
+
+@pytest.mark.parametrize("method", resizers.FIXED_METHODS)
+def test_resize_weights_sum_to_one(method):
+    # What lets LearnedResizer normalise after the resize instead of before it.
+    for antialias in (True, False):
+        for n_in, n_out in [(28, 8), (10, 23), (53, 26)]:
+            matrix = resizers._resize_matrix(n_in, n_out, method, antialias, np.float32)
+            np.testing.assert_allclose(matrix.sum(1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel_shape", [(7, 7, 4, 3), (3, 5, 2, 1)])
+def test_same_conv_and_both_backward_passes_equal_lax_conv(kernel_shape):
+    x = _images((2, 9, 8, kernel_shape[2]))
+    kernel = _images(kernel_shape, seed=1)
+    g = _images((2, 9, 8, kernel_shape[3]), seed=2)
+    lax_conv = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )  # fmt: skip
+    want = jax.jit(lambda x, k, g: (lax_conv(x, k), jax.vjp(lax_conv, x, k)[1](g)))(x, kernel, g)
+    got = jax.jit(lambda x, k, g: (
+        jax.vjp(resizers._same_conv, x, k)[0],
+        jax.vjp(resizers._same_conv, x, k)[1](g),  # the CPU branch, here
+        resizers._same_conv_grads_xla(x, k, g),  # the other platforms' branch
+    ))(x, kernel, g)  # fmt: skip
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((*want, want[1])), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_gradients_equal_the_reference():
+    graphdef, params, rest = nnx.split(_small_resizer(), nnx.Param, ...)
+    x = _images(_X_SHAPE)
+    w = _images((_X_SHAPE[0], *_SMALL["output_size"], 3), seed=3)
+
+    def loss(forward):
+        def f(params, x):
+            out = forward(nnx.merge(graphdef, params, rest, copy=True), x)
+            return jnp.sum(w * out)
+
+        return jax.jit(jax.grad(f, argnums=(0, 1)))
+
+    got = loss(lambda m, x: m(x, train=True))(params, x)
+    want = loss(lambda m, x: _reference(m, x, True)[0])(params, x)
+    flat_got, flat_want = nnx.to_flat_state(got[0]), nnx.to_flat_state(want[0])
+    for (path, a), (_, b) in zip(flat_got, flat_want, strict=True):
+        a, b = np.asarray(a[...]), np.asarray(b[...])
+        np.testing.assert_allclose(a, b, atol=1e-4 * np.abs(b).max(), err_msg=str(path))
+    np.testing.assert_allclose(got[1], want[1], atol=1e-4 * np.abs(want[1]).max())
 
 
 # ----------------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+r"""LearnedResizer: the straightforward formulation vs the one in resizers.py, in one run.
+
+    python bench/resizer.py                      # both cases below, ~10 min on 2 busy cores
+    python bench/resizer.py --cases=default --repeats=21
+
+Times a jitted forward + backward (gradients of every parameter, BN statistics
+updated, as in a training step) of the same module with the same parameters,
+computed two ways, interleaved (A, B, A, B, ...) so that load on a shared machine
+hits both alike; prints the median of each and their ratio, XLA's FLOP count of
+each compiled step, and the largest difference between their outputs and
+gradients (they compute the same function).
+
+Cases: `default` is configs/default.py's learned stage (batch 128, 28x28x1 -> 8x8);
+`resnet50` is the ImageNet recipe's (batch 8, 448x448x3 -> 224x224). Both use the
+configs' resizer settings (n=16, r=1, bilinear without antialiasing).
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+from learned_resize import resizers
+
+CASES = {
+    # name: (batch, input size, channels, output size)
+    "default": (128, 28, 1, 8),
+    "resnet50": (8, 448, 3, 224),
+}
+
+_CASES = flags.DEFINE_list("cases", list(CASES), f"Cases to run, from {sorted(CASES)}.")
+_REPEATS = flags.DEFINE_integer("repeats", 7, "Timed steps of each formulation (median).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps of each after compiling.")
+_NUM_FILTERS = flags.DEFINE_integer("num_filters", 16, "n.")
+_NUM_RES_BLOCKS = flags.DEFINE_integer("num_res_blocks", 1, "r.")
+_ANTIALIAS = flags.DEFINE_bool("antialias", False, "Antialiased resizes (configs: False).")
+
+
+def naive_forward(model: resizers.LearnedResizer, x: jax.Array, train: bool) -> jax.Array:
+    """The resizer as first written: every layer as its nnx module, BN before the resize."""
+    fixed = lambda t: jax.image.resize(
+        t,
+        (*t.shape[:-3], *model.output_size, t.shape[-1]),
+        resizers._JAX_METHODS[model.interpolation],
+        antialias=model.antialias,
+    )
+    lrelu = lambda t: jax.nn.leaky_relu(t, 0.2)
+    skip = fixed(x)
+    y = lrelu(model.head_conv7(x.astype(model.dtype)))
+    y = lrelu(model.head_conv1(y))
+    y = fixed(model.head_bn(y, use_running_average=not train))
+    z = y
+    for block in model.blocks:
+        z = block(z, train)
+    z = model.tail(z, train) + y
+    return model.out_conv(z).astype(x.dtype) + skip
+
+
+def interleaved_medians(functions, args, repeats, warmup):
+    """Median wall time (s) of each compiled function, calls interleaved round-robin."""
+    for f in functions:
+        for _ in range(warmup):
+            jax.block_until_ready(f(*args))
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for f, t in zip(functions, times):
+            start = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            t.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
+
+
+def train_step_of(forward, graphdef):
+    """(params, stats, rest, x, w) -> (output, parameter gradients, new BN statistics)."""
+
+    def step(params, stats, rest, x, w):
+        def loss(params):
+            model = nnx.merge(graphdef, params, stats, rest, copy=True)
+            out = forward(model, x, True)
+            return jnp.sum(out * w), (out, nnx.state(model, nnx.BatchStat))
+
+        (_, (out, new_stats)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        return out, grads, new_stats
+
+    return jax.jit(step)
+
+
+def run_case(name):
+    batch, size, channels, out = CASES[name]
+    model = resizers.LearnedResizer(
+        (out, out),
+        num_filters=_NUM_FILTERS.value,
+        num_res_blocks=_NUM_RES_BLOCKS.value,
+        antialias=_ANTIALIAS.value,
+        in_channels=channels,
+        rngs=nnx.Rngs(0),
+    )
+    graphdef, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch, size, size, channels)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(batch, out, out, channels)), jnp.float32)
+    args = (params, stats, rest, x, w)
+    new = lambda m, x, train: m(x, train=train)
+    compiled = [train_step_of(f, graphdef).lower(*args).compile() for f in (naive_forward, new)]
+    flops = [c.cost_analysis().get("flops", float("nan")) for c in compiled]
+    (out_a, grads_a, stats_a), (out_b, grads_b, stats_b) = (c(*args) for c in compiled)
+    out_diff = float(jnp.abs(out_a - out_b).max() / jnp.abs(out_a).max())
+    rel = lambda a, b: float(jnp.abs(a - b).max() / jnp.maximum(jnp.abs(a).max(), 1e-30))
+    grad_diff = max(jax.tree.leaves(jax.tree.map(rel, grads_a, grads_b)))
+    stat_diff = max(jax.tree.leaves(jax.tree.map(rel, stats_a, stats_b)))
+    times = interleaved_medians(compiled, args, _REPEATS.value, _WARMUP.value)
+    return dict(
+        case=f"{name}: B={batch} {size}x{size}x{channels} -> {out}x{out}",
+        naive_ms=times[0] * 1e3,
+        new_ms=times[1] * 1e3,
+        speedup=times[0] / times[1],
+        naive_gflop=flops[0] / 1e9,
+        new_gflop=flops[1] / 1e9,
+        max_rel_diff=max(out_diff, grad_diff, stat_diff),
+    )
+
+
+def main(argv):
+    del argv
+    unknown = set(_CASES.value) - set(CASES)
+    if unknown:
+        raise ValueError(f"Unknown --cases {sorted(unknown)}; use some of {sorted(CASES)}.")
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.devices()[0].device_kind}")
+    print(
+        f"fwd+bwd of LearnedResizer (n={_NUM_FILTERS.value}, r={_NUM_RES_BLOCKS.value}), "
+        f"median of {_REPEATS.value} interleaved steps"
+    )
+    header = (
+        f"| {'case':40s} | naive ms | new ms | speedup | naive GFLOP | new GFLOP | max rel diff |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name in _CASES.value:
+        r = run_case(name)
+        print(
+            f"| {r['case']:40s} | {r['naive_ms']:8.1f} | {r['new_ms']:6.1f} | "
+            f"{r['speedup']:6.2f}x | {r['naive_gflop']:11.2f} | {r['new_gflop']:9.2f} | "
+            f"{r['max_rel_diff']:12.1e} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)
