@@ -4,6 +4,7 @@ Submodules load lazily, so importing the package stays cheap:
   vgg      VGG-16/19 feature extractors (`VGG`, `LAYER_STRIDE`).
   weights  ImageNet weights from the local cache (`load_vgg`), `.h5`/safetensors
            loaders, and `python -m learned_resize.retarget.weights --fetch`.
+  api      `retarget(image, size)`, `retarget_details` (CLI: python -m learned_resize.retarget).
 """
 
 import importlib
@@ -13,6 +14,8 @@ _LAZY = {
     "VGG": "vgg",
     "LAYER_STRIDE": "vgg",
     "load_vgg": "weights",
+    "retarget": "api",
+    "retarget_details": "api",
 }
 
 
