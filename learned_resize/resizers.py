@@ -367,7 +367,11 @@ def _pointwise_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     kernel = conv.kernel[...]
     bias = conv.bias[...] if conv.bias is not None else None
     x, kernel, bias = conv.promote_dtype((x, kernel, bias), dtype=conv.dtype)
-    y = jnp.einsum("...c,cd->...d", x, kernel.reshape(kernel.shape[-2:]), precision=conv.precision)
+    kernel = kernel.reshape(kernel.shape[-2:])
+    # A 2-D matmul: XLA:CPU runs it and its gradients faster than the same einsum
+    # over [N, H, W, C] (bench/resizer.py).
+    y = jnp.matmul(x.reshape(-1, x.shape[-1]), kernel, precision=conv.precision)
+    y = y.reshape(*x.shape[:-1], kernel.shape[-1])
     return y if bias is None else y + bias
 
 
@@ -415,30 +419,30 @@ def _same_conv_grads_xla(x, kernel, g):
 
 
 def _same_conv_grads_via_patches(x, kernel, g):
-    """Both gradients of `_conv_nhwc` from one im2col of the output gradient `g`.
+    """Both gradients of `_conv_nhwc` as two matmuls with one im2col of `g`.
 
-    With few output channels (3 for out_conv) the k*k shifted copies of `g` are a
-    narrow tensor (147 channels), and the gradients are two plain matmuls with
-    it. XLA:CPU otherwise computes the kernel gradient as a convolution over the
-    whole image (16 -> 3 channels over 224x224 for ResNet-50's resizer), the
-    slowest op of the resizer there; bench/resizer.py measures the difference.
-    The tensor costs k*k*c_out/c_in times the memory of `x` (~9x for out_conv).
+    With few output channels (3 for out_conv) the k*k shifted copies of the
+    output gradient are a small tensor (147 rows of pixels), laid out channel-
+    major so that each copy is a block copy and the matmuls need no transpose.
+    XLA:CPU otherwise computes the kernel gradient as a convolution over the whole
+    image (16 -> 3 channels over 224x224 for ResNet-50's resizer) at a fraction of
+    its usual speed; bench/resizer.py measures the whole resizer either way. The
+    tensor takes k*k*c_out/c_in times the memory of `x` (~9x for out_conv).
     """
     kh, kw, c_in, c_out = kernel.shape
-    h, w = g.shape[1:3]
+    n, h, w, _ = g.shape
     ph, pw = kh // 2, kw // 2
-    # shifted[..., (i, j, o)] = g[y + ph - i, x + pw - j, o]: the output pixels that
-    # kernel tap (i, j) sends input pixel (y, x) to.
-    padded = jnp.pad(g, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    shifted = jnp.concatenate(
-        [padded[:, kh - 1 - i : kh - 1 - i + h, kw - 1 - j : kw - 1 - j + w]
+    g_t = jnp.pad(jnp.moveaxis(g, -1, 0), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    # shifted[(i, j, o), (b, y, x)] = g[b, y + ph - i, x + pw - j, o]: the output pixels
+    # that kernel tap (i, j) sends input pixel (y, x) to.
+    shifted = jnp.stack(
+        [g_t[:, :, kh - 1 - i : kh - 1 - i + h, kw - 1 - j : kw - 1 - j + w]
          for i in range(kh) for j in range(kw)],
-        axis=-1,
-    )  # fmt: skip
+    ).reshape(kh * kw * c_out, n * h * w)  # fmt: skip
+    dk = shifted @ x.reshape(n * h * w, c_in).astype(g.dtype)  # [(i, j, o), c]
+    dk = jnp.transpose(dk.reshape(kh, kw, c_out, c_in), (0, 1, 3, 2))
     taps = jnp.transpose(kernel, (0, 1, 3, 2)).reshape(kh * kw * c_out, c_in)
-    dx = jnp.einsum("nhwp,pc->nhwc", shifted, taps.astype(g.dtype))
-    dk = jnp.einsum("nhwc,nhwp->cp", x.astype(g.dtype), shifted)
-    dk = jnp.transpose(dk.reshape(c_in, kh, kw, c_out), (1, 2, 0, 3))
+    dx = (shifted.T @ taps.astype(g.dtype)).reshape(x.shape)
     return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
