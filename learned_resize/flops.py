@@ -1,0 +1,402 @@
+r"""Parameters and forward FLOPs per image of every backbone, with and without the resizer.
+
+    python -m learned_resize.flops
+    python -m learned_resize.flops --backbones=densenet121 --input_size=368 --output_size=224
+
+For each backbone, the model the trainer builds (uint8 images -> normalise -> resizer ->
+classifier, eval mode, batch 1, the ImageNet configs' 1000 classes and bfloat16 compute)
+is compiled twice, behind the fixed bilinear resize at `output_size` (the `baseline`
+stage) and behind the learned resizer `input_size` -> `output_size` (the `learned`
+stage), and the FLOPs come from XLA's cost analysis of the compiled program
+(`jax.jit(f).lower(...).compile().cost_analysis()['flops']`). Nothing is allocated: the
+models are built with `nnx.eval_shape` and lowered from shapes.
+
+Two counts are printed because they differ by convention:
+  * XLA's `flops` counts a multiply-add as 2 FLOPs, adds the elementwise work
+    (BatchNorm, activations, normalisation, resizes) and leaves out the taps of a
+    convolution that fall on padding;
+  * `GMACs` are the multiply-adds of the convolutions and dense layers alone (every
+    kernel tap, the usual convention of FLOP counters), counted from the traced program
+    (jaxpr) independently of XLA.
+The paper's "FLOPs" are 2 x multiply-adds, the same convention as XLA's, not
+multiply-adds: DenseNet-121 has 2.83 GMACs at 224 (2 x 2.83 = 5.67, the paper's
+figure), and the n=16, r=1 resizer 448 -> 224 adds 0.988 GMACs (2 x 0.988 = 1.98 =
+7.65 - 5.67). XLA's own counts are a few percent higher (5.81 -> 7.96) for the
+elementwise work.
+
+With `--estimate` (the default) it also prints the training time of each backbone's
+two-stage ImageNet recipe (`learned_resize.imagenet_recipe`) on a TPU v4-8 and on
+8 A100s, estimated as 3 x XLA forward FLOPs per training image (forward + backward),
+epochs x 1,281,167 images, at 40-50% model FLOPs utilisation (MFU) of the chips'
+dense bf16 peak (v4: 275 TFLOP/s per chip, 4 chips in a v4-8; A100: 312 TFLOP/s).
+Evaluation passes (forward only, 50k images) add about 1% and are left out. These
+are compute-bound lower bounds: convnets rarely reach 40% MFU (NVIDIA's published
+8 x A100 mixed-precision ResNet-50 v1.5 throughput, 16,621 images/s in
+DeepLearningExamples/PyTorch, is 16% MFU by this count, about 3 h for 90 epochs);
+depthwise convolutions (MobileNet-v2, EfficientNet) and the resizer's 3-channel 7x7
+convolutions use the matrix units poorly; and the input pipeline must decode and
+crop that many JPEGs per second. Pass `--mfu=0.15,0.25` for a cautious range.
+"""
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import app, flags
+from flax import nnx
+
+from learned_resize import imagenet_recipe, models, resizers
+from learned_resize.models import resized
+
+# The backbones of the paper (and EfficientNet-B0, which it mentions), plus ResNet-18.
+DEFAULT_BACKBONES = (
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "inception_v2",
+    "mobilenet_v2",
+    "efficientnet_b0",
+)
+
+# The paper's reported DenseNet-121 forward cost (GFLOPs) at 224, and with the learned
+# resizer 448 -> 224.
+PAPER_DENSENET121_GFLOPS = (5.67, 7.65)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accelerator:
+    name: str
+    chips: int
+    peak_tflops: float  # dense bf16 per chip
+
+
+ACCELERATORS = (
+    Accelerator("TPU v4-8", 4, 275.0),
+    Accelerator("8x A100", 8, 312.0),
+)
+MFU_RANGE = (0.4, 0.5)
+TRAIN_FLOPS_PER_FORWARD = 3.0  # backward ~ 2x forward
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """Forward cost of one image."""
+
+    params: int  # trainable parameters (nnx.Param)
+    flops: float  # XLA cost analysis of the compiled forward pass
+    macs: float  # multiply-adds of convolutions and dense layers, from the jaxpr
+    resize_macs: float  # multiply-adds of jax.image.resize's dense weight products
+
+
+# --------------------------------------------------------------------------- counting
+
+
+def xla_flops(fn, *args) -> float:
+    """FLOPs of `jax.jit(fn)(*args)` per XLA's cost analysis (args may be ShapeDtypeStructs)."""
+    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per program.
+        analysis = analysis[0]
+    return float(analysis["flops"])
+
+
+def _sub_jaxprs(value):
+    if isinstance(value, jax.extend.core.ClosedJaxpr):
+        yield value.jaxpr
+    elif isinstance(value, jax.extend.core.Jaxpr):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _sub_jaxprs(v)
+
+
+def _eqn_macs(eqn) -> float:
+    name = eqn.primitive.name
+    if name == "conv_general_dilated":
+        out = eqn.outvars[0].aval
+        rhs = eqn.invars[1].aval
+        out_features = rhs.shape[eqn.params["dimension_numbers"].rhs_spec[0]]
+        # Each output value sums kernel_h * kernel_w * (in_features / groups) products
+        # (padding included, the usual convention; XLA's count leaves padded taps out).
+        return math.prod(out.shape) * math.prod(rhs.shape) / out_features
+    if name == "dot_general":
+        (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval
+        depth = math.prod(lhs.shape[d] for d in lhs_contract)
+        return math.prod(eqn.outvars[0].aval.shape) * depth
+    return 0.0
+
+
+def _jaxpr_macs(jaxpr, in_resize: bool = False) -> tuple[float, float]:
+    layers = resize = 0.0
+    for eqn in jaxpr.eqns:
+        macs = _eqn_macs(eqn)
+        if in_resize:
+            resize += macs
+        else:
+            layers += macs
+        # jax.image.resize runs inside a jit named `_resize`: its products are the resize's.
+        inner = in_resize or eqn.params.get("name") in _RESIZE_FUNCTIONS
+        for value in eqn.params.values():
+            for sub in _sub_jaxprs(value):
+                sub_layers, sub_resize = _jaxpr_macs(sub, inner)
+                layers += sub_layers
+                resize += sub_resize
+    return layers, resize
+
+
+# Names of the jitted functions that implement jax.image.resize / scale_and_translate.
+_RESIZE_FUNCTIONS = ("_resize", "_scale_and_translate", "scale_and_translate")
+
+
+def conv_dense_macs(fn, *args) -> tuple[float, float]:
+    """Multiply-adds of `fn(*args)`: (convolutions and dense layers, the resizes' products).
+
+    `jax.image.resize` computes each axis as a product with a dense [in, out] weight
+    matrix, so it costs `in` multiply-adds per output value and axis; it is counted
+    apart from the layers because the usual FLOP counters (and the paper) leave it out.
+    """
+    return _jaxpr_macs(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def module_cost(
+    build, input_shape: Sequence[int], input_dtype=jnp.float32, use_xla: bool = True
+) -> Cost:
+    """Forward cost per image of the module `build()` in eval mode, without allocating it.
+
+    Args:
+      build: a function returning an nnx.Module whose `__call__(x, train)` is measured.
+      input_shape: [1, H, W, C] (batch 1, so the counts are per image).
+      input_dtype: dtype of the input.
+      use_xla: False skips XLA (flops = nan): tracing alone gives params and GMACs.
+
+    Returns:
+      A `Cost`.
+    """
+    graphdef, state = nnx.split(nnx.eval_shape(build))
+
+    def forward(state, x):
+        return nnx.merge(graphdef, state)(x, train=False)
+
+    params = sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(state, nnx.Param)))
+    x = jax.ShapeDtypeStruct(tuple(input_shape), input_dtype)
+    flops = xla_flops(forward, state, x) if use_xla else math.nan
+    return Cost(params, flops, *conv_dense_macs(forward, state, x))
+
+
+# --------------------------------------------------------------------------- the models
+
+
+def stage_config(
+    backbone: str,
+    input_size: int,
+    output_size: int,
+    learned: bool,
+    num_filters: int = 16,
+    num_res_blocks: int = 1,
+    dtype: str = "bfloat16",
+) -> ml_collections.ConfigDict:
+    """The ImageNet recipe's model for one stage: bilinear (baseline) or learned."""
+    config = imagenet_recipe.imagenet_config(backbone, image_size=output_size)
+    config.model.dtype = dtype
+    config.resizer.output_size = (output_size, output_size)
+    if learned:
+        config.input_size = (input_size, input_size)
+        config.resizer.kind = "learned"
+        config.resizer.num_filters = num_filters
+        config.resizer.num_res_blocks = num_res_blocks
+    return config
+
+
+def model_cost(config: ml_collections.ConfigDict, use_xla: bool = True) -> Cost:
+    """Forward cost per image of the trainer's model (uint8 images in) for `config`."""
+    h, w = config.input_size
+    return module_cost(
+        lambda: resized.build_model(config, rngs=nnx.Rngs(0)),
+        (1, h, w, config.data.channels),
+        jnp.uint8,
+        use_xla,
+    )
+
+
+def resizer_cost(input_size: int, output_size: int, num_filters=16, num_res_blocks=1) -> Cost:
+    """Forward cost per image of the learned resizer alone (float32 input)."""
+    return module_cost(
+        lambda: resizers.LearnedResizer(
+            (output_size, output_size),
+            num_filters=num_filters,
+            num_res_blocks=num_res_blocks,
+            antialias=False,  # the configs' setting
+            rngs=nnx.Rngs(0),
+        ),
+        (1, input_size, input_size, 3),
+    )
+
+
+def backbone_costs(backbone: str, input_size: int, output_size: int, **resizer) -> dict:
+    """{'bilinear': Cost, 'learned': Cost} of the two stages' models for `backbone`."""
+    return {
+        kind: model_cost(
+            stage_config(backbone, input_size, output_size, kind == "learned", **resizer)
+        )
+        for kind in ("bilinear", "learned")
+    }
+
+
+# --------------------------------------------------------------------------- estimates
+
+
+def train_hours(forward_gflops: float, epochs: float, accelerator: Accelerator, mfu: float):
+    """Hours to train `epochs` ImageNet epochs at `mfu` of the accelerator's bf16 peak."""
+    flops = (
+        TRAIN_FLOPS_PER_FORWARD * forward_gflops * 1e9 * epochs * imagenet_recipe.NUM_TRAIN_IMAGES
+    )
+    return flops / (accelerator.chips * accelerator.peak_tflops * 1e12 * mfu) / 3600
+
+
+def _duration(hours: float) -> str:
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def _duration_range(forward_gflops, epochs, accelerator, mfu_range) -> str:
+    fast, slow = (train_hours(forward_gflops, epochs, accelerator, m) for m in mfu_range[::-1])
+    if slow < 1:
+        return f"{fast * 60:.0f}-{slow * 60:.0f} min"
+    return f"{fast:.1f}-{slow:.1f} h"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def cost_table(costs: dict, resizer: Cost, input_size: int, output_size: int) -> str:
+    """Markdown table of `{backbone: backbone_costs(...)}`, then the learned resizer alone.
+
+    Columns: parameters; XLA GFLOPs and layer GMACs behind the fixed bilinear resize;
+    the same behind the learned resizer; the overhead in XLA FLOPs and in the paper's
+    convention (2 x layer GMACs). A `resize GMACs` column is added when the fixed
+    resizes are computed as matrix products (jax.image.resize).
+    """
+    b, s = f"bilinear {output_size}", f"learned {input_size}->{output_size}"
+    show_resize = resizer.resize_macs > 0 or any(
+        c[k].resize_macs > 0 for c in costs.values() for k in c
+    )
+    head = [
+        "backbone", "params", f"{b} GFLOPs", f"{b} GMACs", f"{s} params", f"{s} GFLOPs",
+        f"{s} GMACs", *(["resize GMACs"] if show_resize else []), "overhead GFLOPs (XLA)",
+        "overhead 2xGMACs",
+    ]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    g = lambda x: f"{x / 1e9:.2f}"
+    for name, c in costs.items():
+        base, learned = c["bilinear"], c["learned"]
+        extra = learned.flops - base.flops
+        extra_macs = 2 * (learned.macs - base.macs)
+        cells = [
+            name, f"{base.params:,}", g(base.flops), g(base.macs), f"{learned.params:,}",
+            g(learned.flops), g(learned.macs), *([g(learned.resize_macs)] if show_resize else []),
+            f"+{g(extra)} (+{100 * extra / base.flops:.0f}%)",
+            f"+{g(extra_macs)} (+{100 * extra_macs / (2 * base.macs):.0f}%)",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = [
+        "learned resizer alone (f32 in)", "", "", "", f"{resizer.params:,}", g(resizer.flops),
+        g(resizer.macs), *([g(resizer.resize_macs)] if show_resize else []), "", "",
+    ]  # fmt: skip
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def estimate_table(
+    costs: dict, baseline_epochs: float, learned_epochs: float, mfu_range=MFU_RANGE
+) -> str:
+    """Markdown table of estimated training time per backbone, stage and accelerator."""
+    heads = [f"{a.name} {stage}" for a in ACCELERATORS for stage in ("baseline", "learned")]
+    lines = ["| backbone | " + " | ".join(heads) + " |", "|---" + "|---:" * len(heads) + "|"]
+    for name, c in costs.items():
+        cells = []
+        for a in ACCELERATORS:
+            for kind, epochs in (("bilinear", baseline_epochs), ("learned", learned_epochs)):
+                cells.append(_duration_range(c[kind].flops / 1e9, epochs, a, mfu_range))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paper_comparison(costs: dict) -> str | None:
+    """One paragraph setting the DenseNet-121 counts beside the paper's, if measured."""
+    if "densenet121" not in costs:
+        return None
+    c = costs["densenet121"]
+    xla = (c["bilinear"].flops / 1e9, c["learned"].flops / 1e9)
+    twice = (2 * c["bilinear"].macs / 1e9, 2 * c["learned"].macs / 1e9)
+    paper = PAPER_DENSENET121_GFLOPS
+    return (
+        f"DenseNet-121 vs the paper: paper {paper[0]:.2f} -> {paper[1]:.2f} GFLOPs; "
+        f"2 x layer GMACs here {twice[0]:.2f} -> {twice[1]:.2f}; XLA {xla[0]:.2f} -> "
+        f"{xla[1]:.2f}. The paper's 'FLOPs' are 2 x multiply-adds of the conv/dense layers "
+        "(XLA's convention too); XLA also counts elementwise work (BN, activations), leaves "
+        "padded conv taps out, and includes the dense-matrix products jax.image.resize "
+        "uses for the fixed resizes (the resize GMACs column)."
+    )
+
+
+# --------------------------------------------------------------------------- CLI
+
+_BACKBONES = flags.DEFINE_list("backbones", list(DEFAULT_BACKBONES), "Classifiers to measure.")
+_INPUT_SIZE = flags.DEFINE_integer("input_size", 448, "The learned resizer's input (square).")
+_OUTPUT_SIZE = flags.DEFINE_integer("output_size", 224, "The classifier's input (square).")
+_NUM_FILTERS = flags.DEFINE_integer("num_filters", 16, "The learned resizer's n.")
+_NUM_RES_BLOCKS = flags.DEFINE_integer("num_res_blocks", 1, "The learned resizer's r.")
+_ESTIMATE = flags.DEFINE_bool("estimate", True, "Also print the ImageNet training-time table.")
+_MFU = flags.DEFINE_list(
+    "mfu", [str(m) for m in MFU_RANGE], "Range of model FLOPs utilisation for the estimate."
+)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    unknown = sorted(set(_BACKBONES.value) - set(models.available_classifiers()))
+    if unknown:
+        raise app.UsageError(
+            f"Unknown --backbones {unknown}; choose from {models.available_classifiers()}."
+        )
+    too_small = [b for b in _BACKBONES.value if _OUTPUT_SIZE.value < models.MIN_INPUT_SIZE[b]]
+    if too_small:
+        raise app.UsageError(
+            f"--output_size={_OUTPUT_SIZE.value} is below the minimum input of {too_small}."
+        )
+    sizes = dict(input_size=_INPUT_SIZE.value, output_size=_OUTPUT_SIZE.value)
+    resizer = dict(num_filters=_NUM_FILTERS.value, num_res_blocks=_NUM_RES_BLOCKS.value)
+    costs = {}
+    for name in _BACKBONES.value:
+        print(f"compiling {name} ...", flush=True)
+        costs[name] = backbone_costs(name, **sizes, **resizer)
+    alone = resizer_cost(**sizes, **resizer)
+    print(
+        f"\nForward cost per image (eval mode, batch 1, bf16 compute, 1000 classes; XLA "
+        f"cost analysis on {jax.devices()[0].platform}):\n"
+    )
+    print(cost_table(costs, alone, **sizes))
+    note = paper_comparison(costs)
+    if note:
+        print("\n" + note)
+    if _ESTIMATE.value:
+        defaults = imagenet_recipe.imagenet_config("resnet50")
+        epochs = (defaults.num_epochs, defaults.stages.learned.num_epochs)
+        mfu = sorted(float(m) for m in _MFU.value)
+        mfu = (mfu[0], mfu[-1])
+        peaks = ", ".join(f"{a.name} {a.chips} x {a.peak_tflops:g} TFLOP/s" for a in ACCELERATORS)
+        print(
+            f"\nEstimated ImageNet training time: baseline {epochs[0]:g} epochs at "
+            f"{sizes['output_size']}, learned {epochs[1]:g} epochs at {sizes['input_size']}"
+            f"->{sizes['output_size']}; {TRAIN_FLOPS_PER_FORWARD:g} x XLA forward FLOPs per "
+            f"image, {imagenet_recipe.NUM_TRAIN_IMAGES:,} images per epoch, "
+            f"{mfu[1]:.0%}-{mfu[0]:.0%} of the bf16 peak ({peaks}):\n"
+        )
+        print(estimate_table(costs, *epochs, mfu_range=mfu))
+
+
+if __name__ == "__main__":
+    app.run(main)

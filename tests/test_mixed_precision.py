@@ -1,0 +1,161 @@
+"""Mixed precision: config.model.dtype='bfloat16' computes in bf16, keeps f32 params and BN stats.
+
+The learned resizer + ResNet-18 take one Trainer step in float32 and in bfloat16
+from the same initial parameters and batch. The bf16 step must really run its
+convolutions in bf16 (read from the traced program), leave every parameter, BN
+statistic and optimiser leaf in float32, and agree with the f32 step to bf16
+accuracy.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType
+
+from learned_resize import config_lib, imagenet_recipe, parallel, train
+
+BATCH = 32
+
+
+def _config(dtype):
+    config = imagenet_recipe.imagenet_config("resnet18")
+    config.input_size = (48, 48)
+    config.resizer.kind = "learned"
+    config.resizer.output_size = (32, 32)
+    config.data.num_classes = 10
+    config.model.dtype = dtype
+    config.batch_size = BATCH
+    config.optim.reference_batch_size = BATCH
+    config.optim.warmup_epochs = 0.0
+    config_lib.validate_config(config)
+    return config
+
+
+def _batch():
+    """Smooth images (a random colour ramp per image) with noise: like photos, not static."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0.0, 1.0, 48)
+    images = []
+    for _ in range(BATCH):
+        a, b, c = rng.uniform(0, 255, (3, 3))
+        image = a * ramp[:, None, None] + b * ramp[None, :, None] + c * 0.3
+        images.append(image / 2 + rng.normal(0, 8, (48, 48, 3)))
+    return {
+        "image": np.clip(images, 0, 255).astype(np.uint8),
+        "label": rng.integers(0, 10, BATCH).astype(np.int32),
+        "skipped": np.zeros(BATCH, np.int32),
+    }
+
+
+def _conv_input_dtypes(trainer, state, batch, rest) -> list:
+    """dtypes of the image operand of every convolution in the traced train step."""
+    dtypes = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                dtypes.append(eqn.invars[0].aval.dtype)
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (list, tuple)) else [value]:
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        walk(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        walk(sub)
+
+    walk(jax.make_jaxpr(trainer._train_step)(state, batch, rest).jaxpr)
+    return dtypes
+
+
+# bf16's unit roundoff: 8 significant bits.
+BF16_ROUNDOFF = 2.0**-8
+
+
+def _perturbed(params):
+    """params times (1 + BF16_ROUNDOFF * N(0, 1)), elementwise."""
+    rng = np.random.default_rng(1)
+    noise = lambda x: x * (1 + BF16_ROUNDOFF * rng.standard_normal(x.shape))
+    return jax.tree.map(lambda x: noise(x).astype(x.dtype), params)
+
+
+@pytest.fixture(scope="module")
+def steps():
+    """{dtype: (initial state, state after one step, metrics, conv input dtypes)}.
+
+    Also 'perturbed': the float32 step taken from the initial parameters times
+    (1 + BF16_ROUNDOFF * N(0, 1)), the yardstick for how far bf16 may drift.
+    """
+    # One device: this test is about numerics, and a 1-device program compiles faster.
+    mesh = jax.make_mesh(
+        (1,), (parallel.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
+    )
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        trainer = train.Trainer(_config(dtype), mesh, steps_per_epoch=10)
+        state, rest = trainer.init(jax.random.key(0))
+        batch = parallel.global_batch(_batch(), mesh)
+        convs = _conv_input_dtypes(trainer, state, batch, rest)
+        before = jax.device_get(state)
+        new_state, metrics = trainer.train_step(state, batch, rest)
+        out[dtype] = (before, jax.device_get(new_state), jax.device_get(metrics), convs)
+        if dtype == "float32":  # same compiled step, noisy parameters
+            noisy = dict(before, params=_perturbed(before["params"]))
+            new_state, metrics = trainer.train_step(noisy, batch, rest)
+            out["perturbed"] = (noisy, jax.device_get(new_state), jax.device_get(metrics), None)
+    return out
+
+
+def test_bf16_step_computes_in_bf16(steps):
+    f32_convs, bf16_convs = steps["float32"][3], steps["bfloat16"][3]
+    assert f32_convs and set(f32_convs) == {jnp.dtype(jnp.float32)}
+    # Forward and backward: every convolution of the resizer and of ResNet-18 in bf16.
+    assert len(bf16_convs) == len(f32_convs)
+    assert set(bf16_convs) == {jnp.dtype(jnp.bfloat16)}
+
+
+def test_bf16_keeps_f32_params_stats_and_optimizer_state(steps):
+    before, after, _, _ = steps["bfloat16"]
+    # The same initial parameters as the f32 run: the comparison below is like for like.
+    jax.tree.map(np.testing.assert_array_equal, before["params"], steps["float32"][0]["params"])
+    for key in ("params", "batch_stats", "opt_state"):
+        leaves = [x for x in jax.tree.leaves(after[key]) if np.issubdtype(x.dtype, np.floating)]
+        assert leaves and {x.dtype for x in leaves} == {np.dtype(np.float32)}, key
+    # BN statistics moved in bf16 training too (they are accumulated in f32).
+    moved = jax.tree.map(
+        lambda a, b: float(np.max(np.abs(a - b))), before["batch_stats"], after["batch_stats"]
+    )
+    assert min(jax.tree.leaves(moved)) > 0
+
+
+def _update(before, after, part=None):
+    """The parameter update of one step, flattened (optionally of one leaf path)."""
+    b, a = train._leaves_by_path(before["params"]), train._leaves_by_path(after["params"])
+    keys = [k for k in b if part is None or k == part]
+    return np.concatenate([(np.asarray(a[k], np.float64) - b[k]).ravel() for k in keys])
+
+
+def _cosine(u, v):
+    return float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+
+
+def test_bf16_loss_and_update_match_f32(steps):
+    before, f32_after, f32_metrics, _ = steps["float32"]
+    _, bf16_after, bf16_metrics, _ = steps["bfloat16"]
+    loss32, loss16 = float(f32_metrics["loss"]), float(bf16_metrics["loss"])
+    assert np.isfinite(loss16)
+    assert abs(loss16 - loss32) <= 0.02 * loss32
+    g32, g16 = float(f32_metrics["grad_norm"]), float(bf16_metrics["grad_norm"])
+    assert abs(g16 - g32) <= 0.05 * g32
+
+    d32, d16 = _update(before, f32_after), _update(before, bf16_after)
+    # The last layer's update is well conditioned: bf16 must match it closely.
+    fc = "classifier/fc/kernel"
+    assert _cosine(_update(before, f32_after, fc), _update(before, bf16_after, fc)) > 0.99
+    # The whole update of a freshly initialised deep net is not: BatchNorm over a
+    # small batch amplifies tiny input changes (parameters perturbed by bf16's
+    # roundoff already turn the float32 update noticeably: the yardstick below). bf16 compute,
+    # which rounds every activation as well, may turn it at most twice as far.
+    noisy, noisy_after, _, _ = steps["perturbed"]
+    yardstick = 1.0 - _cosine(d32, _update(noisy, noisy_after))
+    assert 0.0 < yardstick < 0.5
+    assert 1.0 - _cosine(d32, d16) <= 2.0 * yardstick, (_cosine(d32, d16), yardstick)
