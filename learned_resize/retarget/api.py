@@ -412,6 +412,7 @@ _LABELS = {
     "uniform": "uniform scaling",
     "crop": "center crop",
     "seam_carving": "pixel seam carving",
+    "seam_carving+mask": "pixel seams + mask",
     "ours": "ours (deep features)",
     "mask": "importance mask",
 }
