@@ -9,4 +9,6 @@ echo "== ruff"
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
 echo "== pytest"
-"$PYTHON" -m pytest -q --durations=15 "$@"
+# Two pytest-xdist workers: compiling dominates the suite and is mostly single-threaded,
+# so 2 workers on this project's 2-core reference machine take ~60% of one worker's time.
+"$PYTHON" -m pytest -q -n "${PYTEST_WORKERS:-2}" --durations=15 "$@"

@@ -1,9 +1,24 @@
-"""Test setup: 8 simulated CPU devices, set before JAX initialises its backend."""
+"""Test setup: 8 simulated CPU devices, set before JAX initialises its backend.
 
+Compiling is most of the suite's time, and many tests (and the subprocesses they
+start: resumed runs, multi-process runs, CLIs) compile the same programs, so the
+whole session shares one persistent XLA compilation cache in a temporary directory
+(inherited by subprocesses through the environment). It never outlives the session.
+"""
+
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache_dir = tempfile.mkdtemp(prefix="learned_resize_test_xla_cache_")
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 import jax  # noqa: E402
 

@@ -9,8 +9,8 @@ a 1-device mesh (a replicated state on 8 simulated devices does every update 8
 times; test_train.py covers the sharded step), an `unsafe_rbg` PRNG key for the
 initial state (its init program compiles about a third faster than threefry's;
 the weaker split/fold_in guarantees do not matter here), and the Trainer's own
-jitted step compiled at XLA:CPU's backend optimisation level 0 (about half the
-compile time of a step that runs once).
+jitted init and step compiled at XLA:CPU's backend optimisation level 0 (about half
+the compile time of a program that runs once).
 """
 
 import io
@@ -86,7 +86,8 @@ def _one_step(model_name, records):
         (1,), (parallel.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
     )
     trainer = train.Trainer(config, mesh, steps_per_epoch=2)
-    state, rest = trainer.init(jax.random.key(0, impl="unsafe_rbg"))
+    key = jax.random.key(0, impl="unsafe_rbg")
+    state, rest = trainer.init.lower(key).compile(compiler_options=FAST_COMPILE)(key)
     before = jax.device_get(state)  # the step donates `state`
 
     def logits_shape(state, images):

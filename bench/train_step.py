@@ -1,0 +1,184 @@
+r"""Training-step cost of the learned resizer next to its FLOP cost, per backbone.
+
+    python bench/train_step.py --backbones=resnet50            # the issue's goal case
+    python bench/train_step.py                                 # the paper's backbones
+    python bench/train_step.py --backbones=small_cnn --channels=1 --num_classes=10 \
+        --batch=128 --fixed_input=28 --learned_input=28 --output=8   # configs/default.py
+
+For each backbone it builds the trainer's real step (`train.Trainer.train_step`:
+uint8 batch -> normalise -> resizer -> backbone -> loss -> grads -> SGD update,
+state donated) twice: behind the fixed bilinear resizer fed `--fixed_input`
+images (224 -> 224 by default, i.e. the standard pipeline, where the resize is
+the identity) and behind the learned resizer fed `--learned_input` images
+(448 -> 224). The two steps run interleaved (A, B, A, B, ...) so that load on a
+shared machine hits both alike; the table shows the median step time of each,
+images/s, XLA's memory estimate of the compiled step, XLA's forward FLOPs per
+image, and the learned resizer's time and FLOP overheads over the fixed one with
+their ratio (time overhead / FLOP overhead; 1.0 means the resizer's FLOPs cost
+as much time as the backbone's). Works unchanged on CPU, GPU and TPU (the batch
+is split over every device; it must be divisible by the device count).
+"""
+
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+from learned_resize import config_lib, models, parallel, train
+
+# The paper's classifiers, plus ResNet-18 (`models.available_classifiers()` has more).
+PAPER_BACKBONES = (
+    "resnet18", "resnet50", "densenet121", "inception_v2", "mobilenet_v2", "efficientnet_b0",
+)  # fmt: skip
+_BACKBONES = flags.DEFINE_list(
+    "backbones", list(PAPER_BACKBONES), "Backbones to measure (names from the model registry)."
+)
+_BATCH = flags.DEFINE_integer("batch", 8, "Global batch size.")
+_FIXED_INPUT = flags.DEFINE_integer("fixed_input", 224, "Input size of the fixed-resizer step.")
+_LEARNED_INPUT = flags.DEFINE_integer("learned_input", 448, "Input size of the learned step.")
+_OUTPUT = flags.DEFINE_integer("output", 224, "Resizer output size = backbone input size.")
+_CHANNELS = flags.DEFINE_integer("channels", 3, "Image channels.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classes of the backbone's head.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps of each variant (median).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps of each variant after compiling.")
+
+
+def make_config(backbone: str, resizer_kind: str, input_size: int):
+    """A complete trainer config for one variant (no data is read)."""
+    config = config_lib.base_config()
+    config.data.channels = _CHANNELS.value
+    config.data.num_classes = _NUM_CLASSES.value
+    config.data.mean = (0.5,) * _CHANNELS.value
+    config.data.std = (0.25,) * _CHANNELS.value
+    config.input_size = (input_size, input_size)
+    config.resizer.kind = resizer_kind
+    config.resizer.output_size = (_OUTPUT.value, _OUTPUT.value)
+    config.model.name = backbone
+    config.model.dtype = _DTYPE.value
+    config.batch_size = _BATCH.value
+    config.num_train_steps = 1000
+    config.optim.weight_decay = 1e-4
+    return config
+
+
+class Variant:
+    """One compiled training step with its own state and a fixed random batch."""
+
+    def __init__(self, config, mesh, seed: int):
+        trainer = train.Trainer(config, mesh, steps_per_epoch=100)
+        self.state, self.rest = trainer.init(jax.random.key(0))
+        size = tuple(config.input_size)
+        rng = np.random.default_rng(seed)
+        batch = {
+            "image": rng.integers(0, 256, (config.batch_size, *size, _CHANNELS.value), np.uint8),
+            "label": rng.integers(0, config.data.num_classes, config.batch_size, np.int32),
+            "skipped": np.zeros(config.batch_size, np.int32),
+        }
+        self.batch = parallel.global_batch(batch, mesh)
+        self.step = trainer.train_step.lower(self.state, self.batch, self.rest).compile()
+        memory = self.step.memory_analysis()
+        self.memory_bytes = (
+            memory.argument_size_in_bytes
+            + memory.output_size_in_bytes
+            - memory.alias_size_in_bytes
+            + memory.temp_size_in_bytes
+        )
+
+        def forward(params, stats, rest, images):
+            model = nnx.merge(trainer.graphdef, params, stats, rest)
+            return model(images, train=False)
+
+        forward_cost = (
+            jax.jit(forward)
+            .lower(self.state["params"], self.state["batch_stats"], self.rest, self.batch["image"])
+            .compile()
+            .cost_analysis()
+        )
+        self.forward_flops = forward_cost.get("flops", float("nan")) / config.batch_size
+
+    def run(self):
+        self.state, metrics = self.step(self.state, self.batch, self.rest)
+        jax.block_until_ready(metrics["loss"])
+
+
+def measure(backbone: str, mesh) -> dict:
+    fixed = Variant(make_config(backbone, "bilinear", _FIXED_INPUT.value), mesh, seed=0)
+    learned = Variant(make_config(backbone, "learned", _LEARNED_INPUT.value), mesh, seed=1)
+    variants = (fixed, learned)
+    for variant in variants:
+        for _ in range(_WARMUP.value):
+            variant.run()
+    times = [[], []]
+    for _ in range(_REPEATS.value):
+        for variant, samples in zip(variants, times):
+            start = time.perf_counter()
+            variant.run()
+            samples.append(time.perf_counter() - start)
+    t_fixed, t_learned = (float(np.median(t)) for t in times)
+    time_overhead = t_learned / t_fixed - 1
+    flop_overhead = learned.forward_flops / fixed.forward_flops - 1
+    return {
+        "backbone": backbone,
+        "ms": (t_fixed * 1e3, t_learned * 1e3),
+        "images_per_s": (_BATCH.value / t_fixed, _BATCH.value / t_learned),
+        "memory_mb": (fixed.memory_bytes / 1e6, learned.memory_bytes / 1e6),
+        "gflop": (fixed.forward_flops / 1e9, learned.forward_flops / 1e9),
+        "time_overhead": time_overhead,
+        "flop_overhead": flop_overhead,
+        "ratio": time_overhead / flop_overhead if flop_overhead else float("nan"),
+    }
+
+
+_COLUMNS = (
+    "backbone", "step ms (fixed / learned)", "images/s", "step memory MB",
+    "fwd GFLOP/image", "time overhead", "FLOP overhead", "ratio",
+)  # fmt: skip
+
+
+def format_row(r: dict) -> str:
+    pair = lambda v, f: f"{v[0]:{f}} / {v[1]:{f}}"
+    cells = (
+        r["backbone"],
+        pair(r["ms"], ".0f"),
+        pair(r["images_per_s"], ".1f"),
+        pair(r["memory_mb"], ".0f"),
+        pair(r["gflop"], ".4g"),
+        f"{100 * r['time_overhead']:+.1f}%",
+        f"{100 * r['flop_overhead']:+.1f}%",
+        f"{r['ratio']:.2f}",
+    )
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv):
+    del argv
+    backbones = _BACKBONES.value
+    unknown = set(backbones) - set(models.available_classifiers())
+    if unknown:
+        raise ValueError(
+            f"Unknown --backbones {sorted(unknown)}; use some of {models.available_classifiers()}."
+        )
+    mesh = parallel.create_mesh()
+    device = jax.devices()[0]
+    print(
+        f"jax {jax.__version__} on {jax.device_count()} x {device.platform} "
+        f"({device.device_kind}); "
+        f"batch {_BATCH.value}, {_DTYPE.value}; fixed bilinear {_FIXED_INPUT.value} -> "
+        f"{_OUTPUT.value} vs learned {_LEARNED_INPUT.value} -> {_OUTPUT.value}; "
+        f"median of {_REPEATS.value} interleaved steps after {_WARMUP.value} warm-up steps"
+    )
+    print("| " + " | ".join(_COLUMNS) + " |")
+    print("|" + "|".join("---" for _ in _COLUMNS) + "|")
+    for backbone in backbones:
+        try:
+            row = format_row(measure(backbone, mesh))
+        except Exception as e:  # One backbone failing should not hide the others' rows.
+            row = f"| {backbone} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} |"
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
