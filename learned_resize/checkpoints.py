@@ -117,7 +117,8 @@ def load_parts(path: str, parts, meta: dict) -> dict:
     """
     directory, step = resolve_checkpoint(path)
     where = f"{directory}/{step}"
-    with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
+    handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+    with ocp.CheckpointManager(directory, item_handlers=handlers) as manager:
         found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         found_meta = found["meta"]
         keys = ["channels"]
@@ -132,9 +133,17 @@ def load_parts(path: str, parts, meta: dict) -> dict:
                 )
             keys += ["resizer_filters", "resizer_blocks"]
         _check_meta(found_meta, meta, where, keys)
-        state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))[
-            "state"
-        ]
+        # Restore every array whole onto this process's first device, not onto the
+        # saving run's device layout: the source may come from another topology (a pod
+        # slice's checkpoint initialising a run on one GPU, or the reverse).
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+            manager.item_metadata(step)["state"],
+        )
+        state = manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+        )["state"]
     return {
         k: {part: jax.tree.map(np.asarray, state[k][part]) for part in parts if part in state[k]}
         for k in ("params", "batch_stats")

@@ -9,6 +9,8 @@ classifier and must start its resizer fresh; B's checkpoint has no resizer to gi
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -122,3 +124,27 @@ def test_resizer_from_a_run_without_one_is_refused(small_fmnist, two_runs, tmp_p
     )
     with pytest.raises(ValueError, match="has no learned resizer"):
         _initial_state(config, str(tmp_path / "e"))
+
+
+def test_parts_load_on_another_topology(small_fmnist, two_runs, tmp_path):
+    """A checkpoint saved by an 8-device run initialises a 1-device process."""
+    root, runs = two_runs
+    expected = tmp_path / "expected.npz"
+    got = tmp_path / "got.npz"
+    np.savez(expected, **_flat({"params": runs["a"]["params"]}))
+    script = (
+        "import sys, numpy as np, jax\n"
+        "from learned_resize import checkpoints, train\n"
+        "assert jax.device_count() == 1\n"
+        f"meta = {checkpoints.model_meta(_tiny(small_fmnist, **{'resizer.kind': 'learned'}))!r}\n"
+        f"parts = checkpoints.load_parts({str(root / 'a')!r}, ['classifier', 'resizer'], meta)\n"
+        "flat = train._leaves_by_path({'params': parts['params']})\n"
+        f"np.savez({str(got)!r}, **{{k: np.asarray(v) for k, v in flat.items()}})\n"
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_NUM_CPU_DEVICES="1")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(expected) as want, np.load(got) as have:
+        assert sorted(want.files) == sorted(have.files)
+        for key in want.files:
+            np.testing.assert_array_equal(want[key], have[key])
