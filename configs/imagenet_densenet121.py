@@ -16,9 +16,9 @@ Expected (paper, second-hand figures in PAPERS.md): top-5 error 12.8% (baseline)
 10.8% (learned), at 5.67 -> 7.65 GFLOPs. For orientation, torchvision's reference
 weights (its own recipe) reach 74.4% top-1 / 92.0% top-5.
 Cost (`python -m learned_resize.flops`, XLA cost analysis, batch 1, eval mode):
-5.81 -> 7.96 GFLOPs per image (XLA; 2 x GMACs: 5.67 -> 7.64, the paper's
+5.81 -> 7.93 GFLOPs per image (XLA; 2 x GMACs: 5.67 -> 7.64, the paper's
 5.67 -> 7.65).
-Time (baseline + learned): TPU v4-8 1.0-1.3 h + 19-23 min; 8x A100 27-34 min + 8-10 min,
+Time (baseline + learned): TPU v4-8 1.0-1.3 h + 18-23 min; 8x A100 27-34 min + 8-10 min,
 estimated as 3 x forward FLOPs per training image x 1,281,167 images per epoch at 40-50%
 of the dense bf16 peak (v4: 275 TFLOP/s x 4 chips; A100: 312 TFLOP/s x 8). That is
 compute-bound and optimistic: NVIDIA's measured 8x A100 ResNet-50 throughput is 16% MFU

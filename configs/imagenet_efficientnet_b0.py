@@ -18,7 +18,7 @@ top-1 with its own recipe (RMSProp, AutoAugment, 350 epochs); this SGD recipe wi
 epochs will land lower. At 224 the resizer (0.99 GMACs) costs more than the network
 (0.39 GMACs).
 Cost (`python -m learned_resize.flops`, XLA cost analysis, batch 1, eval mode):
-0.94 -> 3.09 GFLOPs per image (XLA; 2 x GMACs: 0.78 -> 2.74).
+0.94 -> 3.07 GFLOPs per image (XLA; 2 x GMACs: 0.78 -> 2.74).
 Time (baseline + learned): TPU v4-8 10-12 min + 7-9 min; 8x A100 4-5 min + 3-4 min,
 estimated as 3 x forward FLOPs per training image x 1,281,167 images per epoch at 40-50%
 of the dense bf16 peak (v4: 275 TFLOP/s x 4 chips; A100: 312 TFLOP/s x 8). That is

@@ -16,8 +16,8 @@ Expected: the paper reports a gain from the learned resizer for Inception-v2, bu
 PAPERS.md has no figures for it; compare the two stages in `workdir/results.md`. For
 orientation, TF-slim's reference checkpoint reaches 73.9% top-1 / 91.8% top-5.
 Cost (`python -m learned_resize.flops`, XLA cost analysis, batch 1, eval mode):
-3.78 -> 5.92 GFLOPs per image (XLA; 2 x GMACs: 3.86 -> 5.84).
-Time (baseline + learned): TPU v4-8 40-50 min + 14-17 min; 8x A100 17-22 min + 6-8 min,
+3.78 -> 5.90 GFLOPs per image (XLA; 2 x GMACs: 3.86 -> 5.84).
+Time (baseline + learned): TPU v4-8 40-49 min + 14-17 min; 8x A100 17-22 min + 6-8 min,
 estimated as 3 x forward FLOPs per training image x 1,281,167 images per epoch at 40-50%
 of the dense bf16 peak (v4: 275 TFLOP/s x 4 chips; A100: 312 TFLOP/s x 8). That is
 compute-bound and optimistic: NVIDIA's measured 8x A100 ResNet-50 throughput is 16% MFU

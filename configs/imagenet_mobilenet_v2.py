@@ -18,7 +18,7 @@ orientation, torchvision's reference weights (300 epochs, its own recipe) reach 
 top-1; 90 epochs of this recipe will land lower. At 224 the resizer (0.99 GMACs) costs
 more than the network (0.30 GMACs): the paper's point is accuracy per input, not FLOPs.
 Cost (`python -m learned_resize.flops`, XLA cost analysis, batch 1, eval mode):
-0.72 -> 2.86 GFLOPs per image (XLA; 2 x GMACs: 0.60 -> 2.58).
+0.72 -> 2.84 GFLOPs per image (XLA; 2 x GMACs: 0.60 -> 2.58).
 Time (baseline + learned): TPU v4-8 8-9 min + 7-8 min; 8x A100 3-4 min + 3-4 min,
 estimated as 3 x forward FLOPs per training image x 1,281,167 images per epoch at 40-50%
 of the dense bf16 peak (v4: 275 TFLOP/s x 4 chips; A100: 312 TFLOP/s x 8). That is

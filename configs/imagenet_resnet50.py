@@ -14,7 +14,7 @@ Run one stage with --stages=learned; pick another resizer input with
 Expected (paper, second-hand figures in PAPERS.md): top-1 error 24.7% (baseline) ->
 23.0% (learned, resizer input 368: --config.stages.learned.input_size='(368, 368)').
 Cost (`python -m learned_resize.flops`, XLA cost analysis, batch 1, eval mode):
-8.13 -> 10.27 GFLOPs per image (XLA; 2 x GMACs: 8.18 -> 10.16).
+8.13 -> 10.25 GFLOPs per image (XLA; 2 x GMACs: 8.18 -> 10.16).
 Time (baseline + learned): TPU v4-8 1.4-1.8 h + 24-30 min; 8x A100 38-47 min + 11-13 min,
 estimated as 3 x forward FLOPs per training image x 1,281,167 images per epoch at 40-50%
 of the dense bf16 peak (v4: 275 TFLOP/s x 4 chips; A100: 312 TFLOP/s x 8). That is

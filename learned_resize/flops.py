@@ -336,8 +336,8 @@ def paper_comparison(costs: dict) -> str | None:
         f"2 x layer GMACs here {twice[0]:.2f} -> {twice[1]:.2f}; XLA {xla[0]:.2f} -> "
         f"{xla[1]:.2f}. The paper's 'FLOPs' are 2 x multiply-adds of the conv/dense layers "
         "(XLA's convention too); XLA also counts elementwise work (BN, activations), leaves "
-        "padded conv taps out, and includes the dense-matrix products jax.image.resize "
-        "uses for the fixed resizes (the resize GMACs column)."
+        "padded conv taps out, and counts the fixed resizes' arithmetic (listed in a "
+        "'resize GMACs' column when a fixed resize is not the identity)."
     )
 
 
