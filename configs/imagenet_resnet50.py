@@ -2,24 +2,16 @@ r"""ImageNet, ResNet-50 (v1.5): the paper's two-stage recipe (Talebi & Milanfar 
 
     python -m learned_resize.main --config=configs/imagenet_resnet50.py --workdir=gs://BUCKET/r50
 
-Stages (each in `workdir/<stage>`; details and override recipes in
-`learned_resize/imagenet_recipe.py`):
-  baseline  ResNet-50 from scratch behind bilinear 224 -> 224 (i.e. the standard
-            pipeline), SGD momentum 0.9, label smoothing 0.1, lr 0.05 per 256 images
-            (batch 1024, 2 warm-up epochs), x0.94 every 2 epochs, 90 epochs, Inception crop;
-  learned   from `baseline`'s classifier, a fresh learned resizer (n=16, r=1)
-            448 -> 224 trained jointly, lr 0.005 per 256, 20 epochs.
+Stages `baseline` (bilinear 224, from scratch) and `learned` (resizer 448 -> 224, joint
+fine-tuning): the recipe and its overrides are in `learned_resize/imagenet_recipe.py`.
 Run one stage with --stages=learned; pick another resizer input with
 --config.stages.learned.input_size='(368, 368)' (the paper tries 224, 256, 320, 368, 448).
 Expected (paper, second-hand figures in PAPERS.md): top-1 error 24.7% (baseline) ->
 23.0% (learned, resizer input 368: --config.stages.learned.input_size='(368, 368)').
 Cost (`python -m learned_resize.flops`, XLA cost analysis, batch 1, eval mode):
 8.13 -> 10.25 GFLOPs per image (XLA; 2 x GMACs: 8.18 -> 10.16).
-Time (baseline + learned): TPU v4-8 1.4-1.8 h + 24-30 min; 8x A100 38-47 min + 11-13 min,
-estimated as 3 x forward FLOPs per training image x 1,281,167 images per epoch at 40-50%
-of the dense bf16 peak (v4: 275 TFLOP/s x 4 chips; A100: 312 TFLOP/s x 8). That is
-compute-bound and optimistic: NVIDIA's measured 8x A100 ResNet-50 throughput is 16% MFU
-by the same count, and small networks are bound by JPEG decoding on the hosts.
+Time (baseline + learned): TPU v4-8 1.4-1.8 h + 24-30 min; 8x A100 38-47 min + 11-13 min:
+a compute-bound lower bound at 40-50% MFU (method and caveats: `learned_resize/flops.py`).
 Needs TFDS `imagenet2012` prepared under --config.data.data_dir (see README).
 """
 

@@ -6,7 +6,6 @@ run takes B's classifier and A's resizer, then fine-tunes; a fourth takes only B
 classifier and must start its resizer fresh; B's checkpoint has no resizer to give.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,29 +14,14 @@ import sys
 import jax
 import numpy as np
 import pytest
+from test_train import tiny_config
 
 from learned_resize import checkpoints, parallel, train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _tiny(small_fmnist, **overrides):
-    spec = importlib.util.spec_from_file_location("tiny", os.path.join(REPO, "configs", "tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    source, data_dir, _ = small_fmnist
-    config.data.manual_dir = source
-    config.data.data_dir = data_dir
-    config.num_train_steps = 2
-    config.resizer.num_filters = 4
-    for key, value in overrides.items():
-        node = config
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return config
+    """configs/tiny.py on the small dataset: 2 steps, a 4-filter resizer, then overrides."""
+    return tiny_config(small_fmnist, num_train_steps=2, **{"resizer.num_filters": 4}, **overrides)
 
 
 def _flat(tree):
