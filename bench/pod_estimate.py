@@ -22,10 +22,8 @@ ImageNet training images, plus one 50,000-image eval pass per `eval_every_steps`
 """
 
 import argparse
-import importlib.util
 import io
 import math
-import os
 import time
 
 import jax
@@ -34,21 +32,21 @@ import numpy as np
 import PIL.Image
 from flax import nnx
 
-from learned_resize import config_lib, input_pipeline, models, parallel, resizers, train
+from learned_resize import (
+    config_lib,
+    imagenet_recipe,
+    input_pipeline,
+    models,
+    parallel,
+    resizers,
+    train,
+)
+from learned_resize.flops import xla_flops
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V4_PEAK_TFLOPS = 275.0  # bf16 per chip (Google's published TPU v4 figure)
-NUM_TRAIN_IMAGES = 1_281_167
-NUM_EVAL_IMAGES = 50_000
+NUM_TRAIN_IMAGES = imagenet_recipe.NUM_TRAIN_IMAGES
+NUM_EVAL_IMAGES = imagenet_recipe.NUM_EVAL_IMAGES
 HOSTS = 4  # of a v4-32 slice
-
-
-def flops(fn, *args) -> float:
-    """FLOPs of `jax.jit(fn)(*args)` by XLA's cost analysis (args may be ShapeDtypeStructs)."""
-    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
-    if isinstance(analysis, list | tuple):  # Older JAX returned one dict per program.
-        analysis = analysis[0]
-    return float(analysis["flops"])
 
 
 def forward_flops(build, shape, batch=4) -> float:
@@ -59,7 +57,7 @@ def forward_flops(build, shape, batch=4) -> float:
         return nnx.merge(graphdef, state)(x, train=False)
 
     x = jax.ShapeDtypeStruct((batch, *shape), jnp.float32)
-    return flops(forward, state, x) / batch
+    return xla_flops(forward, state, x) / batch
 
 
 def train_step_flops(config, batches=(2, 4)) -> tuple[float, float]:
@@ -74,7 +72,7 @@ def train_step_flops(config, batches=(2, 4)) -> tuple[float, float]:
             "label": jax.ShapeDtypeStruct((b,), jnp.int32),
             "skipped": jax.ShapeDtypeStruct((b,), jnp.int32),
         }
-        costs.append(flops(trainer._train_step, trainer.abstract_state, batch, rest))
+        costs.append(xla_flops(trainer._train_step, trainer.abstract_state, batch, rest))
     per_image = (costs[1] - costs[0]) / (batches[1] - batches[0])
     return per_image, costs[0] - batches[0] * per_image
 
@@ -104,12 +102,7 @@ def input_seconds_per_image(size: int, n: int = 100) -> float:
 
 
 def recipe_stages():
-    spec = importlib.util.spec_from_file_location(
-        "imagenet_resnet50", os.path.join(REPO, "configs", "imagenet_resnet50.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = imagenet_recipe.imagenet_config("resnet50")  # = configs/imagenet_resnet50.py
     return {name: c for name, _, c in config_lib.stage_configs(config, "/unused")}
 
 

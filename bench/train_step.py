@@ -27,6 +27,7 @@ from absl import app, flags
 from flax import nnx
 
 from learned_resize import config_lib, models, parallel, train
+from learned_resize.flops import xla_flops
 
 # The paper's classifiers, plus ResNet-18 (`models.available_classifiers()` has more).
 PAPER_BACKBONES = (
@@ -91,13 +92,9 @@ class Variant:
             model = nnx.merge(trainer.graphdef, params, stats, rest)
             return model(images, train=False)
 
-        forward_cost = (
-            jax.jit(forward)
-            .lower(self.state["params"], self.state["batch_stats"], self.rest, self.batch["image"])
-            .compile()
-            .cost_analysis()
-        )
-        self.forward_flops = forward_cost.get("flops", float("nan")) / config.batch_size
+        state, images = self.state, self.batch["image"]
+        forward_flops = xla_flops(forward, state["params"], state["batch_stats"], self.rest, images)
+        self.forward_flops = forward_flops / config.batch_size
 
     def run(self):
         self.state, metrics = self.step(self.state, self.batch, self.rest)

@@ -38,9 +38,8 @@ import sys
 from absl import app, flags
 from etils import epath  # local paths and gs:// alike, as Orbax uses
 
-# allow_override: the test process also imports the retargeting CLI (its own --config)
-# and learned_resize.flops (its own --num_filters/--num_res_blocks); only one of them
-# ever parses the command line.
+# allow_override: the test process also imports the retargeting CLI, which has its own
+# --config; only one of them ever parses the command line.
 _CONFIG = flags.DEFINE_string(
     "config", None, "Config file, as for learned_resize.main.", allow_override=True
 )
@@ -51,11 +50,9 @@ _STAGE = flags.DEFINE_string(
 _INIT_FROM = flags.DEFINE_string(
     "init_from", "", "With --stage: initialise the stage from this run instead of its parent stage."
 )
-_NUM_FILTERS = flags.DEFINE_list(
-    "num_filters", [], "Values of n (config resizer.num_filters).", allow_override=True
-)
+_NUM_FILTERS = flags.DEFINE_list("num_filters", [], "Values of n (config resizer.num_filters).")
 _NUM_RES_BLOCKS = flags.DEFINE_list(
-    "num_res_blocks", [], "Values of r (config resizer.num_res_blocks).", allow_override=True
+    "num_res_blocks", [], "Values of r (config resizer.num_res_blocks)."
 )
 _INPUT_SIZES = flags.DEFINE_list(
     "input_sizes", [], "Resizer input sizes (config input_size): 448 for 448x448, or 368x320."

@@ -343,34 +343,51 @@ def paper_comparison(costs: dict) -> str | None:
 
 # --------------------------------------------------------------------------- CLI
 
-_BACKBONES = flags.DEFINE_list("backbones", list(DEFAULT_BACKBONES), "Classifiers to measure.")
-_INPUT_SIZE = flags.DEFINE_integer("input_size", 448, "The learned resizer's input (square).")
-_OUTPUT_SIZE = flags.DEFINE_integer("output_size", 224, "The classifier's input (square).")
-_NUM_FILTERS = flags.DEFINE_integer("num_filters", 16, "The learned resizer's n.")
-_NUM_RES_BLOCKS = flags.DEFINE_integer("num_res_blocks", 1, "The learned resizer's r.")
-_ESTIMATE = flags.DEFINE_bool("estimate", True, "Also print the ImageNet training-time table.")
-_MFU = flags.DEFINE_list(
-    "mfu", [str(m) for m in MFU_RANGE], "Range of model FLOPs utilisation for the estimate."
-)
+
+def _define_flags() -> dict:
+    """The CLI's flags, defined only when this module runs as a program: importing it
+    (tests, benchmarks, launch/sweep.py) must not claim flag names like --num_filters."""
+    return {
+        "backbones": flags.DEFINE_list(
+            "backbones", list(DEFAULT_BACKBONES), "Classifiers to measure."
+        ),
+        "input_size": flags.DEFINE_integer(
+            "input_size", 448, "The learned resizer's input (square)."
+        ),
+        "output_size": flags.DEFINE_integer("output_size", 224, "The classifier's input (square)."),
+        "num_filters": flags.DEFINE_integer("num_filters", 16, "The learned resizer's n."),
+        "num_res_blocks": flags.DEFINE_integer("num_res_blocks", 1, "The learned resizer's r."),
+        "estimate": flags.DEFINE_bool(
+            "estimate", True, "Also print the ImageNet training-time table."
+        ),
+        "mfu": flags.DEFINE_list(
+            "mfu", [str(m) for m in MFU_RANGE], "Range of model FLOPs utilisation for the estimate."
+        ),
+    }
 
 
-def main(argv):
+def main(argv, flag):
+    """Prints the cost tables; `flag` holds the flags of `_define_flags`."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    unknown = sorted(set(_BACKBONES.value) - set(models.available_classifiers()))
+    unknown = sorted(set(flag["backbones"].value) - set(models.available_classifiers()))
     if unknown:
         raise app.UsageError(
             f"Unknown --backbones {unknown}; choose from {models.available_classifiers()}."
         )
-    too_small = [b for b in _BACKBONES.value if _OUTPUT_SIZE.value < models.MIN_INPUT_SIZE[b]]
+    too_small = [
+        b for b in flag["backbones"].value if flag["output_size"].value < models.MIN_INPUT_SIZE[b]
+    ]
     if too_small:
         raise app.UsageError(
-            f"--output_size={_OUTPUT_SIZE.value} is below the minimum input of {too_small}."
+            f"--output_size={flag['output_size'].value} is below the minimum input of {too_small}."
         )
-    sizes = dict(input_size=_INPUT_SIZE.value, output_size=_OUTPUT_SIZE.value)
-    resizer = dict(num_filters=_NUM_FILTERS.value, num_res_blocks=_NUM_RES_BLOCKS.value)
+    sizes = dict(input_size=flag["input_size"].value, output_size=flag["output_size"].value)
+    resizer = dict(
+        num_filters=flag["num_filters"].value, num_res_blocks=flag["num_res_blocks"].value
+    )
     costs = {}
-    for name in _BACKBONES.value:
+    for name in flag["backbones"].value:
         print(f"compiling {name} ...", flush=True)
         costs[name] = backbone_costs(name, **sizes, **resizer)
     alone = resizer_cost(**sizes, **resizer)
@@ -382,10 +399,10 @@ def main(argv):
     note = paper_comparison(costs)
     if note:
         print("\n" + note)
-    if _ESTIMATE.value:
+    if flag["estimate"].value:
         defaults = imagenet_recipe.imagenet_config("resnet50")
         epochs = (defaults.num_epochs, defaults.stages.learned.num_epochs)
-        mfu = sorted(float(m) for m in _MFU.value)
+        mfu = sorted(float(m) for m in flag["mfu"].value)
         mfu = (mfu[0], mfu[-1])
         peaks = ", ".join(f"{a.name} {a.chips} x {a.peak_tflops:g} TFLOP/s" for a in ACCELERATORS)
         print(
@@ -399,4 +416,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _flags = _define_flags()
+    app.run(lambda argv: main(argv, _flags))
