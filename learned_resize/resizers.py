@@ -378,7 +378,7 @@ def _pointwise_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
 def _conv_to_few_channels(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     """`conv(x)` for a stride-1 'SAME' nnx.Conv with few output channels (out_conv).
 
-    Same forward convolution; the backward pass is the one of `_same_conv`.
+    The same function as the convolution, computed as `_same_conv` does.
     """
     kernel = conv.kernel[...]
     bias = conv.bias[...] if conv.bias is not None else None
@@ -391,10 +391,14 @@ def _conv_to_few_channels(conv: nnx.Conv, x: jax.Array) -> jax.Array:
 def _same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Stride-1 'SAME' convolution of NHWC `x` with an odd HWIO `kernel`.
 
-    The forward pass is XLA's convolution. On CPU the backward pass is
-    `_same_conv_grads_via_patches`, elsewhere XLA's own.
+    On CPU, forward and backward are `_same_conv_by_taps` and
+    `_same_conv_grads_by_taps`; elsewhere XLA's convolution and its own gradients.
     """
-    return _conv_nhwc(x, kernel)
+    return _same_conv_forward(x, kernel)
+
+
+def _same_conv_forward(x, kernel):
+    return jax.lax.platform_dependent(x, kernel, cpu=_same_conv_by_taps, default=_conv_nhwc)
 
 
 def _conv_nhwc(x, kernel):
@@ -404,13 +408,13 @@ def _conv_nhwc(x, kernel):
 
 
 def _same_conv_fwd(x, kernel):
-    return _conv_nhwc(x, kernel), (x, kernel)
+    return _same_conv_forward(x, kernel), (x, kernel)
 
 
 def _same_conv_bwd(residuals, g):
     x, kernel = residuals
     return jax.lax.platform_dependent(
-        x, kernel, g, cpu=_same_conv_grads_via_patches, default=_same_conv_grads_xla
+        x, kernel, g, cpu=_same_conv_grads_by_taps, default=_same_conv_grads_xla
     )
 
 
@@ -418,31 +422,55 @@ def _same_conv_grads_xla(x, kernel, g):
     return jax.vjp(_conv_nhwc, x, kernel)[1](g)
 
 
-def _same_conv_grads_via_patches(x, kernel, g):
+# XLA:CPU's convolution costs about the same time per input pixel and kernel tap
+# whatever the number of output channels, so with 3 of them (out_conv: 16 -> 3
+# channels, 7x7) it runs at under half the FLOP rate of the resizer's other convs.
+# Written as matmuls with one operand of k*k*c_out columns, the same sums run at
+# matmul speed; the price is a tensor of k*k*c_out/c_in times the memory of `x`
+# (~9x for out_conv), alive only inside the forward or backward pass.
+
+
+def _same_conv_by_taps(x, kernel):
+    """`_conv_nhwc(x, kernel)` as one matmul and a sum of k*k shifted slices.
+
+    u[p, (i, j, o)] = sum_c x[p, c] kernel[i, j, c, o] gives every pixel's
+    contribution to each tap; output pixel (y, x) adds up u[(y + i - kh//2,
+    x + j - kw//2), (i, j, :)] over the taps, one fused elementwise loop.
+    """
+    kh, kw, c_in, c_out = kernel.shape
+    n, h, w, _ = x.shape
+    ph, pw = kh // 2, kw // 2
+    taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, kh * kw * c_out)
+    u = (x.reshape(-1, c_in) @ taps).reshape(n, h, w, kh, kw, c_out)
+    u = jnp.pad(u, ((0, 0), (ph, ph), (pw, pw), (0, 0), (0, 0), (0, 0)))
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            term = u[:, i : i + h, j : j + w, i, j]
+            out = term if out is None else out + term
+    return out
+
+
+def _same_conv_grads_by_taps(x, kernel, g):
     """Both gradients of `_conv_nhwc` as two matmuls with one im2col of `g`.
 
-    With few output channels (3 for out_conv) the k*k shifted copies of the
-    output gradient are a small tensor (147 rows of pixels), laid out channel-
-    major so that each copy is a block copy and the matmuls need no transpose.
-    XLA:CPU otherwise computes the kernel gradient as a convolution over the whole
-    image (16 -> 3 channels over 224x224 for ResNet-50's resizer) at a fraction of
-    its usual speed; bench/resizer.py measures the whole resizer either way. The
-    tensor takes k*k*c_out/c_in times the memory of `x` (~9x for out_conv).
+    shifted[p, (i, j, o)] = g[p - (i - kh//2, j - kw//2), o] (zero outside) holds,
+    for every input pixel, the output gradients that its k*k taps fed; then
+    dx = shifted @ taps^T and dkernel = x^T @ shifted.
     """
     kh, kw, c_in, c_out = kernel.shape
     n, h, w, _ = g.shape
     ph, pw = kh // 2, kw // 2
-    g_t = jnp.pad(jnp.moveaxis(g, -1, 0), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    # shifted[(i, j, o), (b, y, x)] = g[b, y + ph - i, x + pw - j, o]: the output pixels
-    # that kernel tap (i, j) sends input pixel (y, x) to.
-    shifted = jnp.stack(
-        [g_t[:, :, kh - 1 - i : kh - 1 - i + h, kw - 1 - j : kw - 1 - j + w]
+    g = jnp.pad(g, ((0, 0), (ph, ph), (pw, pw), (0, 0)))  # g[t] is now at t + (ph, pw)
+    shifted = jnp.concatenate(
+        [g[:, 2 * ph - i : 2 * ph - i + h, 2 * pw - j : 2 * pw - j + w]
          for i in range(kh) for j in range(kw)],
-    ).reshape(kh * kw * c_out, n * h * w)  # fmt: skip
-    dk = shifted @ x.reshape(n * h * w, c_in).astype(g.dtype)  # [(i, j, o), c]
-    dk = jnp.transpose(dk.reshape(kh, kw, c_out, c_in), (0, 1, 3, 2))
-    taps = jnp.transpose(kernel, (0, 1, 3, 2)).reshape(kh * kw * c_out, c_in)
-    dx = (shifted.T @ taps.astype(g.dtype)).reshape(x.shape)
+        axis=-1,
+    ).reshape(n * h * w, kh * kw * c_out)  # fmt: skip
+    taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, kh * kw * c_out)
+    dx = (shifted @ taps.astype(g.dtype).T).reshape(x.shape)
+    dk = x.reshape(n * h * w, c_in).astype(g.dtype).T @ shifted
+    dk = jnp.transpose(dk.reshape(c_in, kh, kw, c_out), (1, 2, 0, 3))
     return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 

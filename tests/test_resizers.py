@@ -414,11 +414,12 @@ def test_same_conv_and_both_backward_passes_equal_lax_conv(kernel_shape):
     )  # fmt: skip
     want = jax.jit(lambda x, k, g: (lax_conv(x, k), jax.vjp(lax_conv, x, k)[1](g)))(x, kernel, g)
     got = jax.jit(lambda x, k, g: (
-        jax.vjp(resizers._same_conv, x, k)[0],
-        jax.vjp(resizers._same_conv, x, k)[1](g),  # the CPU branch, here
-        resizers._same_conv_grads_xla(x, k, g),  # the other platforms' branch
+        jax.vjp(resizers._same_conv, x, k)[0],  # the CPU branches, here
+        jax.vjp(resizers._same_conv, x, k)[1](g),
+        resizers._conv_nhwc(x, k),  # the other platforms' branches
+        resizers._same_conv_grads_xla(x, k, g),
     ))(x, kernel, g)  # fmt: skip
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((*want, want[1])), strict=True):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((*want, *want)), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
