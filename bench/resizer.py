@@ -2,6 +2,7 @@ r"""LearnedResizer: the straightforward formulation vs the one in resizers.py, i
 
     python bench/resizer.py                      # both cases below, ~10 min on 2 busy cores
     python bench/resizer.py --cases=default --repeats=21
+    LEARNED_RESIZE_MALLOC=system python bench/resizer.py   # under glibc's malloc
 
 Times a jitted forward + backward (gradients of every parameter, BN statistics
 updated, as in a training step) of the same module with the same parameters,
@@ -23,7 +24,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import resizers
+from learned_resize import host_allocator, resizers
 
 CASES = {
     # name: (batch, input size, channels, output size)
@@ -128,7 +129,10 @@ def main(argv):
     unknown = set(_CASES.value) - set(CASES)
     if unknown:
         raise ValueError(f"Unknown --cases {sorted(unknown)}; use some of {sorted(CASES)}.")
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.devices()[0].device_kind}")
+    print(
+        f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.devices()[0].device_kind}, "
+        f"{host_allocator.loaded_allocator()} malloc"
+    )
     print(
         f"fwd+bwd of LearnedResizer (n={_NUM_FILTERS.value}, r={_NUM_RES_BLOCKS.value}), "
         f"median of {_REPEATS.value} interleaved steps"
@@ -149,4 +153,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    host_allocator.reexec_under_tcmalloc()  # as the trainer; LEARNED_RESIZE_MALLOC=system: glibc
     app.run(main)

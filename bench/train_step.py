@@ -15,10 +15,20 @@ shared machine hits both alike; the table shows the median step time of each,
 images/s, XLA's memory estimate of the compiled step, XLA's forward FLOPs per
 image, and the learned resizer's time and FLOP overheads over the fixed one with
 their ratio (time overhead / FLOP overhead; 1.0 means the resizer's FLOPs cost
-as much time as the backbone's). Works unchanged on CPU, GPU and TPU (the batch
-is split over every device; it must be divisible by the device count).
+as much time as the backbone's), and the minor page faults per step. Works
+unchanged on CPU, GPU and TPU (the batch is split over every device; it must be
+divisible by the device count).
+
+`--allocator` picks the host malloc (see learned_resize/host_allocator.py; it
+matters on CPU, where XLA's buffers are host memory): `tcmalloc` (the default, as
+for the trainer), `system` (glibc), or `both`: the same measurement once under each,
+in two child processes, one table.
 """
 
+import os
+import resource
+import subprocess
+import sys
 import time
 
 import jax
@@ -26,7 +36,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import config_lib, models, parallel, train
+from learned_resize import config_lib, host_allocator, models, parallel, train
 from learned_resize.flops import xla_flops
 
 # The paper's classifiers, plus ResNet-18 (`models.available_classifiers()` has more).
@@ -45,6 +55,10 @@ _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Classes of the backbon
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps of each variant (median).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps of each variant after compiling.")
+_ALLOCATOR = flags.DEFINE_enum(
+    "allocator", "tcmalloc", ["tcmalloc", "system", "both"], "Host malloc (see the docstring)."
+)
+_HEADER = flags.DEFINE_bool("header", True, "Print the header lines (off in --allocator=both).")
 
 
 def make_config(backbone: str, resizer_kind: str, input_size: int):
@@ -108,17 +122,21 @@ def measure(backbone: str, mesh) -> dict:
     for variant in variants:
         for _ in range(_WARMUP.value):
             variant.run()
-    times = [[], []]
+    times, faults = [[], []], [0, 0]
     for _ in range(_REPEATS.value):
-        for variant, samples in zip(variants, times):
+        for i, variant in enumerate(variants):
+            faults[i] -= resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             variant.run()
-            samples.append(time.perf_counter() - start)
+            times[i].append(time.perf_counter() - start)
+            faults[i] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t_fixed, t_learned = (float(np.median(t)) for t in times)
     time_overhead = t_learned / t_fixed - 1
     flop_overhead = learned.forward_flops / fixed.forward_flops - 1
     return {
         "backbone": backbone,
+        "allocator": host_allocator.loaded_allocator(),
+        "faults": tuple(f / _REPEATS.value for f in faults),
         "ms": (t_fixed * 1e3, t_learned * 1e3),
         "images_per_s": (_BATCH.value / t_fixed, _BATCH.value / t_learned),
         "memory_mb": (fixed.memory_bytes / 1e6, learned.memory_bytes / 1e6),
@@ -130,8 +148,8 @@ def measure(backbone: str, mesh) -> dict:
 
 
 _COLUMNS = (
-    "backbone", "step ms (fixed / learned)", "images/s", "step memory MB",
-    "fwd GFLOP/image", "time overhead", "FLOP overhead", "ratio",
+    "backbone", "malloc", "step ms (fixed / learned)", "images/s", "step memory MB",
+    "page faults/step", "fwd GFLOP/image", "time overhead", "FLOP overhead", "ratio",
 )  # fmt: skip
 
 
@@ -139,9 +157,11 @@ def format_row(r: dict) -> str:
     pair = lambda v, f: f"{v[0]:{f}} / {v[1]:{f}}"
     cells = (
         r["backbone"],
+        r["allocator"],
         pair(r["ms"], ".0f"),
         pair(r["images_per_s"], ".1f"),
         pair(r["memory_mb"], ".0f"),
+        pair(r["faults"], ".0f"),
         pair(r["gflop"], ".4g"),
         f"{100 * r['time_overhead']:+.1f}%",
         f"{100 * r['flop_overhead']:+.1f}%",
@@ -150,8 +170,28 @@ def format_row(r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def run_under_each_allocator():
+    """--allocator=both: this script under glibc's malloc, then under tcmalloc."""
+    args = [a for a in sys.argv[1:] if not a.startswith(("--allocator", "--header", "--noheader"))]
+    for i, allocator in enumerate(("system", "tcmalloc")):
+        header = "--header" if i == 0 else "--noheader"
+        command = [sys.executable, __file__, *args, f"--allocator={allocator}", header]
+        subprocess.run(command, env=host_allocator.environment(allocator), check=True)
+
+
 def main(argv):
     del argv
+    if _ALLOCATOR.value == "both":
+        run_under_each_allocator()
+        return
+    os.environ[host_allocator.ENV_VAR] = _ALLOCATOR.value
+    host_allocator.reexec_under_tcmalloc()
+    if host_allocator.loaded_allocator() != _ALLOCATOR.value:
+        raise SystemExit(
+            f"--allocator={_ALLOCATOR.value} but this process runs under "
+            f"{host_allocator.loaded_allocator()}'s malloc; install tcmalloc with "
+            "launch/install.sh or pass --allocator=system."
+        )
     backbones = _BACKBONES.value
     unknown = set(backbones) - set(models.available_classifiers())
     if unknown:
@@ -159,16 +199,17 @@ def main(argv):
             f"Unknown --backbones {sorted(unknown)}; use some of {models.available_classifiers()}."
         )
     mesh = parallel.create_mesh()
-    device = jax.devices()[0]
-    print(
-        f"jax {jax.__version__} on {jax.device_count()} x {device.platform} "
-        f"({device.device_kind}); "
-        f"batch {_BATCH.value}, {_DTYPE.value}; fixed bilinear {_FIXED_INPUT.value} -> "
-        f"{_OUTPUT.value} vs learned {_LEARNED_INPUT.value} -> {_OUTPUT.value}; "
-        f"median of {_REPEATS.value} interleaved steps after {_WARMUP.value} warm-up steps"
-    )
-    print("| " + " | ".join(_COLUMNS) + " |")
-    print("|" + "|".join("---" for _ in _COLUMNS) + "|")
+    if _HEADER.value:
+        device = jax.devices()[0]
+        print(
+            f"jax {jax.__version__} on {jax.device_count()} x {device.platform} "
+            f"({device.device_kind}); "
+            f"batch {_BATCH.value}, {_DTYPE.value}; fixed bilinear {_FIXED_INPUT.value} -> "
+            f"{_OUTPUT.value} vs learned {_LEARNED_INPUT.value} -> {_OUTPUT.value}; "
+            f"median of {_REPEATS.value} interleaved steps after {_WARMUP.value} warm-up steps"
+        )
+        print("| " + " | ".join(_COLUMNS) + " |")
+        print("|" + "|".join("---" for _ in _COLUMNS) + "|", flush=True)
     for backbone in backbones:
         try:
             row = format_row(measure(backbone, mesh))

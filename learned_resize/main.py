@@ -126,4 +126,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Before anything allocates: XLA:CPU's buffers under tcmalloc (see host_allocator.py).
+    from learned_resize import host_allocator
+
+    host_allocator.reexec_under_tcmalloc()
     app.run(main)

@@ -1,0 +1,85 @@
+"""Runs the process under tcmalloc when it is installed, for XLA:CPU's buffers.
+
+On CPU, XLA allocates every array and every executable's temporary buffers with the
+host's malloc. glibc's malloc hands each allocation above 32 MB to a fresh `mmap`
+and unmaps it when freed, so every step of a training program touches its large
+buffers for the first time again: one page fault per 4 KiB. A [8, 448, 448, 16]
+float32 activation (103 MB, the learned resizer's full-resolution layers for
+ResNet-50's recipe) costs ~25,000 faults, and an elementwise op writing it took
+32 ms instead of 5 ms on this project's reference machine. tcmalloc keeps freed
+memory for reuse; measured effect on the trainer's step in README "Performance"
+(`python bench/train_step.py --allocator=both`).
+
+glibc reads its allocator once, when the process starts, so the only way to switch
+is `LD_PRELOAD` before start: `reexec_under_tcmalloc()` re-executes the same command
+line with it (once; the PID stays the same, so signals and launchers are unaffected).
+GPU and TPU buffers live in device memory, where this does not matter; Cloud TPU VM
+images often preload tcmalloc already, and then nothing happens.
+
+Set LEARNED_RESIZE_MALLOC=system to keep the system allocator.
+"""
+
+import ctypes.util
+import os
+import sys
+
+ENV_VAR = "LEARNED_RESIZE_MALLOC"
+_CHOICES = ("tcmalloc", "system")
+
+
+def choice() -> str:
+    """The allocator asked for by LEARNED_RESIZE_MALLOC (default tcmalloc)."""
+    value = os.environ.get(ENV_VAR, "tcmalloc")
+    if value not in _CHOICES:
+        raise ValueError(f"{ENV_VAR} is {value!r}; set it to one of {', '.join(_CHOICES)}.")
+    return value
+
+
+def tcmalloc_library() -> str | None:
+    """The shared library name of tcmalloc (the minimal build first), or None."""
+    for name in ("tcmalloc_minimal", "tcmalloc"):
+        found = ctypes.util.find_library(name)
+        if found:
+            return found
+    return None
+
+
+def loaded_allocator() -> str:
+    """'tcmalloc' if this process has tcmalloc mapped, else 'system'."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "tcmalloc" if "libtcmalloc" in f.read() else "system"
+    except OSError:  # Not Linux: the platform's allocator.
+        return "system"
+
+
+def environment(allocator: str) -> dict:
+    """A copy of os.environ for a child process that should run under `allocator`."""
+    env = dict(os.environ, **{ENV_VAR: allocator})
+    env.pop("_LEARNED_RESIZE_REEXEC", None)
+    if allocator == "system":
+        kept = [p for p in env.get("LD_PRELOAD", "").split() if "tcmalloc" not in p]
+        env["LD_PRELOAD"] = " ".join(kept)
+    return env
+
+
+def reexec_under_tcmalloc() -> None:
+    """Replaces this process by the same command under tcmalloc, if that applies.
+
+    Does nothing when LEARNED_RESIZE_MALLOC=system, off Linux, when tcmalloc is not
+    installed (`launch/install.sh` installs it) or already loaded, or when this
+    process is itself the result of a re-execution. Call it first thing in a
+    program's `__main__` block, before JAX allocates anything.
+    """
+    if choice() != "tcmalloc" or not sys.platform.startswith("linux"):
+        return
+    if loaded_allocator() == "tcmalloc" or os.environ.get("_LEARNED_RESIZE_REEXEC"):
+        return
+    library = tcmalloc_library()
+    if library is None:
+        return
+    env = dict(os.environ, _LEARNED_RESIZE_REEXEC="1")
+    env["LD_PRELOAD"] = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, env)
