@@ -139,6 +139,14 @@ def _jaxpr_macs(jaxpr, in_resize: bool = False) -> tuple[float, float]:
             layers += macs
         # jax.image.resize runs inside a jit named `_resize`: its products are the resize's.
         inner = in_resize or eqn.params.get("name") in _RESIZE_FUNCTIONS
+        if eqn.primitive.name == "cond":
+            # One branch runs (lax.platform_dependent's alternatives compute the same
+            # function, e.g. resizers._same_conv): count the costliest.
+            branches = [_jaxpr_macs(b.jaxpr, inner) for b in eqn.params["branches"]]
+            sub_layers, sub_resize = max(branches, key=sum)
+            layers += sub_layers
+            resize += sub_resize
+            continue
         for value in eqn.params.values():
             for sub in _sub_jaxprs(value):
                 sub_layers, sub_resize = _jaxpr_macs(sub, inner)

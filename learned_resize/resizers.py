@@ -441,14 +441,18 @@ def _same_conv_by_taps(x, kernel):
     n, h, w, _ = x.shape
     ph, pw = kh // 2, kw // 2
     taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, kh * kw * c_out)
-    u = (x.reshape(-1, c_in) @ taps).reshape(n, h, w, kh, kw, c_out)
-    u = jnp.pad(u, ((0, 0), (ph, ph), (pw, pw), (0, 0), (0, 0), (0, 0)))
+    # Sums in float32 or wider whatever the input dtype, as XLA's convolution accumulates.
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    u = jnp.matmul(x.reshape(-1, c_in), taps, preferred_element_type=acc)
+    u = jnp.pad(
+        u.reshape(n, h, w, kh, kw, c_out), ((0, 0), (ph, ph), (pw, pw), (0, 0), (0, 0), (0, 0))
+    )
     out = None
     for i in range(kh):
         for j in range(kw):
             term = u[:, i : i + h, j : j + w, i, j]
             out = term if out is None else out + term
-    return out
+    return out.astype(x.dtype)
 
 
 def _same_conv_grads_by_taps(x, kernel, g):
@@ -468,8 +472,9 @@ def _same_conv_grads_by_taps(x, kernel, g):
         axis=-1,
     ).reshape(n * h * w, kh * kw * c_out)  # fmt: skip
     taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, kh * kw * c_out)
-    dx = (shifted @ taps.astype(g.dtype).T).reshape(x.shape)
-    dk = x.reshape(n * h * w, c_in).astype(g.dtype).T @ shifted
+    acc = dict(preferred_element_type=jnp.promote_types(g.dtype, jnp.float32))
+    dx = jnp.matmul(shifted, taps.astype(g.dtype).T, **acc).reshape(x.shape)
+    dk = jnp.matmul(x.reshape(n * h * w, c_in).astype(g.dtype).T, shifted, **acc)
     dk = jnp.transpose(dk.reshape(c_in, kh, kw, c_out), (1, 2, 0, 3))
     return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
