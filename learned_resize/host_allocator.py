@@ -4,17 +4,18 @@ On CPU, XLA allocates every array and every executable's temporary buffers with 
 host's malloc. glibc's malloc hands each allocation above 32 MB to a fresh `mmap`
 and unmaps it when freed, so every step of a training program touches its large
 buffers for the first time again: one page fault per 4 KiB. A [8, 448, 448, 16]
-float32 activation (103 MB, the learned resizer's full-resolution layers for
-ResNet-50's recipe) costs ~25,000 faults, and an elementwise op writing it took
-32 ms instead of 5 ms on this project's reference machine. tcmalloc keeps freed
-memory for reuse; measured effect on the trainer's step in README "Performance"
-(`python bench/train_step.py --allocator=both`).
+float32 activation (103 MB, the learned resizer's full-resolution layers in
+ResNet-50's recipe) costs ~25,000 faults each time. tcmalloc keeps freed memory for
+reuse. `python bench/train_step.py --allocator=both` measures the trainer's step
+under each, with its page faults (README "Performance" has the numbers);
+tests/test_host_allocator.py checks the fault counts.
 
-glibc reads its allocator once, when the process starts, so the only way to switch
-is `LD_PRELOAD` before start: `reexec_under_tcmalloc()` re-executes the same command
-line with it (once; the PID stays the same, so signals and launchers are unaffected).
-GPU and TPU buffers live in device memory, where this does not matter; Cloud TPU VM
-images often preload tcmalloc already, and then nothing happens.
+The allocator is bound when a process starts, so switching takes `LD_PRELOAD`
+before start: `reexec_under_tcmalloc()` re-executes the same command line with it
+(once; the PID stays the same, so signals and launchers are unaffected). glibc's own
+knobs (MALLOC_MMAP_MAX_=0, GLIBC_TUNABLES=glibc.malloc.mmap_max=0) left the faults
+as they were here. GPU and TPU buffers live in device memory, where this does not
+matter; where tcmalloc is loaded already, nothing happens.
 
 Set LEARNED_RESIZE_MALLOC=system to keep the system allocator.
 """
