@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from learned_resize import host_allocator
+
 FIXED_METHODS = ("bilinear", "bicubic", "lanczos3", "lanczos5", "area", "nearest")
 
 # Our method names -> jax.image names. `area` averages the input pixels that each
@@ -391,14 +393,15 @@ def _conv_to_few_channels(conv: nnx.Conv, x: jax.Array) -> jax.Array:
 def _same_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Stride-1 'SAME' convolution of NHWC `x` with an odd HWIO `kernel`.
 
-    On CPU, forward and backward are `_same_conv_by_taps` and
+    On CPU under tcmalloc, forward and backward are `_same_conv_by_taps` and
     `_same_conv_grads_by_taps`; elsewhere XLA's convolution and its own gradients.
     """
     return _same_conv_forward(x, kernel)
 
 
 def _same_conv_forward(x, kernel):
-    return jax.lax.platform_dependent(x, kernel, cpu=_same_conv_by_taps, default=_conv_nhwc)
+    cpu = _same_conv_by_taps if _cpu_takes_taps() else _conv_nhwc
+    return jax.lax.platform_dependent(x, kernel, cpu=cpu, default=_conv_nhwc)
 
 
 def _conv_nhwc(x, kernel):
@@ -413,9 +416,8 @@ def _same_conv_fwd(x, kernel):
 
 def _same_conv_bwd(residuals, g):
     x, kernel = residuals
-    return jax.lax.platform_dependent(
-        x, kernel, g, cpu=_same_conv_grads_by_taps, default=_same_conv_grads_xla
-    )
+    cpu = _same_conv_grads_by_taps if _cpu_takes_taps() else _same_conv_grads_xla
+    return jax.lax.platform_dependent(x, kernel, g, cpu=cpu, default=_same_conv_grads_xla)
 
 
 def _same_conv_grads_xla(x, kernel, g):
@@ -427,7 +429,14 @@ def _same_conv_grads_xla(x, kernel, g):
 # channels, 7x7) it runs at under half the FLOP rate of the resizer's other convs.
 # Written as matmuls with one operand of k*k*c_out columns, the same sums run at
 # matmul speed; the price is a tensor of k*k*c_out/c_in times the memory of `x`
-# (~9x for out_conv), alive only inside the forward or backward pass.
+# (~9x for out_conv), alive only inside the forward or backward pass. That pays
+# under tcmalloc and loses under glibc's malloc, which faults such a tensor's pages
+# in again at every step (bench/resizer.py, README "Performance"; host_allocator.py).
+
+
+@functools.cache
+def _cpu_takes_taps() -> bool:
+    return host_allocator.loaded_allocator() == "tcmalloc"
 
 
 def _same_conv_by_taps(x, kernel):

@@ -414,12 +414,14 @@ def test_same_conv_and_both_backward_passes_equal_lax_conv(kernel_shape):
     )  # fmt: skip
     want = jax.jit(lambda x, k, g: (lax_conv(x, k), jax.vjp(lax_conv, x, k)[1](g)))(x, kernel, g)
     got = jax.jit(lambda x, k, g: (
-        jax.vjp(resizers._same_conv, x, k)[0],  # the CPU branches, here
+        jax.vjp(resizers._same_conv, x, k)[0],  # what this process runs
         jax.vjp(resizers._same_conv, x, k)[1](g),
-        resizers._conv_nhwc(x, k),  # the other platforms' branches
+        resizers._same_conv_by_taps(x, k),  # the CPU formulation (under tcmalloc)
+        resizers._same_conv_grads_by_taps(x, k, g),
+        resizers._conv_nhwc(x, k),  # the other platforms' (and glibc's)
         resizers._same_conv_grads_xla(x, k, g),
     ))(x, kernel, g)  # fmt: skip
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((*want, *want)), strict=True):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((*want,) * 3), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
