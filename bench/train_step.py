@@ -186,11 +186,13 @@ def main(argv):
         return
     os.environ[host_allocator.ENV_VAR] = _ALLOCATOR.value
     host_allocator.reexec_under_tcmalloc()
+    if _ALLOCATOR.value == "system" and host_allocator.loaded_allocator() == "tcmalloc":
+        # Preloaded by the caller's environment: start again without it.
+        os.execve(sys.executable, sys.orig_argv, host_allocator.environment("system"))
     if host_allocator.loaded_allocator() != _ALLOCATOR.value:
         raise SystemExit(
-            f"--allocator={_ALLOCATOR.value} but this process runs under "
-            f"{host_allocator.loaded_allocator()}'s malloc; install tcmalloc with "
-            "launch/install.sh or pass --allocator=system."
+            "--allocator=tcmalloc but tcmalloc is not installed; run launch/install.sh "
+            "or pass --allocator=system."
         )
     backbones = _BACKBONES.value
     unknown = set(backbones) - set(models.available_classifiers())
