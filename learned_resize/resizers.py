@@ -439,6 +439,12 @@ def _cpu_takes_taps() -> bool:
     return host_allocator.loaded_allocator() == "tcmalloc"
 
 
+def _tap_matrix(kernel):
+    """HWIO `kernel` as [c_in, (i, j, o)]: one column per kernel tap and output channel."""
+    kh, kw, c_in, c_out = kernel.shape
+    return jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, kh * kw * c_out)
+
+
 def _same_conv_by_taps(x, kernel):
     """`_conv_nhwc(x, kernel)` as one matmul and a sum of k*k shifted slices.
 
@@ -449,8 +455,9 @@ def _same_conv_by_taps(x, kernel):
     kh, kw, c_in, c_out = kernel.shape
     n, h, w, _ = x.shape
     ph, pw = kh // 2, kw // 2
-    taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, kh * kw * c_out)
-    # Sums in float32 or wider whatever the input dtype, as XLA's convolution accumulates.
+    taps = _tap_matrix(kernel)
+    # Sums in float32 or wider whatever the input dtype: a bfloat16 running sum of the 49
+    # taps put the bf16 step outside tests/test_mixed_precision.py's bounds.
     acc = jnp.promote_types(x.dtype, jnp.float32)
     u = jnp.matmul(x.reshape(-1, c_in), taps, preferred_element_type=acc)
     u = jnp.pad(
@@ -480,7 +487,7 @@ def _same_conv_grads_by_taps(x, kernel, g):
          for i in range(kh) for j in range(kw)],
         axis=-1,
     ).reshape(n * h * w, kh * kw * c_out)  # fmt: skip
-    taps = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c_in, kh * kw * c_out)
+    taps = _tap_matrix(kernel)
     acc = dict(preferred_element_type=jnp.promote_types(g.dtype, jnp.float32))
     dx = jnp.matmul(shifted, taps.astype(g.dtype).T, **acc).reshape(x.shape)
     dk = jnp.matmul(x.reshape(n * h * w, c_in).astype(g.dtype).T, shifted, **acc)
