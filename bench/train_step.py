@@ -25,7 +25,6 @@ for the trainer), `system` (glibc), or `both`: the same measurement once under e
 in two child processes, one table.
 """
 
-import os
 import resource
 import subprocess
 import sys
@@ -184,11 +183,7 @@ def main(argv):
     if _ALLOCATOR.value == "both":
         run_under_each_allocator()
         return
-    os.environ[host_allocator.ENV_VAR] = _ALLOCATOR.value
-    host_allocator.reexec_under_tcmalloc()
-    if _ALLOCATOR.value == "system" and host_allocator.loaded_allocator() == "tcmalloc":
-        # Preloaded by the caller's environment: start again without it.
-        os.execve(sys.executable, sys.orig_argv, host_allocator.environment("system"))
+    host_allocator.reexec_under(_ALLOCATOR.value)
     if host_allocator.loaded_allocator() != _ALLOCATOR.value:
         raise SystemExit(
             "--allocator=tcmalloc but tcmalloc is not installed; run launch/install.sh "

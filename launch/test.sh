@@ -12,6 +12,5 @@ echo "== pytest"
 # Two pytest-xdist workers: compiling dominates the suite and is mostly single-threaded,
 # so 2 workers on this project's 2-core reference machine take ~60% of one worker's time.
 # Under tcmalloc, like the trainer (learned_resize/host_allocator.py), when it is installed.
-tcmalloc=$("$PYTHON" -c "from learned_resize import host_allocator as h; print(h.tcmalloc_library() or '')")
-LD_PRELOAD="$tcmalloc${LD_PRELOAD:+ $LD_PRELOAD}" \
-  "$PYTHON" -m pytest -q -n "${PYTEST_WORKERS:-2}" --durations=15 "$@"
+preload=$("$PYTHON" -c "from learned_resize import host_allocator as h; print(h.environment('tcmalloc')['LD_PRELOAD'])")
+LD_PRELOAD="$preload" "$PYTHON" -m pytest -q -n "${PYTEST_WORKERS:-2}" --durations=15 "$@"

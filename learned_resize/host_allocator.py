@@ -25,6 +25,7 @@ import os
 import sys
 
 ENV_VAR = "LEARNED_RESIZE_MALLOC"
+_REEXEC_VAR = "_LEARNED_RESIZE_REEXEC"  # set in a re-executed process: never twice
 _CHOICES = ("tcmalloc", "system")
 
 
@@ -55,32 +56,38 @@ def loaded_allocator() -> str:
 
 
 def environment(allocator: str) -> dict:
-    """A copy of os.environ for a child process that should run under `allocator`."""
+    """A copy of os.environ for a process that should run under `allocator`.
+
+    For tcmalloc its library goes first in LD_PRELOAD (when it is installed); for the
+    system malloc any preloaded tcmalloc is dropped.
+    """
     env = dict(os.environ, **{ENV_VAR: allocator})
-    env.pop("_LEARNED_RESIZE_REEXEC", None)
-    if allocator == "system":
-        kept = [p for p in env.get("LD_PRELOAD", "").split() if "tcmalloc" not in p]
-        env["LD_PRELOAD"] = " ".join(kept)
+    env.pop(_REEXEC_VAR, None)
+    kept = [p for p in env.get("LD_PRELOAD", "").split() if "tcmalloc" not in p]
+    library = tcmalloc_library() if allocator == "tcmalloc" else None
+    env["LD_PRELOAD"] = " ".join(([library] if library else []) + kept)
     return env
 
 
-def reexec_under_tcmalloc() -> None:
-    """Replaces this process by the same command under tcmalloc, if that applies.
+def reexec_under(allocator: str) -> None:
+    """Replaces this process by the same command under `allocator`, if that applies.
 
-    Does nothing when LEARNED_RESIZE_MALLOC=system, off Linux, when tcmalloc is not
-    installed (`launch/install.sh` installs it) or already loaded, or when this
-    process is itself the result of a re-execution. Call it first thing in a
-    program's `__main__` block, before JAX allocates anything.
+    Does nothing off Linux, when the process runs under `allocator` already, when
+    tcmalloc is asked for but not installed (`launch/install.sh` installs it), or
+    when this process is itself the result of a re-execution. Call it first thing in
+    a program's `__main__` block, before JAX allocates anything.
     """
-    if choice() != "tcmalloc" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or loaded_allocator() == allocator:
         return
-    if loaded_allocator() == "tcmalloc" or os.environ.get("_LEARNED_RESIZE_REEXEC"):
+    if os.environ.get(_REEXEC_VAR) or (allocator == "tcmalloc" and tcmalloc_library() is None):
         return
-    library = tcmalloc_library()
-    if library is None:
-        return
-    env = dict(os.environ, _LEARNED_RESIZE_REEXEC="1")
-    env["LD_PRELOAD"] = " ".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
+    env = dict(environment(allocator), **{_REEXEC_VAR: "1"})
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, env)
+
+
+def reexec_under_tcmalloc() -> None:
+    """`reexec_under('tcmalloc')` unless LEARNED_RESIZE_MALLOC=system (the trainer's default)."""
+    if choice() == "tcmalloc":
+        reexec_under("tcmalloc")

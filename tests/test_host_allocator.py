@@ -69,6 +69,14 @@ def test_environment_for_system_drops_a_preloaded_tcmalloc(monkeypatch):
     assert env[host_allocator.ENV_VAR] == "system" and "_LEARNED_RESIZE_REEXEC" not in env
 
 
+@needs_tcmalloc
+def test_environment_for_tcmalloc_preloads_it_first(monkeypatch):
+    monkeypatch.setenv("LD_PRELOAD", "libfoo.so")
+    env = host_allocator.environment("tcmalloc")
+    assert env["LD_PRELOAD"] == f"{host_allocator.tcmalloc_library()} libfoo.so"
+    assert env[host_allocator.ENV_VAR] == "tcmalloc"
+
+
 def test_bad_choice_is_one_sentence(monkeypatch):
     monkeypatch.setenv(host_allocator.ENV_VAR, "jemalloc")
     with pytest.raises(ValueError, match=r"LEARNED_RESIZE_MALLOC is 'jemalloc'; set it to one of"):
