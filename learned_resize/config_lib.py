@@ -12,7 +12,7 @@ import copy
 import jax
 import ml_collections
 
-from learned_resize import models, resizers
+from learned_resize import aspect_ratio, models, resizers
 
 TASKS = ("classification", "iqa")
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -39,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_crop_fraction = 0.875
     c.data.num_workers = 0  # grain worker processes; 0 decodes in the main process
     c.data.prefetch = 2
+    # 'square': crops to input_size (the paper's); 'pad': keeps the aspect ratio, fits
+    # the image in input_size and pads with the mean colour (learned_resize/aspect_ratio.py).
+    c.data.aspect = "square"
     # Per-channel normalisation applied on device to images scaled to [0, 1].
     c.data.mean = (0.485, 0.456, 0.406)
     c.data.std = (0.229, 0.224, 0.225)
@@ -54,6 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.resizer.interpolation = "bilinear"
     # TF's default bilinear resize, which the paper's baselines use, does not antialias.
     c.resizer.antialias = False
+    # The learned resizer's normalisation: 'batch' (the paper's), 'group' or 'none'.
+    c.resizer.norm = "batch"
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "resnet50"
@@ -177,6 +182,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"config.resizer.output_size={tuple(config.resizer.output_size)} is smaller than "
             f"{config.model.name}'s minimum input {min_size}x{min_size}; raise the output size."
         )
+    for key, allowed in (("resizer.norm", resizers.NORMS), ("data.aspect", aspect_ratio.MODES)):
+        value = config[key.split(".")[0]][key.split(".")[1]]
+        if value not in allowed:
+            raise ValueError(f"config.{key} must be one of {allowed}, got {value!r}.")
     if config.model.dtype not in DTYPES:
         raise ValueError(f"config.model.dtype must be one of {DTYPES}, got {config.model.dtype!r}.")
     if config.optim.schedule not in SCHEDULES:

@@ -62,7 +62,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 from absl import flags
 
-from learned_resize import datasets
+from learned_resize import aspect_ratio, datasets
 
 CROPS = ("inception", "none")
 # Aspect ratios (width / height) of the inception crop, sampled log-uniformly.
@@ -274,9 +274,11 @@ def sample_crop_box(
 
 
 def eval_preprocess(
-    image: PIL.Image.Image, image_size: tuple[int, int], crop_fraction: float
+    image: PIL.Image.Image, image_size: tuple[int, int], crop_fraction: float, aspect="square"
 ) -> np.ndarray:
     """Resizes the shorter side to image_size / crop_fraction, then center-crops image_size."""
+    if aspect == "pad":  # Keeps the aspect ratio: see aspect_ratio.py.
+        return aspect_ratio.eval_pad(image, image_size, crop_fraction)
     out_h, out_w = image_size
     # The side that needs the larger scale (the shorter one for a square output) is set to
     # its target size; the other follows the aspect ratio, but never falls below the crop.
@@ -301,17 +303,20 @@ def train_preprocess(
     min_area: float,
     flip: bool,
     eval_crop_fraction: float,
+    aspect: str = "square",
 ) -> np.ndarray:
     """Random-resized crop (or the eval crop) to image_size, then a random flip."""
     if crop == "inception":
         top, left, crop_h, crop_w = sample_crop_box(rng, image.height, image.width, min_area)
         # Crop first so the resize filter sees only the box, as in the reference recipe.
         image = image.crop((left, top, left + crop_w, top + crop_h))
-        if image.size != (image_size[1], image_size[0]):
+        if image.size != (image_size[1], image_size[0]) and aspect != "pad":
             image = image.resize((image_size[1], image_size[0]), _RESAMPLE)
-        array = to_array(image)
+        array = (
+            to_array(image) if aspect != "pad" else aspect_ratio.fit_and_pad(image, image_size)[0]
+        )
     else:
-        array = eval_preprocess(image, image_size, eval_crop_fraction)
+        array = eval_preprocess(image, image_size, eval_crop_fraction, aspect)
     if flip and rng.random() < 0.5:
         array = array[:, ::-1]  # A view: the batch's np.stack makes the copy.
     return array
@@ -370,6 +375,7 @@ class _TrainBatchTransform(grain.transforms.Map):
     min_area: float
     flip: bool
     eval_crop_fraction: float
+    aspect: str = "square"
 
     def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records = _read_records(self.source, batch["record_index"])
@@ -387,6 +393,7 @@ class _TrainBatchTransform(grain.transforms.Map):
                     min_area=self.min_area,
                     flip=self.flip,
                     eval_crop_fraction=self.eval_crop_fraction,
+                    aspect=self.aspect,
                 )
             )
             targets.append(target)
@@ -407,6 +414,7 @@ class _EvalBatchTransform(grain.transforms.Map):
     image_size: tuple[int, int]
     channels: int
     crop_fraction: float
+    aspect: str = "square"
 
     def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         size = len(indices)
@@ -427,7 +435,9 @@ class _EvalBatchTransform(grain.transforms.Map):
             if image is None:
                 out["skipped"][row] = 1
                 continue
-            out["image"][row] = eval_preprocess(image, self.image_size, self.crop_fraction)
+            out["image"][row] = eval_preprocess(
+                image, self.image_size, self.crop_fraction, self.aspect
+            )
             out["mask"][row] = 1.0
         return out
 
@@ -519,6 +529,7 @@ def create_train_iterator(
         min_area=opts.min_area,
         flip=opts.flip,
         eval_crop_fraction=opts.eval_crop_fraction,
+        aspect=config.data.get("aspect", "square"),
     )
     # Element g of the endless stream is record order[g mod n] of epoch g // n. Tagging it
     # with g before sharding lets its augmentation depend on g alone, so any process
@@ -564,6 +575,7 @@ def create_eval_iterator(
         image_size=image_size,
         channels=opts.channels,
         crop_fraction=opts.eval_crop_fraction,
+        aspect=config.data.get("aspect", "square"),
     )
     ds = grain.MapDataset.range(num_batches * global_batch)
     ds = ds[process_index::process_count].batch(local_batch, drop_remainder=True).map(transform)
