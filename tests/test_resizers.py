@@ -1,5 +1,6 @@
 """Tests for learned_resize.resizers against PIL, scipy, numpy and hand-written references."""
 
+import inspect
 import math
 
 import jax
@@ -11,7 +12,7 @@ import scipy.ndimage
 from flax import nnx
 from PIL import Image
 
-from learned_resize import resizers
+from learned_resize import config_lib, cpu_conv, resampling, resizers
 
 # Float32 resampling vs float64 references: errors are accumulation roundoff (~1e-6).
 _F32_TOL = 1e-5
@@ -221,10 +222,10 @@ def _reference(model, x, train, chained=True):
     stats = []
     lrelu = lambda t: jnp.where(t > 0, t, 0.2 * t)
     size = (x.shape[0], *model.output_size, x.shape[-1])
-    skip = jax.image.resize(x, size, "linear")
+    skip = jax.image.resize(x, size, "linear", antialias=model.antialias)
     y = _bn(lrelu(_conv(lrelu(_conv(x, model.head_conv7)), model.head_conv1)), model.head_bn,
             train, stats)  # fmt: skip
-    y = jax.image.resize(y, (*size[:3], y.shape[-1]), "linear")
+    y = jax.image.resize(y, (*size[:3], y.shape[-1]), "linear", antialias=model.antialias)
     z = y
     for block in model.blocks:
         inp = z if chained else y
@@ -386,7 +387,7 @@ def test_resize_and_its_gradient_equal_jax_image_resize(method, antialias):
         outs, vjps = zip(*(jax.vjp(resize_fn(hw), x) for x, (_, hw) in zip(xs, _RESIZE_PAIRS)))
         return outs, [vjp(g)[0] for vjp, g in zip(vjps, gs)]
 
-    jax_method = resizers._JAX_METHODS[method]
+    jax_method = resampling.JAX_METHODS[method]
     want = jax.jit(lambda: both(lambda hw: lambda x: jax.image.resize(
         x, (2, *hw, 3), jax_method, antialias=antialias)))()  # fmt: skip
     got = jax.jit(lambda: both(lambda hw: lambda x: resizers.resize(x, hw, method, antialias)))()
@@ -394,12 +395,88 @@ def test_resize_and_its_gradient_equal_jax_image_resize(method, antialias):
         np.testing.assert_allclose(a, b, atol=_F32_TOL)
 
 
+def _reference_matrix(n_in, n_out, method, antialias):
+    """[n_out, n_in] float64 weights of each method, from its definition (PIL/TF)."""
+    if method == "nearest":  # input floor((i + 0.5) * n_in / n_out)
+        weights = np.zeros((n_out, n_in))
+        weights[np.arange(n_out), (2 * np.arange(n_out) + 1) * n_in // (2 * n_out)] = 1
+        return weights
+    if method == "area":  # exact overlap: replicate to a common multiple, average blocks
+        lcm = math.lcm(n_in, n_out)
+        fine = np.repeat(np.eye(n_in), lcm // n_in, axis=0)
+        return fine.reshape(n_out, lcm // n_out, n_in).mean(1)
+    kernel, radius = {
+        "bilinear": (lambda d: np.maximum(0.0, 1 - d), 1),
+        "bicubic": (np.vectorize(_keys_cubic), 2),
+        "lanczos3": (_lanczos(3), 3),
+        "lanczos5": (_lanczos(5), 5),
+    }[method]
+    scale = n_in / n_out
+    support = max(scale, 1.0) if antialias else 1.0
+    centres = (np.arange(n_out) + 0.5) * scale
+    d = np.abs(np.arange(n_in)[None] + 0.5 - centres[:, None]) / support
+    weights = np.where(d < radius, kernel(np.minimum(d, radius)), 0.0)
+    return weights / weights.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    "method,antialias",
+    [
+        pytest.param(m, a, marks=() if (m, a) in _FAST_RESIZE_SETTINGS else pytest.mark.slow)
+        for m in resizers.FIXED_METHODS
+        for a in (True, False)
+    ],
+)
+def test_imagenet_sizes_equal_float64_definition(method, antialias):
+    """448 -> 224 and 320 -> 224 (the paper's learned-stage inputs), forward and backward.
+
+    Tolerances (inputs and cotangents in [0, 1]): at 448 -> 224 the sample positions
+    are exact binary fractions, so only float32 accumulation roundoff remains (1e-6).
+    At 320 -> 224 jax.image.resize, whose weights `resize` uses, computes positions
+    (i + 0.5) * 320 / 224 in float32; 10/7 is not a binary fraction, so positions near
+    320 are off by up to an ulp there (3.05e-5) and a weight by up to the kernel's
+    slope times that: 2 ulps of 320 allows it for every kernel (max seen: 3.4e-5,
+    lanczos5). jax.image.resize itself differs from the definition by the same amount.
+    """
+    rng = np.random.default_rng(0)
+    for n_in, tol in ((448, 1e-6), (320, 2 * float(np.spacing(np.float32(320))))):
+        x = rng.uniform(0, 1, (1, n_in, n_in, 1)).astype(np.float32)
+        g = rng.uniform(0, 1, (1, 224, 224, 1)).astype(np.float32)
+        out, vjp = jax.vjp(lambda x: resizers.resize(x, (224, 224), method, antialias), x)
+        weights = _reference_matrix(n_in, 224, method, antialias)
+        want = weights @ x[0, :, :, 0].astype(np.float64) @ weights.T
+        want_grad = weights.T @ g[0, :, :, 0].astype(np.float64) @ weights
+        np.testing.assert_allclose(out[0, :, :, 0], want, atol=tol, err_msg=f"{n_in}")
+        np.testing.assert_allclose(vjp(g)[0][0, :, :, 0], want_grad, atol=tol, err_msg=f"{n_in}")
+        jax_out = jax.image.resize(x, (1, 224, 224, 1), resampling.JAX_METHODS[method],
+                                   antialias=antialias)  # fmt: skip
+        np.testing.assert_allclose(out, jax_out, atol=2 * tol)
+
+
+def test_one_antialias_default_everywhere_the_configs_one():
+    """Library defaults build the same skip path as the experiments (and the README example)."""
+    want = config_lib.base_config().resizer.antialias
+    assert want is False and resampling.ANTIALIAS is want
+    for fn in (resampling.resize, resizers.FixedResizer.__init__, resizers.LearnedResizer.__init__):
+        assert inspect.signature(fn).parameters["antialias"].default is want, fn
+    minimal = ml_collections.ConfigDict(dict(kind="learned", output_size=(8, 6)))
+    for kind in ("learned", "bilinear"):
+        minimal.kind = kind
+        built = nnx.eval_shape(
+            lambda: resizers.make_resizer(minimal, in_channels=3, rngs=nnx.Rngs(0))
+        )
+        assert built.antialias is want
+    # As the README's library example builds it.
+    example = nnx.eval_shape(lambda: resizers.LearnedResizer((224, 224), 16, 1, rngs=nnx.Rngs(0)))
+    assert (example.antialias, example.interpolation, example.norm) == (False, "bilinear", "batch")
+
+
 @pytest.mark.parametrize("method", resizers.FIXED_METHODS)
 def test_resize_weights_sum_to_one(method):
     # What lets LearnedResizer normalise after the resize instead of before it.
     for antialias in (True, False):
         for n_in, n_out in [(28, 8), (10, 23), (53, 26)]:
-            matrix = resizers._resize_matrix(n_in, n_out, method, antialias, np.float32)
+            matrix = resampling._resize_matrix(n_in, n_out, method, antialias, np.float32)
             np.testing.assert_allclose(matrix.sum(1), 1.0, atol=1e-6)
 
 
@@ -414,12 +491,12 @@ def test_same_conv_and_both_backward_passes_equal_lax_conv(kernel_shape):
     )  # fmt: skip
     want = jax.jit(lambda x, k, g: (lax_conv(x, k), jax.vjp(lax_conv, x, k)[1](g)))(x, kernel, g)
     got = jax.jit(lambda x, k, g: (
-        jax.vjp(resizers._same_conv, x, k)[0],  # what this process runs
-        jax.vjp(resizers._same_conv, x, k)[1](g),
-        resizers._same_conv_by_taps(x, k),  # the CPU formulation (under tcmalloc)
-        resizers._same_conv_grads_by_taps(x, k, g),
-        resizers._conv_nhwc(x, k),  # the other platforms' (and glibc's)
-        resizers._same_conv_grads_xla(x, k, g),
+        jax.vjp(cpu_conv.same_conv, x, k)[0],  # what this process runs
+        jax.vjp(cpu_conv.same_conv, x, k)[1](g),
+        cpu_conv.same_conv_by_taps(x, k),  # the CPU formulation (under tcmalloc)
+        cpu_conv.same_conv_grads_by_taps(x, k, g),
+        cpu_conv.conv_nhwc(x, k),  # the other platforms' (and glibc's)
+        cpu_conv.same_conv_grads_xla(x, k, g),
     ))(x, kernel, g)  # fmt: skip
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((*want,) * 3), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
@@ -497,3 +574,19 @@ def test_learned_resizer_rejects_wrong_channels():
     model = nnx.eval_shape(_small_resizer)
     with pytest.raises(ValueError, match="in_channels=3"):
         model(jnp.zeros((1, 8, 8, 1)), train=False)
+
+
+def test_group_and_no_norm_resizers():
+    """norm='group' has no running statistics (train mode = eval mode); 'none' has biases."""
+    x = _images(_X_SHAPE)
+    group = _small_resizer(norm="group")
+    assert not jax.tree.leaves(nnx.state(group, nnx.BatchStat))
+    assert group.head_bn.num_groups == 1  # 4 channels: one group of 4
+    np.testing.assert_array_equal(_apply(group, x, True), _apply(group, x, False))
+    # Per-image statistics: an image's output does not depend on the rest of the batch.
+    np.testing.assert_allclose(_apply(group, x[:1], True), _apply(group, x, True)[:1], atol=1e-5)
+    plain = _small_resizer(norm="none")
+    assert plain.head_bn is None and plain.tail.bn is None
+    assert plain.tail.conv.bias is not None and not jax.tree.leaves(nnx.state(plain, nnx.BatchStat))
+    with pytest.raises(ValueError, match="config.resizer.norm"):
+        resizers.make_resizer(_config(norm="layer"), in_channels=3, rngs=nnx.Rngs(0))
