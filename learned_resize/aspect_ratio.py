@@ -33,9 +33,7 @@ def fit_size(height: int, width: int, canvas: tuple[int, int]) -> tuple[int, int
     )
 
 
-def fit_and_pad(
-    image: PIL.Image.Image, canvas: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
+def fit_and_pad(image: PIL.Image.Image, canvas: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Scales `image` to fit `canvas` (h, w) and centres it on a black canvas.
 
     Returns:

@@ -141,7 +141,7 @@ def _jaxpr_macs(jaxpr, in_resize: bool = False) -> tuple[float, float]:
         inner = in_resize or eqn.params.get("name") in _RESIZE_FUNCTIONS
         if eqn.primitive.name == "cond":
             # One branch runs (lax.platform_dependent's alternatives compute the same
-            # function, e.g. resizers._same_conv): count the costliest.
+            # function, e.g. cpu_conv.same_conv): count the costliest.
             branches = [_jaxpr_macs(b.jaxpr, inner) for b in eqn.params["branches"]]
             sub_layers, sub_resize = max(branches, key=sum)
             layers += sub_layers
