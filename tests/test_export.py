@@ -84,6 +84,7 @@ def _checkpointed_resize(config, workdir, images):
     return np.asarray(model.denormalise(model.resize(jnp.asarray(images), train=False)))
 
 
+@pytest.mark.slow  # trains the tiny config once per module
 def test_round_trip_equals_checkpointed_model(trained, tmp_path):
     workdir, config = trained
     out = str(tmp_path / "resizer.jaxexport")
@@ -102,6 +103,7 @@ def test_round_trip_equals_checkpointed_model(trained, tmp_path):
     assert np.abs(got - jax.image.resize(images / 255.0, (5, 8, 8, 1), "linear")).max() > 1e-3
 
 
+@pytest.mark.slow  # trains the tiny config once per module
 def test_loading_needs_no_training_code(trained, tmp_path):
     workdir, _ = trained
     out = str(tmp_path / "r.jaxexport")
@@ -120,6 +122,7 @@ def test_loading_needs_no_training_code(trained, tmp_path):
     assert run.stdout.strip() == "(2, 8, 8, 1) []"
 
 
+@pytest.mark.slow  # trains the tiny config once per module
 def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
     workdir, _ = trained
     existing = tmp_path / "taken.jaxexport"

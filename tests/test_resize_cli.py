@@ -40,6 +40,7 @@ def _write_images(directory):
     return images
 
 
+@pytest.mark.slow  # trains the tiny config once per module
 def test_panels_are_the_fixed_and_the_checkpointed_resize(trained, tmp_path):
     workdir, config = trained
     images = _write_images(str(tmp_path / "in"))
@@ -73,6 +74,7 @@ def test_panels_are_the_fixed_and_the_checkpointed_resize(trained, tmp_path):
         assert np.abs(a - b).max() <= 1
 
 
+@pytest.mark.slow  # trains the tiny config once per module
 def test_cli_errors_are_one_line_and_overwrite_nothing(trained, tmp_path):
     workdir, _ = trained
     _write_images(str(tmp_path / "in"))
