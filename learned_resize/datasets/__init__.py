@@ -64,6 +64,7 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         return 0.0
     logging.info("Preparing %s in %s (one time only).", name, builder.data_dir)
     start = time.perf_counter()
+    tfds.disable_progress_bar()  # tqdm bars on stderr; these two log lines say it instead
     builder.download_and_prepare()
     seconds = time.perf_counter() - start
     logging.info("Prepared %s in %.1f s.", name, seconds)
