@@ -16,13 +16,13 @@ import time
 import tensorflow_datasets as tfds
 from absl import logging
 
-from learned_resize.datasets import ava, fashion_mnist
+from learned_resize.datasets import ava, ava_standin, fashion_mnist
 
 # Builders whose source files are on this machine: name -> builder class.
 LOCAL_BUILDERS = {
     "fashion_mnist_local": fashion_mnist.FashionMnistLocal,
     "ava": ava.Ava,  # prepared from its manual dir (AVA.txt + images/)
-    "ava_standin": ava.AvaStandin,  # a labelled offline stand-in, NOT AVA (see README)
+    "ava_standin": ava_standin.AvaStandin,  # a labelled offline stand-in, NOT AVA (see README)
 }
 
 
