@@ -1,5 +1,9 @@
 """Where metrics go: stdout, TensorBoard event files (tensorboardX, no TensorFlow) and JSON lines.
 
+TensorBoard (`tensorboard --logdir=WORKDIR/tensorboard`) gets the scalars, every image
+written as a PNG (the resizer grids, IMAGES tab) and the run's hyperparameters (the
+flattened config, HPARAMS tab, with the metrics to compare runs by).
+
 Only process 0 writes; other processes get a writer that does nothing, so the
 training loop needs no `if process_index == 0` around its logging calls.
 """
@@ -8,6 +12,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -39,6 +44,26 @@ class MetricWriter:
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
 
+    def write_hparams(self, hparams: Mapping, metric_tags: Sequence[str] = ()) -> None:
+        """Writes the run's hyperparameters to TensorBoard's HPARAMS dashboard.
+
+        Args:
+          hparams: name -> value, e.g. `config.to_dict()`; nested mappings are flattened to
+            dotted names, and values that are not bool/int/float/str (tuples, None) are shown
+            as their repr.
+          metric_tags: scalar tags (e.g. "eval/top1") the dashboard shows beside them.
+        """
+        if not self.enabled:
+            return
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        flat = {name: _hparam_value(value) for name, value in _flatten(hparams).items()}
+        # The plugin's three summaries in this run's own event file (add_hparams would make a
+        # separate run in a subdirectory); the metric values come from the scalars written.
+        for summary in hparams_summaries(flat, dict.fromkeys(metric_tags, 0.0)):
+            self._tb._get_file_writer().add_summary(summary)
+        self._tb.flush()
+
     def write_image(self, step: int, name: str, image: np.ndarray) -> str | None:
         """Writes HxWx3 uint8 `image` to `<workdir>/images/<name>_<step>.png` and TensorBoard."""
         if not self.enabled:
@@ -55,6 +80,25 @@ class MetricWriter:
         if self.enabled:
             self._tb.close()
             self._jsonl.close()
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _hparam_value(value):
+    """A value the hparams plugin stores (bool, int, float or str)."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
 
 
 def log(message: str) -> None:
