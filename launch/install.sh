@@ -32,6 +32,13 @@ if [[ "$extras" == *cuda* ]] && ! has_nvidia_driver; then
 fi
 
 source launch/python_env.sh
+for py in "$BASE_PY" "$PY"; do
+  if [ -n "$py" ] && [ -x "$(command -v "$py")" ] && ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "error: $py is Python $("$py" -c 'import platform; print(platform.python_version())'); learned_resize" \
+      "needs 3.11+: install one (e.g. apt-get install python3.11-venv) and run PYTHON=python3.11 bash launch/install.sh" >&2
+    exit 1
+  fi
+done
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # Debian packages: the embedded dataset; tcmalloc, which the trainer runs under on CPU when it
