@@ -231,6 +231,7 @@ def train_and_evaluate(
             workdir / workdir_lib.CONFIG_FILE, config.to_json_best_effort(indent=2)
         )
     writer = metric_writers.MetricWriter(workdir)
+    writer.write_hparams(config.to_dict(), [f"eval/{key}" for _, key in steps.task.columns])
     manager = checkpoints.create_manager(workdir, config)
     try:
         return _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps)
