@@ -15,6 +15,7 @@ process for minutes.)
 """
 
 import json
+import pathlib
 import shutil
 import tempfile
 import time
@@ -23,7 +24,6 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 from absl import logging
-from etils import epath
 
 from learned_resize import workdir as workdir_lib
 
@@ -112,7 +112,7 @@ class MetricWriter:
             self._last_flush = time.monotonic()
 
     def _copy_events(self) -> None:
-        local = epath.Path(self._tb_local)
+        local = pathlib.Path(self._tb_local)
         for f in local.rglob("*"):
             if f.is_file():
                 target = self.workdir / "tensorboard" / f.relative_to(local)

@@ -8,12 +8,12 @@ gs:// workdir the trace is written to a local temporary directory and copied to 
 bucket when it stops.
 """
 
+import pathlib
 import shutil
 import tempfile
 
 import jax
 from absl import logging
-from etils import epath
 
 from learned_resize import workdir as workdir_lib
 
@@ -46,7 +46,7 @@ class StepProfiler:
         jax.profiler.stop_trace()
         self.active = False
         if self._local:
-            local = epath.Path(self._local)
+            local = pathlib.Path(self._local)
             for f in local.rglob("*"):
                 if f.is_file():
                     workdir_lib.write_bytes(self.logdir / f.relative_to(local), f.read_bytes())
