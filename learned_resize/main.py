@@ -37,18 +37,14 @@ _DISTRIBUTED = flags.DEFINE_enum(
 
 
 def _initialise_distributed() -> None:
-    import jax
+    from learned_resize import distributed  # Flags, then SLURM / Open MPI / Cloud TPU, else off.
 
-    if _COORDINATOR.value:
-        jax.distributed.initialize(
-            coordinator_address=_COORDINATOR.value,
-            num_processes=_NUM_PROCESSES.value,
-            process_id=_PROCESS_ID.value,
+    try:
+        distributed.initialise(
+            _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
-    elif _DISTRIBUTED.value == "on" or (
-        _DISTRIBUTED.value == "auto" and os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",")
-    ):
-        jax.distributed.initialize()  # Cloud TPU pods: everything is auto-detected.
+    except distributed.StartupError as e:
+        sys.exit(f"error: {e}")
 
 
 def _absolute(path: str) -> str:
