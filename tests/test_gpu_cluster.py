@@ -62,7 +62,8 @@ def srun_env(job_id: int, task: int) -> dict:
     }
 
 
-def start_tasks(flags: list, log_dir) -> list:
+def start_tasks(flags: list, log_dir, module: str = "learned_resize.main") -> list:
+    """Starts `python -m module flags` as the TASKS tasks of one fake srun step."""
     job_id = free_slurm_job_id()
     procs = []
     for task in range(TASKS):
@@ -70,7 +71,7 @@ def start_tasks(flags: list, log_dir) -> list:
         with open(log_dir / f"task_{task}.log", "w") as log:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "learned_resize.main", *flags],
+                    [sys.executable, "-m", module, *flags],
                     cwd=multihost.REPO,
                     env=env,
                     stdout=log,
@@ -114,6 +115,22 @@ def test_fake_slurm_job_trains_like_one_process(data, tmp_path):  # noqa: F811
     multihost.assert_trees_close(
         multihost.final_params(two), multihost.final_params(one), rtol=1e-4, atol=1e-5
     )
+
+
+@pytest.mark.slow
+def test_doctor_on_every_task_of_a_fake_slurm_job(data, tmp_path):  # noqa: F811
+    """slurm.sbatch's check step: each task joins the job and reports its share."""
+    _, data_dir = data
+    procs = start_tasks([f"--data_dir={data_dir}"], tmp_path, "learned_resize.doctor")
+    codes = wait_all(procs, multihost.TIMEOUT)
+    logs = [(tmp_path / f"task_{t}.log").read_text() for t in range(TASKS)]
+    assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+    for task, log in enumerate(logs):
+        assert (
+            f"[process {task}] OK  processes: process {task} of 2, 4 devices per process, "
+            "8 in all\n"
+        ) in log
+        assert f"[process {task}] OK  dataset fashion_mnist_local: prepared" in log
 
 
 # --------------------------------------------------------------------------- launch scripts
