@@ -32,13 +32,15 @@ import os
 import re
 from collections.abc import Mapping
 
+from learned_resize import errors
+
 MODES = ("auto", "on", "off")
 # Seconds process 0 may take to come up before the others give up (jax's default).
 _TIMEOUT = 300
 _NOTHING = "no launcher detected"
 
 
-class StartupError(ValueError):
+class StartupError(errors.UserError):
     """A wrong combination of flags or environment; the message says what to do."""
 
 

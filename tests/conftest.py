@@ -63,4 +63,5 @@ def small_fmnist(tmp_path_factory):
     """(source dir, TFDS data dir, arrays) of a small Fashion-MNIST-format dataset."""
     root = tmp_path_factory.mktemp("small_fmnist")
     arrays = write_idx_dataset(str(root / "source"))
+    (root / "tfds").mkdir()  # A data_dir must exist (a typo is an error, not a new copy).
     return str(root / "source"), str(root / "tfds"), arrays
