@@ -165,7 +165,13 @@ def restore_newest(
     return None, 0
 
 
-def resolve_checkpoint(path) -> tuple[epath.Path, list[int]]:
+def resolve_checkpoint(path) -> tuple[str, int]:
+    """(checkpoints directory, newest finished step) under `path` (see checkpoint_steps)."""
+    directory, steps = checkpoint_steps(path)
+    return os.fspath(directory), steps[0]
+
+
+def checkpoint_steps(path) -> tuple[epath.Path, list[int]]:
     """Finds the finished checkpoints under `path`.
 
     `path` may be a workdir (containing `checkpoints/`), a checkpoints directory,
@@ -195,7 +201,7 @@ def resolve_checkpoint(path) -> tuple[epath.Path, list[int]]:
 
 def restore_for_eval(path, abstract_state: dict, meta: dict) -> tuple[dict, int]:
     """Restores the newest readable checkpoint under `path` (read-only: nothing renamed)."""
-    directory, steps = resolve_checkpoint(path)
+    directory, steps = checkpoint_steps(path)
     with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
         for step in steps:
             where = os.fspath(directory / str(step))
@@ -228,8 +234,7 @@ def load_parts(path, parts, meta: dict) -> dict:
     Returns:
       {'params': {part: tree}, 'batch_stats': {part: tree}} for each part found.
     """
-    directory, steps = resolve_checkpoint(path)
-    step = steps[0]
+    directory, step = resolve_checkpoint(path)
     where = f"{directory}/{step}"
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     with ocp.CheckpointManager(directory, item_handlers=handlers) as manager:

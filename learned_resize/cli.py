@@ -119,9 +119,10 @@ def parse_flags(argv) -> list[str]:
     """absl's flag parse with every failure turned into `error: <one sentence>`, exit 1."""
     try:
         remaining = flags.FLAGS(argv)
-        if "config" in flags.FLAGS:
+        config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
+        if config is not None:
             # config_flags loads the file lazily: touch the result so load errors surface here.
-            flags.FLAGS["config"].value.keys  # noqa: B018
+            config.keys  # noqa: B018
         return remaining
     except Exception as e:  # config_flags raises assorted types (see explain_flag_error).
         try:

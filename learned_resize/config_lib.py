@@ -170,9 +170,9 @@ def stage_configs(config: ml_collections.ConfigDict, workdir: str, cli_keys=()):
         with c.unlocked():
             c.stages = ml_collections.ConfigDict()
         parent = overrides.pop("init_from_stage", "")
-        if parent:
-            overrides.setdefault("init_from", {})["path"] = f"{workdir}/{parent}"
         _apply_overrides(c, overrides, f"stages.{name}", "", cli_keys)
+        if parent:  # The chain itself, not an overlay: a command-line init_from.path is
+            c.init_from.path = f"{workdir}/{parent}"  # for the stages without a parent.
         out.append((name, f"{workdir}/{name}", c))
     return out
 

@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag type)
 
-from learned_resize import checkpoints, datasets, train
+from learned_resize import checkpoints, datasets, errors, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(REPO, "launch", "local_multiprocess.py")
@@ -125,7 +125,7 @@ def final_params(workdir):
 
 
 def assert_trees_close(a, b, rtol, atol):
-    flat_a, flat_b = train._leaves_by_path(a), train._leaves_by_path(b)
+    flat_a, flat_b = checkpoints._leaves_by_path(a), checkpoints._leaves_by_path(b)
     assert flat_a.keys() == flat_b.keys()
     for key in flat_a:
         np.testing.assert_allclose(flat_a[key], flat_b[key], rtol=rtol, atol=atol, err_msg=key)
@@ -233,7 +233,7 @@ def test_sigterm_to_every_host_saves_at_an_agreed_step(data, tmp_path):
         lines = []
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("step 3/"):
+            if "] step 3/" in line:
                 proc.send_signal(signal.SIGTERM)
                 break
         lines += proc.stdout.readlines()
@@ -241,9 +241,9 @@ def test_sigterm_to_every_host_saves_at_an_agreed_step(data, tmp_path):
     finally:
         watchdog.cancel()
     output = "".join(lines)
-    assert code == 0, output[-4000:]
+    assert code == errors.EXIT_PREEMPTED, output[-4000:]
     assert "sending SIGTERM to all" in output
-    saved = [x for x in lines if x.startswith("Preempted: saved checkpoint at step")]
+    saved = [x for x in lines if "preempted: saved a checkpoint at step" in x]
     assert len(saved) == 1, output[-4000:]
     step = int(saved[0].split("at step ")[1].split(";")[0].rstrip("."))
     assert step >= 3

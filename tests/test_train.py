@@ -111,7 +111,7 @@ def test_loss_is_label_smoothed_cross_entropy(small_fmnist):
 
 
 def test_train_eval_checkpoint_and_eval_only(small_fmnist, tmp_path):
-    config = tiny_config(small_fmnist)
+    config = tiny_config(small_fmnist, profile_steps=(2, 4))
     workdir = str(tmp_path / "run")
     metrics = train.train_and_evaluate(config, workdir)
     assert metrics["num_examples"] == 40  # every test image counted once
@@ -120,8 +120,10 @@ def test_train_eval_checkpoint_and_eval_only(small_fmnist, tmp_path):
     assert [x["step"] for x in lines if "train/loss" in x] == [2, 4, 6]
     assert any(f.endswith(".png") for f in os.listdir(os.path.join(workdir, "images")))
     assert os.listdir(os.path.join(workdir, "tensorboard"))
-    _, steps = checkpoints.resolve_checkpoint(workdir)
-    assert steps[0] == 6
+    traces = [f for _, _, fs in os.walk(os.path.join(workdir, "tensorboard")) for f in fs]
+    assert any(f.endswith(".xplane.pb") for f in traces), traces  # config.profile_steps
+    _, step = checkpoints.resolve_checkpoint(workdir)
+    assert step == 6
     assert json.load(open(os.path.join(workdir, "results.json")))["step"] == 6
     again = train.evaluate_checkpoint(config, workdir)
     for key in ("top1", "top5", "loss", "num_examples"):
@@ -131,7 +133,7 @@ def test_train_eval_checkpoint_and_eval_only(small_fmnist, tmp_path):
 def test_stage2_initialises_classifier_from_stage1(small_fmnist, tmp_path):
     stage1 = tiny_config(small_fmnist, **{"resizer.kind": "bilinear", "num_train_steps": 2})
     train.train_and_evaluate(stage1, str(tmp_path / "s1"))
-    _, (step, *_) = checkpoints.resolve_checkpoint(str(tmp_path / "s1"))
+    _, step = checkpoints.resolve_checkpoint(str(tmp_path / "s1"))
     saved = checkpoints.load_parts(
         str(tmp_path / "s1"), ["classifier"], checkpoints.model_meta(stage1)
     )
@@ -166,7 +168,7 @@ def test_kill_and_resume_reaches_uninterrupted_parameters(small_fmnist, tmp_path
         main_args(small_fmnist, tmp_path / "killed"), env={"LEARNED_RESIZE_KILL_AT_STEP": "5"}
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    _, (step, *_) = checkpoints.resolve_checkpoint(str(tmp_path / "killed"))
+    _, step = checkpoints.resolve_checkpoint(str(tmp_path / "killed"))
     assert step in (2, 4)
     resumed = run_main(main_args(small_fmnist, tmp_path / "killed"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -206,7 +208,7 @@ def test_sigterm_saves_and_exits_with_the_preempted_status(small_fmnist, tmp_pat
     out = proc.stdout.read()
     assert proc.wait(timeout=120) == errors.EXIT_PREEMPTED, out[-3000:]
     assert "preempted: saved a checkpoint at step" in out
-    _, (step, *_) = checkpoints.resolve_checkpoint(str(tmp_path / "run"))
+    _, step = checkpoints.resolve_checkpoint(str(tmp_path / "run"))
     assert 3 <= step < 100000
 
 
