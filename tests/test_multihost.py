@@ -112,8 +112,8 @@ def final_params(workdir):
     (`checkpoints.load_parts` restores onto the saving run's devices, which a 2-process
     checkpoint does not have in this 1-process test.)
     """
-    directory, steps = checkpoints.resolve_checkpoint(str(workdir))  # steps newest first
-    path = os.path.join(directory, str(steps[0]), "state")
+    directory, step = checkpoints.resolve_checkpoint(str(workdir))
+    path = os.path.join(directory, str(step), "state")
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     with ocp.StandardCheckpointer() as checkpointer:
         saved = checkpointer.metadata(path)
