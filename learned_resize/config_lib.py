@@ -39,7 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.min_area = 0.08
     c.data.flip = True
     c.data.eval_crop_fraction = 0.875
-    c.data.num_workers = 0  # grain worker processes; 0 decodes in the main process
+    c.data.num_workers = -1  # grain worker processes; -1: auto (input_pipeline.resolve_num_workers)
+    c.data.jpeg_draft = True  # decode JPEGs at a reduced DCT scale where the crop allows
     c.data.prefetch = 2
     # Per-channel normalisation applied on device to images scaled to [0, 1].
     c.data.mean = (0.485, 0.456, 0.406)

@@ -1,19 +1,29 @@
 """Where metrics go: the log, TensorBoard event files (tensorboardX, no TensorFlow) and JSON lines.
 
+TensorBoard (`tensorboard --logdir=WORKDIR/tensorboard`) gets the scalars, every image
+written as a PNG (the resizer grids, IMAGES tab) and the run's hyperparameters (the
+flattened config, HPARAMS tab, with the metrics to compare runs by).
+
 Only process 0 writes; other processes get a writer that does nothing, so the
 training loop needs no `if process_index == 0` around its logging calls. Every file
-goes through etils.epath (`workdir.py`), so a gs:// workdir gets all of them:
-`metrics.jsonl` is appended to locally and rewritten whole on a bucket (objects
-cannot be appended to) at most every `remote_flush_seconds` and at close;
-TensorBoard's gs:// support is tensorboardX's own (google-cloud-storage).
+goes through etils.epath (`workdir.py`), so a gs:// workdir gets all of them. On a
+bucket (objects cannot be appended to) `metrics.jsonl` is rewritten whole, and the
+TensorBoard event files are written to a local temporary directory and copied
+whole, at most every `remote_flush_seconds` and at close. (tensorboardX's own gs://
+writer would bypass epath and, with the bucket unreachable, block the exit of the
+process for minutes.)
 """
 
 import json
+import shutil
+import tempfile
 import time
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from learned_resize import workdir as workdir_lib
 
@@ -33,11 +43,16 @@ class MetricWriter:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._jsonl = self.workdir / "metrics.jsonl"
-        if self._remote and self._jsonl.exists():
-            self._lines = self._jsonl.read_text().splitlines(keepends=True)
+        tb_dir = str(self.workdir / "tensorboard")
+        self._tb_local = None
+        if self._remote:
+            if self._jsonl.exists():
+                self._lines = self._jsonl.read_text().splitlines(keepends=True)
+            self._tb_local = tempfile.mkdtemp(prefix="learned_resize_tensorboard_")
+            tb_dir = self._tb_local
         import tensorboardX  # imported here: only process 0 needs it
 
-        self._tb = tensorboardX.SummaryWriter(str(self.workdir / "tensorboard"))
+        self._tb = tensorboardX.SummaryWriter(tb_dir)
 
     def write_scalars(self, step: int, scalars: dict, prefix: str = "") -> None:
         if not self.enabled:
@@ -58,6 +73,26 @@ class MetricWriter:
         if time.monotonic() - self._last_flush > self._flush_every:
             self.flush()
 
+    def write_hparams(self, hparams: Mapping, metric_tags: Sequence[str] = ()) -> None:
+        """Writes the run's hyperparameters to TensorBoard's HPARAMS dashboard.
+
+        Args:
+          hparams: name -> value, e.g. `config.to_dict()`; nested mappings are flattened to
+            dotted names, and values that are not bool/int/float/str (tuples, None) are shown
+            as their repr.
+          metric_tags: scalar tags (e.g. "eval/top1") the dashboard shows beside them.
+        """
+        if not self.enabled:
+            return
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        flat = {name: _hparam_value(value) for name, value in _flatten(hparams).items()}
+        # The plugin's three summaries in this run's own event file (add_hparams would make a
+        # separate run in a subdirectory); the metric values come from the scalars written.
+        for summary in hparams_summaries(flat, dict.fromkeys(metric_tags, 0.0)):
+            self._tb._get_file_writer().add_summary(summary)
+        self._tb.flush()
+
     def write_image(self, step: int, name: str, image: np.ndarray):
         """Writes HxWx3 uint8 `image` to `<workdir>/images/<name>_<step>.png` and TensorBoard."""
         if not self.enabled:
@@ -68,18 +103,49 @@ class MetricWriter:
         return path
 
     def flush(self) -> None:
-        if not self.enabled:
+        if not self.enabled or self._tb is None:
             return
+        self._tb.flush()
         if self._remote:
             self._jsonl.write_text("".join(self._lines))
+            self._copy_events()
             self._last_flush = time.monotonic()
-        self._tb.flush()
+
+    def _copy_events(self) -> None:
+        local = epath.Path(self._tb_local)
+        for f in local.rglob("*"):
+            if f.is_file():
+                target = self.workdir / "tensorboard" / f.relative_to(local)
+                workdir_lib.write_bytes(target, f.read_bytes())
 
     def close(self) -> None:
-        if self.enabled and self._tb is not None:
-            self.flush()
-            self._tb.close()
-            self._tb = None
+        if not self.enabled or self._tb is None:
+            return
+        self._tb.close()  # close() waits for queued events; flush() does not
+        if self._remote:
+            self._jsonl.write_text("".join(self._lines))
+            self._copy_events()
+            shutil.rmtree(self._tb_local, ignore_errors=True)
+        self._tb = None
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _hparam_value(value):
+    """A value the hparams plugin stores (bool, int, float or str)."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
 
 
 def log(message: str) -> None:

@@ -115,41 +115,43 @@ def initialise(steps: steps_lib.Steps, manager, config) -> tuple[dict, object, i
     return state, rest, 0
 
 
-def _check_finite(summary: dict, step: int, manager) -> None:
-    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(summary[k])]
-    if bad:
-        checkpoints.wait(manager)
-        latest = manager.latest_step()
-        newest = (
-            f"the newest checkpoint (all finite) is step {latest} in {manager.directory}"
-            if latest is not None
-            else "no checkpoint was saved yet"
-        )
-        raise errors.Diverged(
-            f"training diverged: {' and '.join(bad)} became non-finite by step {step}; {newest}; "
-            "lower config.optim.learning_rate (or enable config.optim.grad_clip_norm) and run "
-            "again."
-        )
+def _diverged(what: str, step: int, manager) -> errors.Diverged:
+    checkpoints.wait(manager)
+    latest = manager.latest_step()
+    newest = (
+        f"the newest checkpoint (all finite) is step {latest} in {manager.directory}"
+        if latest is not None
+        else "no checkpoint was saved yet"
+    )
+    return errors.Diverged(
+        f"training diverged: {what} became non-finite by step {step}; {newest}; lower "
+        "config.optim.learning_rate (or set config.optim.grad_clip_norm) and run again."
+    )
 
 
 class _Logger:
-    """Averages the step metrics since the last call; logs them; checks they are finite."""
+    """Averages the step metrics since the last report, logs them, checks they are finite."""
 
     def __init__(self, task, writer, num_steps: int, start_step: int):
         self.task, self.writer, self.num_steps = task, writer, num_steps
         self.pending = []
         self.progress = metric_writers.Progress(num_steps, start_step)
 
-    def flush(self, step: int, manager, report: bool) -> None:
-        if not self.pending:
-            return
+    def check(self, step: int, manager) -> list[dict]:
+        """The pending metrics on the host; raises Diverged if a loss or norm is not finite."""
         host = jax.device_get(self.pending)
+        for key in ("loss", "grad_norm"):
+            if not all(np.isfinite(m[key]) for m in host):
+                raise _diverged(key, step, manager)
+        return host
+
+    def report(self, step: int, manager) -> None:
+        host = self.check(step, manager)
+        if not host:
+            return
         self.pending = []
         summary = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
         summary["skipped_images"] = float(np.sum([m["skipped_images"] for m in host]))
-        _check_finite(summary, step, manager)
-        if not report:
-            return
         rate, eta = self.progress.report(step)
         summary["steps_per_second"] = rate
         self.writer.write_scalars(step, summary, prefix="train/")
@@ -163,9 +165,9 @@ class _Logger:
 def _save(steps, manager, step, state, meta, logger, force) -> None:
     """Saves `state` after checking it is finite: a diverged state is never written, so a
     divergence cannot rotate the good checkpoints out."""
-    logger.flush(step, manager, report=False)
+    logger.check(step, manager)
     if not bool(steps.all_finite(state)):
-        _check_finite({"loss": float("nan"), "grad_norm": float("nan")}, step, manager)
+        raise _diverged("the train state", step, manager)
     checkpoints.save(manager, step, state, meta, force=force)
 
 
@@ -229,6 +231,7 @@ def train_and_evaluate(
             workdir / workdir_lib.CONFIG_FILE, config.to_json_best_effort(indent=2)
         )
     writer = metric_writers.MetricWriter(workdir)
+    writer.write_hparams(config.to_dict(), [f"eval/{key}" for _, key in steps.task.columns])
     manager = checkpoints.create_manager(workdir, config)
     try:
         return _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps)
@@ -274,7 +277,7 @@ def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps
             os.kill(os.getpid(), signal.SIGKILL)
         _fault_point(name, f"step{step}")
         if step % config.log_every_steps == 0 or step == num_steps:
-            logger.flush(step, manager, report=True)
+            logger.report(step, manager)
         stop = watcher.requested(step, manager)
         if step % config.checkpoint_every_steps == 0 or step == num_steps or stop:
             _save(steps, manager, step, state, meta, logger, force=stop or step == num_steps)

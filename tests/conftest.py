@@ -9,7 +9,11 @@ whole session shares one persistent XLA compilation cache in a temporary directo
 import atexit
 import os
 import shutil
+import sys
 import tempfile
+
+# The repository root, so that tests import the config files: `from configs import tiny`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("XLA_FLAGS", "")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

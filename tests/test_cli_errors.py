@@ -133,35 +133,25 @@ def test_bad_input_is_one_error_line(results, index):
     assert not (tmp / "run" / "config.json").exists()
 
 
+def _plain(argv, **env):
+    """`python -m learned_resize.main ARGV` as a user types it."""
+    full_env = dict(os.environ, JAX_PLATFORMS="cpu", **env)
+    full_env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    cmd = [sys.executable, "-m", "learned_resize.main", *argv]
+    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.parametrize("index", [4, 22, 42])
 def test_the_plain_command_says_the_same(results, index):
-    tmp, argvs, outputs = results
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    plain = subprocess.run(
-        [sys.executable, "-m", "learned_resize.main", *argvs[index]],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    _, argvs, outputs = results
+    plain = _plain(argvs[index])
     assert plain.returncode == 1
     assert plain.stderr == outputs[index]["stderr"]
 
 
 def test_traceback_on_request(results):
-    tmp, argvs, _ = results
-    env = dict(os.environ, JAX_PLATFORMS="cpu", LEARNED_RESIZE_TRACEBACK="1")
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    plain = subprocess.run(
-        [sys.executable, "-m", "learned_resize.main", *argvs[17]],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    _, argvs, _ = results
+    plain = _plain(argvs[17], LEARNED_RESIZE_TRACEBACK="1")
     assert plain.returncode == 1
     assert "Traceback" in plain.stderr and plain.stderr.strip().endswith(
         "error: config.batch_size must be an integer >= 1, got 0."

@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag type)
 
+from configs import tiny
 from learned_resize import checkpoints, datasets, errors, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,10 +73,7 @@ def main_flags(workdir, values: dict) -> list:
 
 
 def tiny_config(values: dict):
-    spec = importlib.util.spec_from_file_location("tiny", os.path.join(REPO, "configs", "tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = tiny.get_config()
     for key, value in values.items():
         node = config
         *path, last = key.split(".")

@@ -1,5 +1,6 @@
 """The trainer: sharded step, checkpoints, kill -9 resume, eval-only, stage 2 init, bad input."""
 
+import importlib
 import json
 import os
 import signal
@@ -19,13 +20,11 @@ from learned_resize import steps as steps_lib
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_config(name="tiny"):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def load_config(name="tiny", arg=None):
+    """configs/<name>.py's get_config(arg), imported as a module (conftest puts the repo on
+    sys.path)."""
+    module = importlib.import_module(f"configs.{name}")
+    return module.get_config(arg) if arg is not None else module.get_config()
 
 
 def tiny_config(small_fmnist, **overrides):
