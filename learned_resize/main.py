@@ -44,16 +44,13 @@ _DISTRIBUTED = flags.DEFINE_enum(
 
 
 def _initialise_distributed() -> None:
-    import jax
+    # Flags, then SLURM / Open MPI / Cloud TPU, else one process. Its StartupError is a
+    # UserError: main() turns it into one `error:` line.
+    from learned_resize import distributed
 
-    if _COORDINATOR.value:
-        jax.distributed.initialize(
-            coordinator_address=_COORDINATOR.value,
-            num_processes=_NUM_PROCESSES.value,
-            process_id=_PROCESS_ID.value,
-        )
-    elif _DISTRIBUTED.value == "on":
-        jax.distributed.initialize()
+    distributed.initialise(
+        _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+    )
 
 
 def _select_stages(stages: list, names) -> list:

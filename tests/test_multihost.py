@@ -358,7 +358,7 @@ def test_pod_dry_run_prints_every_gcloud_command(tmp_path):
     install, check, run, logs, stop = (x[-1].removeprefix("--command=") for x in ssh)
     assert "PYTHON=~/lr-venv/bin/python bash launch/install.sh" in install
     assert '"jax[tpu]==$(~/lr-venv/bin/python -c ' in install
-    assert "jax.distributed.initialize()" in check
+    assert "python -m learned_resize.doctor --distributed=on" in check
     assert (
         "~/lr-venv/bin/python -m learned_resize.main --config=configs/imagenet_resnet50.py "
         "--workdir=gs://bucket/r50 --distributed=on > ~/learned_resize_run.log" in run
