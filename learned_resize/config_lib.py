@@ -14,11 +14,11 @@ import math
 import jax
 import ml_collections
 
-from learned_resize import errors, models, resizers
+from learned_resize import errors, models, precision, resizers
 
 TASKS = ("classification", "iqa")
 SCHEDULES = ("constant", "cosine", "exponential")
-DTYPES = ("float32", "bfloat16")
+DTYPES = precision.DTYPES  # "auto": bfloat16 on TPUs and GPUs that compute it natively
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -60,7 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "resnet50"
-    c.model.dtype = "float32"  # compute dtype; params and BN statistics stay float32
+    # Compute dtype ("auto": precision.compute_dtype); params and BN statistics stay float32.
+    c.model.dtype = "auto"
     c.model.head_dropout = 0.0  # IQA score head only
 
     c.optim = ml_collections.ConfigDict()
