@@ -67,3 +67,17 @@ def exit_quietly(status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def quiet_background_noise() -> None:
+    """Drops one known message from background threads: after a failed asynchronous
+    checkpoint write, tensorstore's callbacks into Orbax's closed event loop print
+    `RuntimeError: Event loop is closed` tracebacks by the hundred. The run itself
+    reports the failure as one `error:` line; every other exception still prints."""
+
+    def hook(exc_type, exc, tb, default=sys.excepthook):
+        if exc_type is RuntimeError and str(exc) == "Event loop is closed":
+            return
+        default(exc_type, exc, tb)
+
+    sys.excepthook = hook

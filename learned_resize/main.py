@@ -13,13 +13,22 @@ On a Cloud TPU pod or a SLURM cluster run the same command on every host/task;
 --coordinator_address/--num_processes/--process_id (see `launch/local_multiprocess.py`).
 """
 
-import json
-import sys
+# First, before the slower imports: a SIGTERM from the moment the process starts ends in
+# exit status 75 (nothing to save yet), not in a kill.
+from learned_resize import preemption
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+_WATCHER = preemption.Watcher()
+if __name__ == "__main__":
+    _WATCHER.install()
 
-from learned_resize import cli, errors, preemption
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from learned_resize import cli, errors  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
@@ -123,10 +132,6 @@ def _train(config, watcher: preemption.Watcher) -> None:
         workdir_lib.write_text(workdir / workdir_lib.TABLE_FILE, table + "\n")
 
 
-# Installed in run(), first thing: a SIGTERM from then on ends in exit status 75.
-_WATCHER = preemption.Watcher()
-
-
 def main(argv):
     watcher = _WATCHER
     try:
@@ -153,10 +158,16 @@ def main(argv):
 
 def run() -> None:
     _WATCHER.install()
+    errors.quiet_background_noise()
     # Before anything allocates: XLA:CPU's buffers under tcmalloc (see host_allocator.py).
+    # The re-exec resets signal handlers but keeps blocked signals pending: SIGTERM is
+    # blocked across it and delivered to the new image's handler once unblocked.
     from learned_resize import host_allocator
 
-    host_allocator.reexec_under_tcmalloc()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    if not _WATCHER.signalled():  # (one that came already would be lost with this image)
+        host_allocator.reexec_under_tcmalloc()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     import jax
 
     jax.config.config_with_absl()  # --jax_debug_nans and friends

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -105,11 +106,7 @@ def test_divergence_stops_the_run_and_keeps_every_good_checkpoint(small_fmnist, 
 
 
 def _leaves(tree):
-    if isinstance(tree, dict):
-        for v in tree.values():
-            yield from _leaves(v)
-    else:
-        yield np.asarray(tree)
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
 @pytest.mark.slow
