@@ -264,6 +264,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"{tuple(config.profile_steps)}; e.g. (10, 15), or (0, 0) for no trace."
         )
     _check_choice("data.channels", config.data.channels, (1, 3))
+    from learned_resize import data_sources  # (it reads base_config's defaults)
+
+    data_sources.data_options(config)  # config.data's values: checked where they are read
     for key in ("mean", "std"):
         if len(config.data[key]) != config.data.channels:
             raise errors.UserError(

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
+import ml_collections
 import tensorflow_datasets as tfds
 
 from learned_resize import datasets
@@ -73,47 +74,55 @@ class DataOptions:
 
 
 def data_options(config) -> DataOptions:
-    """Reads config.data with defaults; raises ValueError for bad values."""
-    data = config.data
-    name = data.get("name", None)
+    """Reads config.data; raises ValueError for bad values.
+
+    Keys a (partial, e.g. a test's) config lacks take `config_lib.base_config()`'s value:
+    that is the one place defaults live.
+    """
+    from learned_resize import config_lib  # config_lib's validation calls this module
+
+    defaults = config_lib.base_config().data
+    data = ml_collections.ConfigDict({**defaults.to_dict(), **config.data.to_dict()})
+    name = config.data.get("name", None)  # no default: a dataset must be named
     if not name or not isinstance(name, str):
         raise ValueError("config.data.name is empty; set it to e.g. 'fashion_mnist_local'.")
     local = datasets.LOCAL_BUILDERS.get(datasets.base_name(name))
-    channels = data.get("channels", None) or (local.CHANNELS if local else 3)
+    # Not from the defaults: a config without it gets the dataset's own channel count.
+    channels = config.data.get("channels", None) or (local.CHANNELS if local else 3)
     if channels not in (1, 3):
         raise ValueError(f"config.data.channels={channels!r}; use 1 (grayscale) or 3 (RGB).")
-    crop = data.get("crop", "inception")
+    crop = data["crop"]
     if crop not in CROPS:
         raise ValueError(f"config.data.crop={crop!r}; use one of {CROPS}.")
-    min_area = float(data.get("min_area", 0.08))
+    min_area = float(data["min_area"])
     if not 0 < min_area <= 1:
         raise ValueError(f"config.data.min_area={min_area}; use a fraction in (0, 1].")
-    fraction = float(data.get("eval_crop_fraction", 0.875))
+    fraction = float(data["eval_crop_fraction"])
     if not 0 < fraction <= 1:
         raise ValueError(f"config.data.eval_crop_fraction={fraction}; use a fraction in (0, 1].")
-    num_workers = data.get("num_workers", AUTO_WORKERS)
+    num_workers = data["num_workers"]
     if not isinstance(num_workers, int) or num_workers < AUTO_WORKERS:
         raise ValueError(
             f"config.data.num_workers={num_workers!r}; use an integer >= 0, or -1 for one per "
             "host CPU but two."
         )
-    prefetch = data.get("prefetch", 4)
+    prefetch = data["prefetch"]
     if not isinstance(prefetch, int) or prefetch < 0:
         raise ValueError(f"config.data.prefetch={prefetch!r}; use an integer >= 0.")
     return DataOptions(
         name=name,
-        data_dir=datasets.resolve_data_dir(data.get("data_dir", None)),
-        manual_dir=data.get("manual_dir", None) or None,
-        train_split=data.get("train_split", None) or "train",
-        eval_split=data.get("eval_split", None) or None,
+        data_dir=datasets.resolve_data_dir(data["data_dir"]),
+        manual_dir=data["manual_dir"] or None,
+        train_split=data["train_split"] or "train",
+        eval_split=data["eval_split"] or None,
         channels=channels,
         crop=crop,
         min_area=min_area,
-        flip=bool(data.get("flip", True)),
+        flip=bool(data["flip"]),
         eval_crop_fraction=fraction,
         num_workers=num_workers,
         prefetch=prefetch,
-        jpeg_draft=bool(data.get("jpeg_draft", True)),
+        jpeg_draft=bool(data["jpeg_draft"]),
     )
 
 
