@@ -13,11 +13,15 @@ resizer's input size (`config.input_size`, the canvas):
 The learned resizer then maps the padded canvas to the classifier's square input;
 it sees every pixel of the image and learns what the black bars are. `fit_and_pad`
 also returns the mask of real pixels, for code that wants to weight or ignore the
-padding; the trainer does not use it.
+padding; the trainer does not use it. `input_pipeline` calls `decode_train_pad` and
+`decode_eval_pad` in place of `preprocessing`'s decoders when the mode is 'pad' (full
+decodes: JPEG draft decoding is for the square crops).
 """
 
 import numpy as np
 import PIL.Image
+
+from learned_resize import preprocessing
 
 MODES = ("square", "pad")
 # As the square pipeline: bilinear, antialiased when shrinking (PIL's behaviour).
@@ -65,3 +69,39 @@ def central_crop(image: PIL.Image.Image, fraction: float) -> PIL.Image.Image:
 def eval_pad(image: PIL.Image.Image, canvas: tuple[int, int], crop_fraction: float) -> np.ndarray:
     """The eval preprocessing of the 'pad' mode: central crop fraction, fit, pad."""
     return fit_and_pad(central_crop(image, crop_fraction), canvas)[0]
+
+
+def train_pad(
+    image: PIL.Image.Image,
+    rng: np.random.Generator,
+    *,
+    image_size: tuple[int, int],
+    crop: str,
+    min_area: float,
+    flip: bool,
+    eval_crop_fraction: float,
+) -> np.ndarray:
+    """The 'pad' mode's train preprocessing: random box (or central crop), fit, pad, flip."""
+    if crop == "inception":
+        top, left, h, w = preprocessing.sample_crop_box(rng, image.height, image.width, min_area)
+        image = image.crop((left, top, left + w, top + h))
+    else:
+        image = central_crop(image, eval_crop_fraction)
+    array = fit_and_pad(image, image_size)[0]
+    if flip and rng.random() < 0.5:  # The same draw order as the square mode.
+        array = array[:, ::-1]
+    return array
+
+
+def decode_train_pad(data: bytes, rng: np.random.Generator, *, channels: int, reduced=True, **kw):
+    """`train_pad` of the decoded bytes; None if they cannot be decoded."""
+    del reduced  # Always a full decode.
+    image = preprocessing.decode_image(data, channels)
+    return None if image is None else train_pad(image, rng, **kw)
+
+
+def decode_eval_pad(data: bytes, channels: int, image_size, crop_fraction, reduced=True):
+    """`eval_pad` of the decoded bytes; None if they cannot be decoded."""
+    del reduced
+    image = preprocessing.decode_image(data, channels)
+    return None if image is None else eval_pad(image, image_size, crop_fraction)

@@ -28,24 +28,18 @@ import numpy as np
 MODES = ("eval", "resizer_batch_stats", "batch_stats")
 
 
-def restore_trainer(config, path: str):
-    """(Trainer, state, rest) for the newest checkpoint under `path`, as the eval mode does."""
-    import orbax.checkpoint as ocp
-
-    from learned_resize import checkpoints, config_lib, parallel, train
+def restore_steps(config, path: str):
+    """(steps.Steps, state, rest) for the newest checkpoint under `path`, as --mode=eval."""
+    from learned_resize import checkpoints, config_lib, parallel
+    from learned_resize import steps as steps_lib
 
     config_lib.validate_config(config)
-    directory, step = checkpoints.resolve_checkpoint(os.path.abspath(path))
-    trainer = train.Trainer(config, parallel.create_mesh(), steps_per_epoch=1)
-    _, rest = trainer.init(jax.random.key(config.seed))
-    abstract = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        trainer.abstract_state,
-        trainer.state_sharding,
+    steps = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=1, num_steps=1)
+    state, _ = checkpoints.restore_for_eval(
+        os.path.abspath(path), steps.sharded_abstract_state(), checkpoints.model_meta(config)
     )
-    with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
-        state = checkpoints.restore(manager, step, abstract, checkpoints.model_meta(config))
-    return trainer, state, rest
+    _, rest = steps.init(jax.random.key(config.seed))
+    return steps, state, rest
 
 
 def fill_padding(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -77,7 +71,7 @@ def evaluate_modes(config, path: str, modes=MODES) -> dict:
 
     if config.task != "classification":
         raise ValueError(f"eval_modes compares top-1 of classification runs; {path} is IQA.")
-    trainer, state, rest = restore_trainer(config, path)
+    trainer, state, rest = restore_steps(config, path)
     batches, _ = input_pipeline.create_eval_iterator(config, image_size=tuple(config.input_size))
     functions = {mode: _logits(trainer, mode) for mode in modes}
     correct = dict.fromkeys(modes, 0.0)

@@ -42,7 +42,7 @@ def test_fit_and_pad_centres_the_pil_resize_on_black():
 def test_eval_pad_takes_the_central_fraction_then_fits():
     source = np.arange(60 * 30, dtype=np.uint8).reshape(60, 30)
     image = PIL.Image.fromarray(source)
-    got = input_pipeline.eval_preprocess(image, (20, 20), 0.5, "pad")
+    got = aspect_ratio.eval_pad(image, (20, 20), 0.5)
     # Central half of each side: rows 15..44, cols 7..21 (30x15), fitted as 20x10.
     want = np.asarray(image.crop((7, 15, 22, 45)).resize((10, 20), BILINEAR))
     np.testing.assert_array_equal(got[:, 5:15, 0], want)
@@ -53,8 +53,8 @@ def test_square_images_in_a_square_canvas_are_unchanged_by_pad():
     # The default dataset (28x28 Fashion-MNIST into 28x28) is the same in both modes.
     image = PIL.Image.fromarray(np.random.default_rng(1).integers(0, 256, (28, 28), np.uint8))
     np.testing.assert_array_equal(
-        input_pipeline.eval_preprocess(image, (28, 28), 1.0, "pad"),
-        input_pipeline.eval_preprocess(image, (28, 28), 1.0, "square"),
+        aspect_ratio.eval_pad(image, (28, 28), 1.0),
+        input_pipeline.eval_preprocess(image, (28, 28), 1.0),
     )
 
 
@@ -62,7 +62,7 @@ def test_train_pad_fits_the_random_box_instead_of_stretching_it():
     image = PIL.Image.fromarray(np.random.default_rng(2).integers(1, 256, (50, 80), np.uint8))
     kwargs = dict(image_size=(24, 24), crop="inception", min_area=0.3, flip=False,
                   eval_crop_fraction=1.0)  # fmt: skip
-    got = input_pipeline.train_preprocess(image, np.random.default_rng(7), aspect="pad", **kwargs)
+    got = aspect_ratio.train_pad(image, np.random.default_rng(7), **kwargs)
     top, left, h, w = input_pipeline.sample_crop_box(np.random.default_rng(7), 50, 80, 0.3)
     want, _ = aspect_ratio.fit_and_pad(image.crop((left, top, left + w, top + h)), (24, 24))
     np.testing.assert_array_equal(got, want)

@@ -37,7 +37,7 @@ def test_tiny_run_eval_mode_agrees_with_batch_statistics(small_fmnist, tmp_path)
     for mode in ("resizer_batch_stats", "batch_stats"):
         assert abs(results[mode]["top1"] - results["eval"]["top1"]) <= 0.15, results
     # The modes compute different functions (so agreeing is a finding, not a tautology).
-    trainer, state, rest = eval_modes.restore_trainer(config, workdir)
+    trainer, state, rest = eval_modes.restore_steps(config, workdir)
     images = parallel.global_batch({"image": small_fmnist[2]["test"][0][:16, :, :, None]},
                                    trainer.mesh)["image"]  # fmt: skip
     logits = {m: eval_modes._logits(trainer, m)(state, images, rest) for m in eval_modes.MODES}

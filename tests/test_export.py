@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from learned_resize import checkpoints, export, parallel, resizers, train
+from learned_resize import eval_modes, export, resizers, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -67,20 +67,8 @@ def trained(small_fmnist, tmp_path_factory):
 
 def _checkpointed_resize(config, workdir, images):
     """The restored trainer model's resizer output in [0, 1] units (eval mode)."""
-    mesh = parallel.create_mesh()
-    trainer = train.Trainer(config, mesh, steps_per_epoch=1)
-    _, rest = trainer.init(jax.random.key(0))
-    directory, step = checkpoints.resolve_checkpoint(workdir)
-    import orbax.checkpoint as ocp
-
-    abstract = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        trainer.abstract_state,
-        trainer.state_sharding,
-    )
-    with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
-        state = checkpoints.restore(manager, step, abstract, checkpoints.model_meta(config))
-    model = trainer._model(state["params"], state["batch_stats"], rest)
+    steps, state, rest = eval_modes.restore_steps(config, workdir)
+    model = steps._model(state["params"], state["batch_stats"], rest)
     return np.asarray(model.denormalise(model.resize(jnp.asarray(images), train=False)))
 
 

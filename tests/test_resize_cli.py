@@ -48,7 +48,7 @@ def test_panels_are_the_fixed_and_the_checkpointed_resize(trained, tmp_path):
     assert resize_cli.main([f"--checkpoint={workdir}", f"--images={tmp_path}/in", f"--out={out}",
                             "--zoom=3"]) == 0  # fmt: skip
     assert sorted(os.listdir(out)) == ["a.png", "b.png"]  # the unreadable file is skipped
-    trainer, state, rest = eval_modes.restore_trainer(config, workdir)
+    trainer, state, rest = eval_modes.restore_steps(config, workdir)
     model = trainer._model(state["params"], state["batch_stats"], rest)
     for name, pixels in images.items():
         strip = np.asarray(PIL.Image.open(os.path.join(out, f"{name}.png")), np.float64)
