@@ -79,19 +79,16 @@ def _targets(files: list[str], out: str) -> list[str]:
 
 def _preprocess(path: str, settings: dict) -> np.ndarray | None:
     """uint8 [H, W, C] at the artifact's input size, as the run's eval; None if unreadable."""
-    from learned_resize import input_pipeline
+    from learned_resize import aspect_ratio, preprocessing
 
     with open(path, "rb") as f:
-        image = input_pipeline.decode_image(f.read(), settings["channels"])
+        image = preprocessing.decode_image(f.read(), settings["channels"])
     if image is None:
         return None
     pre = settings.get("preprocess", {})
-    return input_pipeline.eval_preprocess(
-        image,
-        tuple(settings["input_size"]),
-        pre.get("eval_crop_fraction", 1.0),
-        pre.get("aspect", "square"),
-    )
+    pad = pre.get("aspect", "square") == "pad"
+    preprocess = aspect_ratio.eval_pad if pad else preprocessing.eval_preprocess
+    return preprocess(image, tuple(settings["input_size"]), pre.get("eval_crop_fraction", 1.0))
 
 
 def _panels(fixed: np.ndarray, learned: np.ndarray, zoom: int) -> PIL.Image.Image:
