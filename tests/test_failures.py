@@ -168,7 +168,8 @@ def test_checkpoint_directory_gone_bad_mid_run_ends_in_seconds(small_fmnist, tmp
     )
     for line in proc.stdout:
         if "] step 5/" in line:  # a checkpoint (step 4) exists; the next is at step 8
-            shutil.rmtree(workdir / "checkpoints")
+            # Moved away in one rename (a save may be writing into it right now).
+            (workdir / "checkpoints").rename(workdir / "checkpoints.gone")
             (workdir / "checkpoints").write_text("not a directory")
             broken = time.monotonic()
             break
