@@ -37,6 +37,7 @@ def model_meta(config: ml_collections.ConfigDict) -> dict:
         "resizer": config.resizer.kind,
         "resizer_filters": int(config.resizer.num_filters),
         "resizer_blocks": int(config.resizer.num_res_blocks),
+        "resizer_norm": config.resizer.norm,
     }
 
 
@@ -81,8 +82,13 @@ def wait(manager: ocp.CheckpointManager) -> None:
         raise _write_error(e, manager.directory) from e
 
 
+# Meta keys added later, with the value every checkpoint saved before them had.
+_META_DEFAULTS = {"resizer_norm": "batch"}
+
+
 def _check_meta(found: dict, expected: dict, where: str, keys=None) -> None:
     keys = keys or expected.keys()
+    found = {**_META_DEFAULTS, **found}
     diffs = [
         f"{k}={found.get(k)!r} (this config: {expected[k]!r})"
         for k in keys
@@ -252,7 +258,7 @@ def load_parts(path, parts, meta: dict) -> dict:
                     f"{found_meta.get('resizer')!r}); take the resizer from a run with "
                     "config.resizer.kind='learned'."
                 )
-            keys += ["resizer_filters", "resizer_blocks"]
+            keys += ["resizer_filters", "resizer_blocks", "resizer_norm"]
         _check_meta(found_meta, meta, where, keys)
         # Restore every array whole onto this process's first device, not onto the
         # saving run's device layout: the source may come from another topology (a pod
