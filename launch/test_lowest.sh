@@ -13,7 +13,8 @@ if [ ! -x "$venv/bin/uv" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check uv
 fi
 echo "== uv: learned_resize[dev] at the lowest direct versions into $venv"
-"$venv/bin/uv" pip install -q --python "$venv/bin/python" --resolution=lowest-direct -e ".[dev]"
+"$venv/bin/uv" pip install -q --python "$venv/bin/python" --resolution=lowest-direct \
+  --constraint launch/lowest_constraints.txt -e ".[dev]"
 "$venv/bin/uv" pip list --python "$venv/bin/python" 2>/dev/null | grep -iE \
   "^(jax|jaxlib|flax|optax|orbax-checkpoint|tensorflow-datasets|grain|array-record|ml-collections|absl-py|etils|numpy|pillow|tensorboardx|safetensors|h5py|scikit-image|scipy|pytest) " \
   | tr -s ' ' | paste -sd ',' | sed 's/,/, /g'
