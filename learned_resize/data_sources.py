@@ -103,8 +103,8 @@ def data_options(config) -> DataOptions:
     num_workers = data["num_workers"]
     if not isinstance(num_workers, int) or num_workers < AUTO_WORKERS:
         raise ValueError(
-            f"config.data.num_workers={num_workers!r}; use an integer >= 0, or -1 for one per "
-            "host CPU but two."
+            f"config.data.num_workers={num_workers!r}; use an integer >= 0, or -1 to pick it "
+            "from the host's CPUs."
         )
     prefetch = data["prefetch"]
     if not isinstance(prefetch, int) or prefetch < 0:
