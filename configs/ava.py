@@ -48,7 +48,7 @@ def get_config(backbone: str = ""):
     config.data.min_area = 0.25
     config.data.flip = True
     config.data.eval_crop_fraction = 0.875
-    config.data.num_workers = 16
+    config.data.num_workers = -1  # auto: the host's CPUs but two on TPU/GPU, 0 on CPU
     config.input_size = (224, 224)
 
     config.resizer.kind = "bilinear"
