@@ -12,10 +12,12 @@ images (224 -> 224 by default, i.e. the standard pipeline, where the resize is
 the identity) and behind the learned resizer fed `--learned_input` images
 (448 -> 224). The two steps run interleaved (A, B, A, B, ...) so that load on a
 shared machine hits both alike; the table shows the median step time of each,
-images/s, XLA's memory estimate of the compiled step, XLA's forward FLOPs per
-image, and the learned resizer's time and FLOP overheads over the fixed one with
-their ratio (time overhead / FLOP overhead; 1.0 means the resizer's FLOPs cost
-as much time as the backbone's), and the minor page faults per step. It also
+its median CPU time (all the process's threads; steadier than wall time when
+other processes share the cores), images/s, XLA's memory estimate of the
+compiled step, XLA's forward FLOPs per image, and the learned resizer's time
+and FLOP overheads over the fixed one with their ratio (time overhead / FLOP
+overhead; 1.0 means the resizer's FLOPs cost as much time as the backbone's),
+and the minor page faults per step. It also
 reads the compiled step itself, which does not depend on the machine's load:
 XLA's temporary memory and the number of copy, transpose, reduce and
 reduce-window instructions in the optimised HLO (fusions included), i.e. the
@@ -145,20 +147,27 @@ class Variant:
         jax.block_until_ready(metrics["loss"])
 
 
-def time_interleaved(variants) -> tuple[list, list]:
-    """Median step seconds and minor page faults per step of each variant, run A, B, A, B."""
+def time_interleaved(variants) -> tuple[list, list, list]:
+    """Per variant, run A, B, A, B: median wall and CPU seconds per step, minor faults per step.
+
+    CPU time (all of the process's threads) is the steadier of the two on a shared
+    machine, where other processes stretch the wall time of whichever step they hit.
+    """
     for variant in variants:
         for _ in range(_WARMUP.value):
             variant.run()
-    times, faults = [[] for _ in variants], [0 for _ in variants]
+    times, cpu = [[] for _ in variants], [[] for _ in variants]
+    faults = [0 for _ in variants]
     for _ in range(_REPEATS.value):
         for i, variant in enumerate(variants):
             faults[i] -= resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             variant.run()
             times[i].append(time.perf_counter() - start)
+            cpu[i].append(time.process_time() - cpu_start)
             faults[i] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    return [float(np.median(t)) for t in times], [f / _REPEATS.value for f in faults]
+    medians = lambda samples: [float(np.median(s)) for s in samples]
+    return medians(times), medians(cpu), [f / _REPEATS.value for f in faults]
 
 
 def measure(backbone: str, mesh) -> dict:
@@ -166,9 +175,9 @@ def measure(backbone: str, mesh) -> dict:
     learned = Variant(make_config(backbone, "learned", _LEARNED_INPUT.value), mesh, seed=1)
     variants = (fixed, learned)
     if _TIME.value:
-        (t_fixed, t_learned), faults = time_interleaved(variants)
+        (t_fixed, t_learned), cpu, faults = time_interleaved(variants)
     else:
-        (t_fixed, t_learned), faults = (float("nan"),) * 2, (float("nan"),) * 2
+        (t_fixed, t_learned), cpu, faults = (float("nan"),) * 2, (float("nan"),) * 2, (0, 0)
     time_overhead = t_learned / t_fixed - 1
     flop_overhead = learned.forward_flops / fixed.forward_flops - 1
     return {
@@ -176,6 +185,7 @@ def measure(backbone: str, mesh) -> dict:
         "allocator": host_allocator.loaded_allocator(),
         "faults": tuple(faults),
         "ms": (t_fixed * 1e3, t_learned * 1e3),
+        "cpu_ms": (cpu[0] * 1e3, cpu[1] * 1e3),
         "images_per_s": (_BATCH.value / t_fixed, _BATCH.value / t_learned),
         "memory_mb": (fixed.memory_bytes / 1e6, learned.memory_bytes / 1e6),
         "temp_mb": (fixed.temp_bytes / 1e6, learned.temp_bytes / 1e6),
@@ -188,7 +198,7 @@ def measure(backbone: str, mesh) -> dict:
 
 
 _COLUMNS = (
-    "backbone", "malloc", "step ms (fixed / learned)", "images/s", "step memory MB",
+    "backbone", "malloc", "step ms (fixed / learned)", "CPU ms/step", "images/s", "step memory MB",
     "temp MB", "copies", "transposes", "reduces", "reduce-windows", "page faults/step",
     "fwd GFLOP/image", "time overhead", "FLOP overhead", "ratio",
 )  # fmt: skip
@@ -200,6 +210,7 @@ def format_row(r: dict) -> str:
         r["backbone"],
         r["allocator"],
         pair(r["ms"], ".0f"),
+        pair(r["cpu_ms"], ".0f"),
         pair(r["images_per_s"], ".1f"),
         pair(r["memory_mb"], ".0f"),
         pair(r["temp_mb"], ".0f"),

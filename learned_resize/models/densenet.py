@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.batch_norm import BatchNorm
+
 # depth -> (growth rate, layers per dense block, stem width), as in the paper.
 _CONFIGS = {
     121: (32, (6, 12, 24, 16), 64),
@@ -34,7 +36,7 @@ MIN_INPUT_SIZE = 32
 
 
 def _batch_norm(features, *, dtype, momentum, epsilon, rngs):
-    return nnx.BatchNorm(
+    return BatchNorm(
         features,
         momentum=momentum,
         epsilon=epsilon,

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.batch_norm import BatchNorm
+
 # variant -> (width multiplier, depth multiplier, input resolution, dropout rate).
 VARIANTS = {
     0: (1.0, 1.0, 224, 0.2),
@@ -102,7 +104,7 @@ class ConvBN(nnx.Module):
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.norm = nnx.BatchNorm(
+        self.norm = BatchNorm(
             out_features,
             momentum=bn_momentum,
             epsilon=bn_epsilon,

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.batch_norm import BatchNorm
+
 # Trainable parameters of slim's inception_v2 with a 1000-way head (see above).
 REFERENCE_PARAMS_1000_CLASSES = 11_178_336
 
@@ -76,7 +78,7 @@ class ConvBN(nnx.Module):
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.norm = nnx.BatchNorm(
+        self.norm = BatchNorm(
             out_features,
             use_scale=False,
             momentum=bn_momentum,

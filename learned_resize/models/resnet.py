@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.batch_norm import BatchNorm
+
 # depth -> (block type, blocks per stage)
 _STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -56,7 +58,7 @@ def conv(in_ch, out_ch, kernel, stride, *, dtype, rngs):
 
 def batch_norm(features, *, dtype, rngs, zero_scale=False):
     """BN with torchvision's defaults (momentum 0.1 there is 0.9 here); stats stay float32."""
-    return nnx.BatchNorm(
+    return BatchNorm(
         features,
         momentum=0.9,
         epsilon=1e-5,

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.batch_norm import BatchNorm
+
 conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -80,7 +82,7 @@ class SmallCNN(nnx.Module):
                 )
             )
             norms.append(
-                nnx.BatchNorm(
+                BatchNorm(
                     width,
                     momentum=0.9,
                     epsilon=1e-5,
