@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.batch_norm import BatchNorm
+from learned_resize.models.pointwise import Conv
 
 # depth -> (growth rate, layers per dense block, stem width), as in the paper.
 _CONFIGS = {
@@ -36,7 +36,7 @@ MIN_INPUT_SIZE = 32
 
 
 def _batch_norm(features, *, dtype, momentum, epsilon, rngs):
-    return BatchNorm(
+    return nnx.BatchNorm(
         features,
         momentum=momentum,
         epsilon=epsilon,
@@ -47,7 +47,7 @@ def _batch_norm(features, *, dtype, momentum, epsilon, rngs):
 
 
 def _conv(in_features, out_features, kernel_size, strides=1, *, dtype, rngs):
-    return nnx.Conv(
+    return Conv(
         in_features,
         out_features,
         (kernel_size, kernel_size),

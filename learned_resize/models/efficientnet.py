@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.batch_norm import BatchNorm
+from learned_resize.models.pointwise import Conv
 
 # variant -> (width multiplier, depth multiplier, input resolution, dropout rate).
 VARIANTS = {
@@ -91,7 +91,7 @@ class ConvBN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.activation = activation
-        self.conv = nnx.Conv(
+        self.conv = Conv(
             in_features,
             out_features,
             (kernel_size, kernel_size),
@@ -104,7 +104,7 @@ class ConvBN(nnx.Module):
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.norm = BatchNorm(
+        self.norm = nnx.BatchNorm(
             out_features,
             momentum=bn_momentum,
             epsilon=bn_epsilon,

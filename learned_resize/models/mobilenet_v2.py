@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.batch_norm import BatchNorm
+from learned_resize.models.pointwise import Conv
 
 # (expansion t, output channels c, repeats n, first stride s), from the paper's Table 2.
 _INVERTED_RESIDUAL_SETTING = (
@@ -56,7 +56,7 @@ class ConvBN(nnx.Module):
 
     def __init__(self, in_ch, out_ch, kernel, stride=1, *, groups=1, activation=True, dtype, rngs):
         pad = kernel // 2
-        self.conv = nnx.Conv(
+        self.conv = Conv(
             in_ch,
             out_ch,
             (kernel, kernel),
@@ -69,7 +69,7 @@ class ConvBN(nnx.Module):
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.bn = BatchNorm(
+        self.bn = nnx.BatchNorm(
             out_ch, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
         )
         self.activation = activation

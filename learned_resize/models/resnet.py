@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.batch_norm import BatchNorm
+from learned_resize.models.pointwise import Conv
 
 # depth -> (block type, blocks per stage)
 _STAGES = {
@@ -42,7 +42,7 @@ dense_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 def conv(in_ch, out_ch, kernel, stride, *, dtype, rngs):
     """Bias-free conv with torchvision's symmetric padding (every conv here feeds a BN)."""
     pad = kernel // 2
-    return nnx.Conv(
+    return Conv(
         in_ch,
         out_ch,
         (kernel, kernel),
@@ -58,7 +58,7 @@ def conv(in_ch, out_ch, kernel, stride, *, dtype, rngs):
 
 def batch_norm(features, *, dtype, rngs, zero_scale=False):
     """BN with torchvision's defaults (momentum 0.1 there is 0.9 here); stats stay float32."""
-    return BatchNorm(
+    return nnx.BatchNorm(
         features,
         momentum=0.9,
         epsilon=1e-5,
@@ -178,7 +178,7 @@ class ResNet(nnx.Module):
         kind, blocks_per_stage = _STAGES[depth]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
 
-        self.conv1 = nnx.Conv(
+        self.conv1 = Conv(
             in_channels,
             64,
             (7, 7),

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.batch_norm import BatchNorm
+from learned_resize.models.pointwise import Conv
 
 conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -68,7 +68,7 @@ class SmallCNN(nnx.Module):
         ch = in_channels
         for width, stride in zip(widths, (1, 2, 2)):
             convs.append(
-                nnx.Conv(
+                Conv(
                     ch,
                     width,
                     (3, 3),
@@ -82,7 +82,7 @@ class SmallCNN(nnx.Module):
                 )
             )
             norms.append(
-                BatchNorm(
+                nnx.BatchNorm(
                     width,
                     momentum=0.9,
                     epsilon=1e-5,
