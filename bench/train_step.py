@@ -177,7 +177,7 @@ def measure(backbone: str, mesh) -> dict:
     if _TIME.value:
         (t_fixed, t_learned), cpu, faults = time_interleaved(variants)
     else:
-        (t_fixed, t_learned), cpu, faults = (float("nan"),) * 2, (float("nan"),) * 2, (0, 0)
+        (t_fixed, t_learned), cpu, faults = (float("nan"),) * 2, (float("nan"),) * 2, (None, None)
     time_overhead = t_learned / t_fixed - 1
     flop_overhead = learned.forward_flops / fixed.forward_flops - 1
     return {
@@ -205,7 +205,7 @@ _COLUMNS = (
 
 
 def format_row(r: dict) -> str:
-    pair = lambda v, f: f"{v[0]:{f}} / {v[1]:{f}}"
+    pair = lambda v, f: "-" if v[0] is None else f"{v[0]:{f}} / {v[1]:{f}}"
     cells = (
         r["backbone"],
         r["allocator"],
@@ -221,6 +221,8 @@ def format_row(r: dict) -> str:
         f"{100 * r['flop_overhead']:+.1f}%",
         f"{r['ratio']:.2f}",
     )
+    untimed = ("nan", "None")  # --notime: the time columns are empty.
+    cells = ["-" if any(u in c for u in untimed) else c for c in cells]
     return "| " + " | ".join(cells) + " |"
 
 
