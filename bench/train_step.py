@@ -12,10 +12,17 @@ images (224 -> 224 by default, i.e. the standard pipeline, where the resize is
 the identity) and behind the learned resizer fed `--learned_input` images
 (448 -> 224). The two steps run interleaved (A, B, A, B, ...) so that load on a
 shared machine hits both alike; the table shows the median step time of each,
-images/s, XLA's memory estimate of the compiled step, XLA's forward FLOPs per
-image, and the learned resizer's time and FLOP overheads over the fixed one with
-their ratio (time overhead / FLOP overhead; 1.0 means the resizer's FLOPs cost
-as much time as the backbone's), and the minor page faults per step. Works
+its median CPU time (all the process's threads; steadier than wall time when
+other processes share the cores), images/s, XLA's memory estimate of the
+compiled step, XLA's forward FLOPs per image, and the learned resizer's time
+and FLOP overheads over the fixed one with their ratio (time overhead / FLOP
+overhead; 1.0 means the resizer's FLOPs cost as much time as the backbone's),
+and the minor page faults per step. It also
+reads the compiled step itself, which does not depend on the machine's load:
+XLA's temporary memory and the number of copy, transpose, reduce and
+reduce-window instructions in the optimised HLO (fusions included), i.e. the
+memory traffic the program does besides the model's arithmetic; `--notime` prints
+only these columns (a change's effect is judged by what it removes). Works
 unchanged on CPU, GPU and TPU (the batch is split over every device; it must be
 divisible by the device count).
 
@@ -25,6 +32,8 @@ for the trainer), `system` (glibc), or `both`: the same measurement once under e
 in two child processes, one table.
 """
 
+import collections
+import re
 import resource
 import subprocess
 import sys
@@ -57,7 +66,29 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps of each variant after
 _ALLOCATOR = flags.DEFINE_enum(
     "allocator", "tcmalloc", ["tcmalloc", "system", "both"], "Host malloc (see the docstring)."
 )
+_TIME = flags.DEFINE_bool(
+    "time", True, "Time the steps; --notime prints only the compiled-program columns."
+)
 _HEADER = flags.DEFINE_bool("header", True, "Print the header lines (off in --allocator=both).")
+
+
+# HLO opcodes that move or reduce memory without doing the model's arithmetic.
+_COUNTED_OPS = ("copy", "transpose", "reduce", "reduce-window")
+_OPCODE = re.compile(r"= [^=]*? ([a-z][a-z0-9-]*)\(")
+
+
+def hlo_op_counts(compiled) -> dict:
+    """Instructions per opcode in a compiled program, fused computations included.
+
+    Counts the optimised HLO that XLA runs (`compiled.as_text()`), so a change to
+    the model shows here as the copies, transposes and reductions it adds or removes.
+    """
+    counts = collections.Counter()
+    for line in compiled.as_text().splitlines():
+        match = _OPCODE.search(line)
+        if match:
+            counts[match.group(1)] += 1
+    return {op: counts[op] for op in _COUNTED_OPS}
 
 
 def make_config(backbone: str, resizer_kind: str, input_size: int):
@@ -94,6 +125,8 @@ class Variant:
         self.batch = parallel.global_batch(batch, mesh)
         self.step = trainer.train_step.lower(self.state, self.batch, self.rest).compile()
         memory = self.step.memory_analysis()
+        self.temp_bytes = memory.temp_size_in_bytes
+        self.op_counts = hlo_op_counts(self.step)
         self.memory_bytes = (
             memory.argument_size_in_bytes
             + memory.output_size_in_bytes
@@ -114,31 +147,49 @@ class Variant:
         jax.block_until_ready(metrics["loss"])
 
 
+def time_interleaved(variants) -> tuple[list, list, list]:
+    """Per variant, run A, B, A, B: median wall and CPU seconds per step, minor faults per step.
+
+    CPU time (all of the process's threads) is the steadier of the two on a shared
+    machine, where other processes stretch the wall time of whichever step they hit.
+    """
+    for variant in variants:
+        for _ in range(_WARMUP.value):
+            variant.run()
+    times, cpu = [[] for _ in variants], [[] for _ in variants]
+    faults = [0 for _ in variants]
+    for _ in range(_REPEATS.value):
+        for i, variant in enumerate(variants):
+            faults[i] -= resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            start, cpu_start = time.perf_counter(), time.process_time()
+            variant.run()
+            times[i].append(time.perf_counter() - start)
+            cpu[i].append(time.process_time() - cpu_start)
+            faults[i] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    medians = lambda samples: [float(np.median(s)) for s in samples]
+    return medians(times), medians(cpu), [f / _REPEATS.value for f in faults]
+
+
 def measure(backbone: str, mesh) -> dict:
     fixed = Variant(make_config(backbone, "bilinear", _FIXED_INPUT.value), mesh, seed=0)
     learned = Variant(make_config(backbone, "learned", _LEARNED_INPUT.value), mesh, seed=1)
     variants = (fixed, learned)
-    for variant in variants:
-        for _ in range(_WARMUP.value):
-            variant.run()
-    times, faults = [[], []], [0, 0]
-    for _ in range(_REPEATS.value):
-        for i, variant in enumerate(variants):
-            faults[i] -= resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            start = time.perf_counter()
-            variant.run()
-            times[i].append(time.perf_counter() - start)
-            faults[i] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    t_fixed, t_learned = (float(np.median(t)) for t in times)
+    if _TIME.value:
+        (t_fixed, t_learned), cpu, faults = time_interleaved(variants)
+    else:
+        (t_fixed, t_learned), cpu, faults = (float("nan"),) * 2, (float("nan"),) * 2, (None, None)
     time_overhead = t_learned / t_fixed - 1
     flop_overhead = learned.forward_flops / fixed.forward_flops - 1
     return {
         "backbone": backbone,
         "allocator": host_allocator.loaded_allocator(),
-        "faults": tuple(f / _REPEATS.value for f in faults),
+        "faults": tuple(faults),
         "ms": (t_fixed * 1e3, t_learned * 1e3),
+        "cpu_ms": (cpu[0] * 1e3, cpu[1] * 1e3),
         "images_per_s": (_BATCH.value / t_fixed, _BATCH.value / t_learned),
         "memory_mb": (fixed.memory_bytes / 1e6, learned.memory_bytes / 1e6),
+        "temp_mb": (fixed.temp_bytes / 1e6, learned.temp_bytes / 1e6),
+        "ops": (fixed.op_counts, learned.op_counts),
         "gflop": (fixed.forward_flops / 1e9, learned.forward_flops / 1e9),
         "time_overhead": time_overhead,
         "flop_overhead": flop_overhead,
@@ -147,25 +198,31 @@ def measure(backbone: str, mesh) -> dict:
 
 
 _COLUMNS = (
-    "backbone", "malloc", "step ms (fixed / learned)", "images/s", "step memory MB",
-    "page faults/step", "fwd GFLOP/image", "time overhead", "FLOP overhead", "ratio",
+    "backbone", "malloc", "step ms (fixed / learned)", "CPU ms/step", "images/s", "step memory MB",
+    "temp MB", "copies", "transposes", "reduces", "reduce-windows", "page faults/step",
+    "fwd GFLOP/image", "time overhead", "FLOP overhead", "ratio",
 )  # fmt: skip
 
 
 def format_row(r: dict) -> str:
-    pair = lambda v, f: f"{v[0]:{f}} / {v[1]:{f}}"
+    pair = lambda v, f: "-" if v[0] is None else f"{v[0]:{f}} / {v[1]:{f}}"
     cells = (
         r["backbone"],
         r["allocator"],
         pair(r["ms"], ".0f"),
+        pair(r["cpu_ms"], ".0f"),
         pair(r["images_per_s"], ".1f"),
         pair(r["memory_mb"], ".0f"),
+        pair(r["temp_mb"], ".0f"),
+        *(f"{r['ops'][0][op]} / {r['ops'][1][op]}" for op in _COUNTED_OPS),
         pair(r["faults"], ".0f"),
         pair(r["gflop"], ".4g"),
         f"{100 * r['time_overhead']:+.1f}%",
         f"{100 * r['flop_overhead']:+.1f}%",
         f"{r['ratio']:.2f}",
     )
+    untimed = ("nan", "None")  # --notime: the time columns are empty.
+    cells = ["-" if any(u in c for u in untimed) else c for c in cells]
     return "| " + " | ".join(cells) + " |"
 
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.pointwise import Conv
+
 # depth -> (growth rate, layers per dense block, stem width), as in the paper.
 _CONFIGS = {
     121: (32, (6, 12, 24, 16), 64),
@@ -45,7 +47,7 @@ def _batch_norm(features, *, dtype, momentum, epsilon, rngs):
 
 
 def _conv(in_features, out_features, kernel_size, strides=1, *, dtype, rngs):
-    return nnx.Conv(
+    return Conv(
         in_features,
         out_features,
         (kernel_size, kernel_size),

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.pointwise import Conv
+
 # variant -> (width multiplier, depth multiplier, input resolution, dropout rate).
 VARIANTS = {
     0: (1.0, 1.0, 224, 0.2),
@@ -89,7 +91,7 @@ class ConvBN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.activation = activation
-        self.conv = nnx.Conv(
+        self.conv = Conv(
             in_features,
             out_features,
             (kernel_size, kernel_size),

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.pointwise import Conv
+
 # Trainable parameters of slim's inception_v2 with a 1000-way head (see above).
 REFERENCE_PARAMS_1000_CLASSES = 11_178_336
 
@@ -64,7 +66,7 @@ class ConvBN(nnx.Module):
         bn_epsilon: float,
         rngs: nnx.Rngs,
     ):
-        self.conv = nnx.Conv(
+        self.conv = Conv(
             in_features,
             out_features,
             (kernel_size, kernel_size),
@@ -230,7 +232,7 @@ class InceptionV2(nnx.Module):
         # 64 // in_channels keeps the separable conv from being over-parameterised
         # (in_channels * multiplier <= 64), which is what slim's formula intends.
         multiplier = max(1, min(8, 64 // in_channels))
-        self.stem_depthwise = nnx.Conv(
+        self.stem_depthwise = Conv(
             in_channels,
             in_channels * multiplier,
             (7, 7),
@@ -243,7 +245,7 @@ class InceptionV2(nnx.Module):
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.stem_pointwise = nnx.Conv(
+        self.stem_pointwise = Conv(
             in_channels * multiplier,
             64,
             (1, 1),

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.pointwise import Conv
+
 # (expansion t, output channels c, repeats n, first stride s), from the paper's Table 2.
 _INVERTED_RESIDUAL_SETTING = (
     (1, 16, 1, 1),
@@ -54,7 +56,7 @@ class ConvBN(nnx.Module):
 
     def __init__(self, in_ch, out_ch, kernel, stride=1, *, groups=1, activation=True, dtype, rngs):
         pad = kernel // 2
-        self.conv = nnx.Conv(
+        self.conv = Conv(
             in_ch,
             out_ch,
             (kernel, kernel),

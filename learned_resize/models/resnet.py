@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.pointwise import Conv
+
 # depth -> (block type, blocks per stage)
 _STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -40,7 +42,7 @@ dense_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 def conv(in_ch, out_ch, kernel, stride, *, dtype, rngs):
     """Bias-free conv with torchvision's symmetric padding (every conv here feeds a BN)."""
     pad = kernel // 2
-    return nnx.Conv(
+    return Conv(
         in_ch,
         out_ch,
         (kernel, kernel),
@@ -176,7 +178,7 @@ class ResNet(nnx.Module):
         kind, blocks_per_stage = _STAGES[depth]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
 
-        self.conv1 = nnx.Conv(
+        self.conv1 = Conv(
             in_channels,
             64,
             (7, 7),

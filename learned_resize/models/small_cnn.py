@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.pointwise import Conv
+
 conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -66,7 +68,7 @@ class SmallCNN(nnx.Module):
         ch = in_channels
         for width, stride in zip(widths, (1, 2, 2)):
             convs.append(
-                nnx.Conv(
+                Conv(
                     ch,
                     width,
                     (3, 3),
