@@ -25,7 +25,7 @@ import numpy as np
 import seam_carving
 from PIL import Image
 
-from learned_resize.retarget import api, operators, photos, quality, weights
+from learned_resize.retarget import api, operators, photos, quality, report, weights
 
 METRICS = ("subject", "artifact", "complete", "coherent")
 
@@ -117,7 +117,7 @@ def main():
                     + f"{seconds[name][-1]:6.1f}s {note}",
                     flush=True,
                 )
-            grid_rows.append(api.comparison_grid(image, outs, mask))
+            grid_rows.append(report.comparison_grid(image, outs, mask))
     print_table(scores, chosen, names, ratios, seconds, args.width)
     save_grid(grid_rows, args.out)
 

@@ -24,7 +24,7 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image, UnidentifiedImageError
 
-from learned_resize.retarget import api
+from learned_resize.retarget import api, report
 
 _IMAGE = flags.DEFINE_string("image", None, "Input photo (PNG, JPEG...); default: astronaut.")
 _SIZE = flags.DEFINE_string("size", None, "Output size WxH, Wx (width only) or xH (height only).")
@@ -113,7 +113,7 @@ def run(argv_image, size_flags, out: str, config, write_comparison: bool) -> Non
     )
     result = api.retarget_details(image, size, config=config, vgg19=vgg19, vgg16=vgg16)
     out_image = np.asarray(result.image)
-    Image.fromarray(api.to_uint8(out_image)).save(out)
+    Image.fromarray(report.to_uint8(out_image)).save(out)
     total_iters = sum(s.iterations for s in result.solves)
     total_evals = sum(s.evaluations for s in result.solves)
     print(
@@ -121,9 +121,9 @@ def run(argv_image, size_flags, out: str, config, write_comparison: bool) -> Non
         f"({total_iters} L-BFGS iterations, {total_evals} loss evaluations)"
     )
     if write_comparison:
-        columns = api.baselines(image, size)
+        columns = report.baselines(image, size)
         columns["ours"] = out_image
-        grid = api.comparison_grid(api.as_float_image(image), columns, result.mask)
+        grid = report.comparison_grid(api.as_float_image(image), columns, result.mask)
         path = comparison_path(out)
         Image.fromarray(grid).save(path)
         print(f"wrote {path}")
