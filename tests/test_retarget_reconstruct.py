@@ -342,7 +342,7 @@ def test_unreadable_files_are_rejected(tmp_path):
 
 def test_cli_checks_size_and_weights_before_working(tmp_path, monkeypatch):
     photo = tmp_path / "photo.png"
-    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(photo)
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(photo)
     out = str(tmp_path / "out.png")
     cfg = api.get_config()
     with pytest.raises(ValueError, match="positive"):

@@ -26,16 +26,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from learned_resize.retarget import defaults, operators, protect, reconstruct, vgg
+from learned_resize.retarget import defaults, image_io, operators, protect, reconstruct, vgg
 from learned_resize.retarget import mask as mask_lib
 
 OPERATORS = ("seam", "uniform", "crop")
-# Output sides above this are refused: one L-BFGS iteration at 4096 px takes minutes here.
-MAX_SIDE = 4096
-# Nor may a side grow by more than this factor (seam insertion beyond it is meaningless).
-MAX_GROWTH = 4.0
-
-
 get_config = defaults.get_config
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,49 +59,9 @@ class RetargetResult:
     note: str = ""
 
 
-def check_size(size, in_size: tuple[int, int]) -> tuple[int, int]:
-    """Validates an output size (h, w) against the input size; returns it as ints."""
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"Size must be two integers (height, width), got {size!r}.") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"Output size must be positive, got {w}x{h} (width x height).")
-    if max(h, w) > MAX_SIDE or h > MAX_GROWTH * in_size[0] or w > MAX_GROWTH * in_size[1]:
-        raise ValueError(
-            f"Output size {w}x{h} is too large for a {in_size[1]}x{in_size[0]} input; "
-            f"keep each side at most {MAX_SIDE} px and at most {MAX_GROWTH:g}x the input."
-        )
-    return h, w
-
-
-def as_float_image(image) -> jax.Array:
-    """[H, W, 3] uint8 or float in [0, 1] (or RGBA / grey) -> float32 RGB in [0, 1].
-
-    Floats outside [0, 1] are refused rather than clipped (a 0-255 float image would
-    otherwise turn white); RGBA is composited over white.
-    """
-    x = jnp.asarray(image)
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or x.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"Expected an image shaped [H, W, 3], got shape {tuple(x.shape)}.")
-    if x.dtype == jnp.uint8:
-        x = x.astype(jnp.float32) / 255.0
-    elif jnp.issubdtype(x.dtype, jnp.integer):
-        raise ValueError(f"Integer images must be uint8, got {x.dtype}; scale to [0, 1] floats.")
-    x = x.astype(jnp.float32)
-    lo, hi = float(jnp.min(x)), float(jnp.max(x))
-    if lo < -1e-6 or hi > 1.0 + 1e-6:
-        raise ValueError(
-            f"Float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
-            "divide 0-255 data by 255."
-        )
-    if x.shape[-1] == 1:
-        x = jnp.repeat(x, 3, axis=-1)
-    if x.shape[-1] == 4:
-        x = x[..., :3] * x[..., 3:] + (1.0 - x[..., 3:])
-    return jnp.clip(x, 0.0, 1.0)
+check_size = image_io.check_size
+as_float_image = image_io.as_float_image
+MAX_SIDE = image_io.MAX_SIDE
 
 
 @functools.partial(jax.jit, static_argnames=("graph", "layers"))
@@ -129,12 +83,16 @@ def make_plan(
     plan_stride: int = 1,
     mask_bonus: float = operators.MASK_BONUS,
     fallback: bool = False,
+    remove: jax.Array | None = None,
 ) -> tuple[operators.Plan, str]:
     """(plan, note) of operator for image [H, W, 3] -> size, on a 1/plan_stride grid.
 
     With fallback (and a mask), seams never cross the mask: what the unmasked part
-    cannot absorb is cropped around the mask, and note says so ('' otherwise).
+    cannot absorb is cropped around the mask, and note says so ('' otherwise). remove
+    ([H, W], seams only) marks an object the seams take first.
     """
+    if remove is not None and (operator != "seam" or mask is None):
+        raise ValueError("--remove needs the seam operator (config.operator=seam).")
     if operator == "uniform":
         return (), ""
     if operator == "crop":
@@ -142,8 +100,8 @@ def make_plan(
     if operator == "seam":
         height, width = image.shape[:2]
         grid = (max(2, round(height / plan_stride)), max(2, round(width / plan_stride)))
-        if fallback and mask is not None:
-            return protect.protected_seam_plan(image, size, mask[0], grid, mask_bonus)
+        if (fallback or remove is not None) and mask is not None:
+            return protect.protected_seam_plan(image, size, mask[0], grid, mask_bonus, remove)
         plan = operators.seam_plan(
             image, size, mask=None if mask is None else mask[0], grid=grid, mask_bonus=mask_bonus
         )
@@ -185,6 +143,8 @@ def retarget_details(
     vgg19: nnx.Module | None = None,
     vgg16: nnx.Module | None = None,
     log: Callable[[str], None] | None = print,
+    protect_mask=None,
+    remove_mask=None,
 ) -> RetargetResult:
     """Retargets image to size by reconstruction from retargeted VGG-19 features.
 
@@ -195,6 +155,8 @@ def retarget_details(
       vgg19: the reconstruction network (default: `weights.load_vgg(19)`).
       vgg16: the perceptual network (default: `weights.load_vgg(16)` if beta > 0).
       log: progress printer, or None.
+      protect_mask: optional [H, W] user mask (1 = keep), added to the importance mask.
+      remove_mask: optional [H, W] user mask of an object for the seams to take first.
 
     Returns:
       A `RetargetResult`.
@@ -214,8 +176,26 @@ def retarget_details(
         vgg16 = _load(16)
 
     mask = importance_mask(image, vgg19, cfg)
+    if protect_mask is not None:
+        user = operators.uniform_scale(
+            jnp.asarray(protect_mask, jnp.float32)[None, ..., None], mask.shape[1:]
+        )
+        mask = jnp.maximum(mask, (user[..., 0] > 0.25).astype(mask.dtype))
+    if remove_mask is not None:
+        remove_mask = jnp.asarray(remove_mask, jnp.float32)
+        mask = mask * (
+            1.0
+            - (operators.uniform_scale(remove_mask[None, ..., None], mask.shape[1:])[..., 0] > 0.25)
+        )
     plan, note = make_plan(
-        cfg.operator, image, size, mask, cfg.plan_stride, cfg.mask.bonus, cfg.mask.fallback
+        cfg.operator,
+        image,
+        size,
+        mask,
+        cfg.plan_stride,
+        cfg.mask.bonus,
+        cfg.mask.fallback,
+        remove_mask,
     )
     if log and note:
         log(f"note: {note}")

@@ -14,6 +14,10 @@ import numpy as np
 from learned_resize.retarget import operators
 
 
+def _on_grid(mask: jax.Array, grid: tuple[int, int]) -> jax.Array:
+    return operators.uniform_scale(mask[None, :, :, None].astype(jnp.float32), grid)[0, ..., 0]
+
+
 def _protected_stage(gray, bonus, out_len: int, protected: float) -> tuple[jax.Array, int]:
     """Pixel source positions [H, out_len] and the columns cropped (0: seams only).
 
@@ -55,6 +59,7 @@ def protected_seam_plan(
     mask: jax.Array,
     grid: tuple[int, int],
     mask_bonus: float = operators.MASK_BONUS,
+    remove: jax.Array | None = None,
 ) -> tuple[operators.Plan, str]:
     """`seam_plan` that never carves through the mask: seams up to it, then a crop.
 
@@ -64,6 +69,8 @@ def protected_seam_plan(
       mask: importance mask [h_m, w_m] in [0, 1] (any resolution).
       grid: (h_g, w_g) grid on which the seams are computed.
       mask_bonus: energy added where the mask is 1.
+      remove: optional [H', W'] mask of an object to remove: its energy is lowered by
+        mask_bonus, so seams go through it first (object removal).
 
     Returns:
       (plan, note): note is '' when seams alone did it, else one sentence saying how
@@ -71,10 +78,9 @@ def protected_seam_plan(
     """
     height, width = image.shape[:2]
     gray = operators.luminance(operators.uniform_scale(image[None], grid)[0])
-    bonus = (
-        mask_bonus
-        * operators.uniform_scale(mask[None, :, :, None].astype(jnp.float32), grid)[0, ..., 0]
-    )
+    bonus = mask_bonus * _on_grid(mask, grid)
+    if remove is not None:
+        bonus = bonus - mask_bonus * _on_grid(remove, grid)
     outs = (max(1, round(size[0] * grid[0] / height)), max(1, round(size[1] * grid[1] / width)))
     stages, notes = [], []
     for axis, full in ((1, width), (0, height)):
