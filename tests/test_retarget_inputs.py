@@ -126,3 +126,11 @@ def test_user_mask_reads_alpha_or_grey(tmp_path):
     Image.fromarray(np.dstack([np.zeros((40, 40, 3), np.uint8), grey])).save(buf, "PNG")
     buf.seek(0)
     np.testing.assert_array_equal(image_io.read_mask(buf, (20, 20)), grey[::2, ::2] > 0)
+
+
+def test_progress_lines_get_a_bar(capsys):
+    cli.progress("[1/2 64x48] iter   10/40  loss 1.5")
+    cli.progress("mask covers 20% of the image")
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == "[#####...............] [1/2 64x48] iter   10/40  loss 1.5"
+    assert second == "mask covers 20% of the image"

@@ -20,6 +20,7 @@ Needs the VGG weight cache: `python -m learned_resize.retarget.weights --fetch`.
 
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -75,6 +76,15 @@ def parse_size(
     if width is None and height is None:
         return in_h, max(1, round(0.75 * in_w))
     return (in_h if height is None else height), (in_w if width is None else width)
+
+
+def progress(line: str) -> None:
+    """Prints a progress line with a bar for the solve's "iter n/N" lines."""
+    found = re.search(r"iter\s+(\d+)/(\d+)", line)
+    if found and int(found.group(2)):
+        done = round(20 * int(found.group(1)) / int(found.group(2)))
+        line = f"[{'#' * done}{'.' * (20 - done)}] {line}"
+    print(line, flush=True)
 
 
 def read_image(path: str | None) -> np.ndarray:
@@ -141,6 +151,7 @@ def run(argv_image, size_flags, out: str, config, write_comparison: bool, masks=
             vgg16=vgg16,
             protect_mask=user[0],
             remove_mask=user[1],
+            log=progress,
         )
         Image.fromarray(report.to_uint8(result.image)).save(out_path)
         iters = "+".join(str(s.iterations) for s in result.solves)
