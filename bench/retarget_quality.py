@@ -3,6 +3,7 @@
     python bench/retarget_quality.py                          # held-out set, 3/4 and 1/2
     python bench/retarget_quality.py --split=tuning           # scikit-image photos
     python bench/retarget_quality.py --variant='conv4:rec_layers=("conv1_1","conv4_1")'
+    python bench/retarget_quality.py --tune_mask                # mask threshold, tuning set
 
 Photos and boxes: `learned_resize/retarget/data/subject_boxes.json` (the held-out
 photos ship in other wheels: `pip install --no-deps matplotlib==3.11.2 imgaug==0.4.0
@@ -14,7 +15,9 @@ standard pixel seam carving; a bench-only dependency); our pixel seams
 `learned_resize.retarget.quality`): subject NCC (x100, higher is better), artifact
 (worst patch, lower is better), complete and coherent (0-100, higher is better). The
 mask's recall / precision against the subject box are printed per photo. Defaults are
-never chosen on the held-out split.
+never chosen on the held-out split. --tune_mask compares mask thresholds on the tuning
+split: the mask's recall / precision / F2 against the boxes, and the subject NCC of
+the plan alone (no reconstruction) at each ratio.
 """
 
 import argparse
@@ -68,6 +71,41 @@ def run_operator(name, image, size, configs, nets) -> tuple[np.ndarray, str]:
     return np.asarray(result.image), note
 
 
+def tune_mask(names, ratios, width, vgg19, thresholds=(0.35, 0.4, 0.5)):
+    """Prints, per mask threshold, mask agreement with the boxes and the plan's subject NCC."""
+    rows = {t: [] for t in thresholds}
+    for photo_name in names:
+        photo = photos.load(photo_name)
+        height = round(photo.image.shape[0] * width / photo.image.shape[1])
+        image = operators.uniform_scale(api.as_float_image(photo.image)[None], (height, width))
+        image = image[0]
+        box = photos.scale_box(photo.box, photo.image.shape[:2], (height, width))
+        for t in thresholds:
+            cfg = api.get_config()
+            cfg.mask.threshold = t
+            mask = api.importance_mask(image, vgg19, cfg)
+            r, p = quality.mask_box_agreement(np.asarray(mask[0]), box, (height, width))
+            p = 0.0 if np.isnan(p) else p
+            ncc = []
+            for ratio in ratios:
+                size = (height, round(ratio * width))
+                plan, _ = api.make_plan("seam", image, size, mask, cfg.plan_stride, fallback=True)
+                out = np.asarray(operators.apply_plan(plan, image[None], size)[0])
+                ncc.append(100 * quality.subject_ncc(np.asarray(image), box, out))
+            rows[t].append((r, p, 5 * r * p / max(1e-9, 4 * p + r), *ncc))
+    print(
+        f"{'threshold':>9} {'recall':>7} {'precision':>9} {'F2':>6}"
+        + "".join(f"{f'plan NCC @{r:g}':>15}" for r in ratios)
+    )
+    for t, values in rows.items():
+        print(
+            f"{t:>9g}"
+            + "".join(
+                f"{v:>{w}.3g}" for v, w in zip(np.mean(values, axis=0), (8, 10, 7, 15, 15, 15))
+            )
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="heldout", choices=("heldout", "tuning"))
@@ -76,7 +114,12 @@ def main():
     parser.add_argument("--width", type=int, default=256, help="photos are scaled to this width")
     parser.add_argument("--variant", action="append", default=[], help="name:key=value;...")
     parser.add_argument("--out", default="retarget_quality.png", help="comparison grid PNG")
+    parser.add_argument("--tune_mask", action="store_true", help="mask thresholds (tuning split)")
     args = parser.parse_args()
+    if args.tune_mask:
+        names = args.photos.split(",") if args.photos else photos.names("tuning")
+        ratios = [float(r) for r in args.ratios.split(",")]
+        return tune_mask(names, ratios, args.width, weights.load_vgg(19))
     configs = {"ours": api.get_config()}
     configs.update(parse_variant(v) for v in args.variant)
     configs = {k: v if k == "ours" else make_config(v) for k, v in configs.items()}

@@ -1,6 +1,9 @@
 """Default retargeting settings (`get_config`), one documented field each.
 
-Chosen on scikit-image's photos only (the tuning set of `photos.py`); the held-out
+Tuned, where tuned at all, on scikit-image's photos only (the tuning set of
+`photos.py`): the mask threshold against the subject boxes, the regulariser weights
+earlier on the astronaut. Set a priori, not tuned: reconstruction down to conv4_1 (the
+paper reconstructs from deep layers), rtol 1e-3 and the (40, 20) caps. The held-out
 photos never choose a default.
 """
 
