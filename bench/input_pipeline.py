@@ -1,16 +1,19 @@
-r"""Images/s of the training input pipeline on ImageNet-like JPEGs, per worker process.
+r"""Images/s of the training input pipeline on ImageNet-like JPEGs: full vs reduced decode.
 
-    python bench/input_pipeline.py                    # 448 px crops, 0 / 1 / 2 workers
-    python bench/input_pipeline.py --size=224 --workers=0,1
+    python bench/input_pipeline.py                    # 224 px crops, 0 and 2 workers
+    python bench/input_pipeline.py --size=448 --workers=0,1
 
 Writes `--num_images` JPEGs of about 500x375 (ImageNet's typical size and
 quality) cut from the photos that ship in the scikit-image wheel into a
 temporary TFDS array_record dataset, then runs the project's own training
 iterator (`input_pipeline.create_train_iterator`: batched record read, PIL
 decode, Inception random-resized crop to `--size`, random flip, batch) with each
-`--workers` count and prints one table: images/s overall and per worker
-process, and images per CPU-second summed over the main process and its
-workers: what one unshared core would deliver, whatever else loads the machine.
+`--workers` count, once decoding every JPEG at full size (config.data.jpeg_draft
+= False, the pipeline before reduced decoding) and once at the reduced DCT scale
+the crop allows (jpeg_draft = True, the default; learned_resize/preprocessing.py),
+and prints one table: images/s, and images per CPU-second summed over the main
+process and its workers (what one unshared core would deliver, whatever else
+loads the machine) for both, and their ratio.
 0 workers means decoding in the calling process (its prefetch threads share
 the GIL for the Python parts). The first `--warmup_batches` of each run (worker
 start-up) are not timed.
@@ -30,13 +33,16 @@ from absl import app, flags
 
 from learned_resize import config_lib, input_pipeline
 
-_SIZE = flags.DEFINE_integer("size", 448, "Crop size (the learned resizer's input).")
-_WORKERS = flags.DEFINE_list("workers", ["0", "1", "2"], "Worker process counts to run.")
+_SIZE = flags.DEFINE_integer("size", 224, "Crop size (the classifier's or resizer's input).")
+_WORKERS = flags.DEFINE_list("workers", ["0", "2"], "Worker process counts to run.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 512, "JPEGs in the temporary dataset.")
 _BATCHES = flags.DEFINE_integer("batches", 24, "Timed batches per run.")
 _WARMUP_BATCHES = flags.DEFINE_integer("warmup_batches", 4, "Untimed batches per run.")
 _QUALITY = flags.DEFINE_integer("quality", 90, "JPEG quality.")
+_LONG_SIDE = flags.DEFINE_integer(
+    "long_side", 500, "Long side of the JPEGs (4:3); 500 is ImageNet's typical photo."
+)
 
 # Colour photos bundled with scikit-image (no download).
 PHOTOS = (
@@ -50,13 +56,14 @@ PHOTOS = (
 )
 
 
-def imagenet_like_jpegs(num_images: int, quality: int, seed: int = 0):
-    """Yields JPEG bytes of 500x375 or 375x500 random crops of the bundled photos."""
+def imagenet_like_jpegs(num_images: int, quality: int, long_side: int = 500, seed: int = 0):
+    """Yields JPEG bytes of 500x375 or 375x500 (for long_side=500) crops of the bundled photos."""
     rng = np.random.default_rng(seed)
     photos = [PIL.Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS]
     for i in range(num_images):
         photo = photos[i % len(photos)]
-        width, height = (500, 375) if rng.random() < 0.75 else (375, 500)
+        short_side = round(long_side * 3 / 4)
+        width, height = (long_side, short_side) if rng.random() < 0.75 else (short_side, long_side)
         # The largest box of that aspect ratio, scaled by 60-100%, anywhere in the photo.
         scale = min(photo.width / width, photo.height / height) * rng.uniform(0.6, 1.0)
         box_w, box_h = int(width * scale), int(height * scale)
@@ -80,9 +87,10 @@ class InputPipelineBenchPhotos(tfds.core.GeneratorBasedBuilder, skip_registratio
 
     VERSION = tfds.core.Version("1.0.0")
 
-    def __init__(self, *, num_images: int, quality: int, **kwargs):
+    def __init__(self, *, num_images: int, quality: int, long_side: int, **kwargs):
         self._num_images = num_images
         self._quality = quality
+        self._long_side = long_side
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -101,7 +109,7 @@ class InputPipelineBenchPhotos(tfds.core.GeneratorBasedBuilder, skip_registratio
         return {"train": self._generate_examples()}
 
     def _generate_examples(self):
-        jpegs = imagenet_like_jpegs(self._num_images, self._quality)
+        jpegs = imagenet_like_jpegs(self._num_images, self._quality, self._long_side)
         for index, data in enumerate(jpegs):
             yield index, {"image": data, "label": index % 10}
 
@@ -114,9 +122,10 @@ def cpu_seconds() -> float:
     )
 
 
-def measure(config, num_workers: int) -> tuple[float, float]:
+def measure(config, num_workers: int, jpeg_draft: bool) -> tuple[float, float]:
     """(images per wall-clock second, images per CPU-second over all processes)."""
     config.data.num_workers = num_workers
+    config.data.jpeg_draft = jpeg_draft
     iterator = input_pipeline.create_train_iterator(
         config, image_size=(_SIZE.value, _SIZE.value), seed=0
     )
@@ -138,6 +147,7 @@ def main(argv):
         builder = InputPipelineBenchPhotos(
             num_images=_NUM_IMAGES.value,
             quality=_QUALITY.value,
+            long_side=_LONG_SIDE.value,
             data_dir=data_dir,
             file_format="array_record",
         )
@@ -148,7 +158,8 @@ def main(argv):
             os.path.getsize(os.path.join(root, f)) for root, _, fs in os.walk(jpeg_dir) for f in fs
         )
         print(
-            f"{_NUM_IMAGES.value} JPEGs (~500x375, quality {_QUALITY.value}, "
+            f"{_NUM_IMAGES.value} JPEGs (~{_LONG_SIDE.value}x{round(_LONG_SIDE.value * 3 / 4)}, "
+            f"quality {_QUALITY.value}, "
             f"{megabytes / _NUM_IMAGES.value / 1e3:.0f} kB each) written in "
             f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} CPUs; batch {_BATCH.value}, "
             f"crop {_SIZE.value}; load average {os.getloadavg()[0]:.1f}"
@@ -160,12 +171,19 @@ def main(argv):
         config.data.crop = "inception"
         config.data.flip = True
         config.batch_size = _BATCH.value
-        print("| worker processes | images/s | images/s per worker | images per CPU-second |")
-        print("|---|---|---|---|")
+        print(
+            "| worker processes | images/s full decode | images/s reduced | "
+            "images per CPU-s full decode | images per CPU-s reduced | reduced / full (CPU-s) |"
+        )
+        print("|---|---|---|---|---|---|")
         for workers in (int(w) for w in _WORKERS.value):
-            rate, per_cpu_second = measure(config, workers)
-            per_worker = f"{rate / workers:.0f}" if workers else "(in-process)"
-            print(f"| {workers} | {rate:.0f} | {per_worker} | {per_cpu_second:.0f} |", flush=True)
+            full, full_cpu = measure(config, workers, jpeg_draft=False)
+            reduced, reduced_cpu = measure(config, workers, jpeg_draft=True)
+            print(
+                f"| {workers} | {full:.0f} | {reduced:.0f} | {full_cpu:.0f} | {reduced_cpu:.0f} "
+                f"| {reduced_cpu / full_cpu:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Needs Fashion-MNIST prepared (`bash launch/install.sh`), or --manual_dir with th
 idx files.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -27,27 +26,37 @@ import sys
 import tempfile
 import time
 
+from absl import app, flags
+
+_LAYOUTS = flags.DEFINE_list("layouts", ["1x8", "2x4"], "PROCESSESxDEVICES, comma-separated.")
+_STEPS = flags.DEFINE_integer("steps", 60, "Training steps per launch.")
+_LOG_EVERY = flags.DEFINE_integer("log_every", 10, "Steps per metrics line.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Interleaved repeats of every layout.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Fashion-MNIST idx files dir.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir (default: TFDS's).")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(REPO, "launch", "local_multiprocess.py")
 
 
-def run_layout(processes, devices, args, workdir) -> dict:
-    flags = [
+def run_layout(processes, devices, workdir) -> dict:
+    main_flags = [
         "--config=configs/tiny.py",
         f"--workdir={workdir}",
-        f"--config.batch_size={args.batch_size}",
-        f"--config.optim.reference_batch_size={args.batch_size}",
-        f"--config.num_train_steps={args.steps}",
-        f"--config.log_every_steps={args.log_every}",
-        f"--config.checkpoint_every_steps={args.steps}",
+        f"--config.batch_size={_BATCH_SIZE.value}",
+        f"--config.optim.reference_batch_size={_BATCH_SIZE.value}",
+        f"--config.num_train_steps={_STEPS.value}",
+        f"--config.log_every_steps={_LOG_EVERY.value}",
+        f"--config.checkpoint_every_steps={_STEPS.value}",
         "--config.data.eval_split=test[:1000]",
     ]
-    if args.manual_dir:
-        flags.append(f"--config.data.manual_dir={args.manual_dir}")
-    if args.data_dir:
-        flags.append(f"--config.data.data_dir={args.data_dir}")
+    if _MANUAL_DIR.value:
+        main_flags.append(f"--config.data.manual_dir={_MANUAL_DIR.value}")
+    if _DATA_DIR.value:
+        main_flags.append(f"--config.data.data_dir={_DATA_DIR.value}")
     cmd = [sys.executable, LAUNCHER, f"--num_processes={processes}"]
-    cmd += [f"--devices_per_process={devices}", f"--log_dir={workdir}_logs", "--", *flags]
+    cmd += [f"--devices_per_process={devices}", f"--log_dir={workdir}_logs", "--", *main_flags]
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -60,31 +69,40 @@ def run_layout(processes, devices, args, workdir) -> dict:
     return {"steps_per_s": rate, "wall": wall}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layouts", default="1x8,2x4", help="PROCESSESxDEVICES, comma-separated.")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--log_every", type=int, default=10)
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--manual_dir", default="", help="Fashion-MNIST idx files dir.")
-    parser.add_argument("--data_dir", default="", help="TFDS data dir (default: TFDS's).")
-    args = parser.parse_args()
-    layouts = [tuple(int(x) for x in layout.split("x")) for layout in args.layouts.split(",")]
+def _layouts(values: list[str]) -> list[tuple[int, int]] | None:
+    """['1x8', '2x4'] -> [(1, 8), (2, 4)]; None unless all are PxD with the same P*D > 0."""
+    try:
+        layouts = [tuple(int(x) for x in value.split("x")) for value in values]
+    except ValueError:
+        return None
+    if not layouts or any(len(lay) != 2 or min(lay) < 1 for lay in layouts):
+        return None
     if any(p * d != layouts[0][0] * layouts[0][1] for p, d in layouts):
-        raise SystemExit(f"--layouts={args.layouts}: every layout needs the same device count.")
+        return None
+    return layouts
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}; this bench takes only --flags.")
+    layouts = _layouts(_LAYOUTS.value)
+    if layouts is None:
+        sys.exit(
+            f"error: --layouts={','.join(_LAYOUTS.value)} is not a list of PROCESSESxDEVICES "
+            "with the same device count, e.g. --layouts=1x8,2x4,4x2."
+        )
 
     sys.path.insert(0, REPO)
     from learned_resize import datasets
 
     # Prepared once here: several processes preparing it at once would race.
-    datasets.prepare("fashion_mnist_local", args.data_dir or None, args.manual_dir or None)
+    datasets.prepare("fashion_mnist_local", _DATA_DIR.value or None, _MANUAL_DIR.value or None)
     results = {layout: [] for layout in layouts}
     with tempfile.TemporaryDirectory(prefix="multihost_overhead_") as root:
-        for repeat in range(args.repeats):
+        for repeat in range(_REPEATS.value):
             for p, d in layouts:
                 workdir = os.path.join(root, f"{p}x{d}_{repeat}")
-                results[(p, d)].append(run_layout(p, d, args, workdir))
+                results[(p, d)].append(run_layout(p, d, workdir))
                 print(f"  {p}x{d} run {repeat + 1}: {results[(p, d)][-1]}", flush=True)
 
     base = layouts[0]
@@ -93,8 +111,8 @@ def main():
         for k, v in results.items()
     }
     print(
-        f"\nconfigs/tiny.py, global batch {args.batch_size}, {args.steps} steps, "
-        f"{os.cpu_count()} CPU cores, median of {args.repeats}:\n"
+        f"\nconfigs/tiny.py, global batch {_BATCH_SIZE.value}, {_STEPS.value} steps, "
+        f"{os.cpu_count()} CPU cores, median of {_REPEATS.value}:\n"
     )
     print(
         "| processes x devices | steady steps/s | images/s | step time vs "
@@ -104,11 +122,11 @@ def main():
     for (p, d), m in med.items():
         b = med[base]
         print(
-            f"| {p} x {d} | {m['steps_per_s']:.2f} | {m['steps_per_s'] * args.batch_size:,.0f} | "
+            f"| {p} x {d} | {m['steps_per_s']:.2f} | {m['steps_per_s'] * _BATCH_SIZE.value:,.0f} | "
             f"{b['steps_per_s'] / m['steps_per_s']:.2f} | {m['wall']:.0f} | "
             f"{m['wall'] / b['wall']:.2f} |"
         )
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -34,6 +34,7 @@ from flax import nnx
 
 from learned_resize import (
     config_lib,
+    data_sources,
     imagenet_recipe,
     input_pipeline,
     models,
@@ -47,6 +48,7 @@ V4_PEAK_TFLOPS = 275.0  # bf16 per chip (Google's published TPU v4 figure)
 NUM_TRAIN_IMAGES = imagenet_recipe.NUM_TRAIN_IMAGES
 NUM_EVAL_IMAGES = imagenet_recipe.NUM_EVAL_IMAGES
 HOSTS = 4  # of a v4-32 slice
+HOST_CPUS = 240  # vCPUs of a TPU v4 host VM
 
 
 def forward_flops(build, shape, batch=4) -> float:
@@ -152,7 +154,10 @@ def main():
         if config.resizer.kind != "learned":
             base_per_image = per_image
         host_s = input_seconds_per_image(config.input_size[0])
-        input_rate = HOSTS * config.data.num_workers / host_s
+        workers = data_sources.resolve_num_workers(
+            config.data.num_workers, cpu_count=HOST_CPUS, backend="tpu"
+        )
+        input_rate = HOSTS * workers / host_s
         rates = (min(chips_rate, input_rate), min(slow_rate, input_rate))
         steps = math.ceil(config.num_epochs * NUM_TRAIN_IMAGES / batch)
         forward = r50 + (resizer if config.resizer.kind == "learned" else 0.0)
@@ -198,11 +203,12 @@ def main():
         )
         totals = [t + h for t, h in zip(totals, hours)]
         slow = f" ({slow_rate:,.0f})" if slow_rate != chips_rate else ""
+        workers = data_sources.resolve_num_workers(config.data.num_workers, HOST_CPUS, "tpu")
         print(
             f"| {name} | {config.input_size[0]} -> {config.resizer.output_size[0]} | "
             f"{per_image / 1e9:.2f} | {per_image / forward:.2f} | {per_step / 1e9:.2f} | "
             f"{chips_rate:,.0f}{slow} | {host_s * 1e3:.1f} | {input_rate:,.0f} "
-            f"({config.data.num_workers}) | {cores:.0f} | {config.num_epochs:g} | "
+            f"({workers}) | {cores:.0f} | {config.num_epochs:g} | "
             f"{hours[0]:.1f}-{hours[1]:.1f} |"
         )
     print(

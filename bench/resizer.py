@@ -19,7 +19,6 @@ configs' resizer settings (n=16, r=1, bilinear without antialiasing).
 """
 
 import time
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +26,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import host_allocator, resizers
+from learned_resize import cpu_conv, host_allocator, resampling, resizers
 
 CASES = {
     # name: (batch, input size, channels, output size)
@@ -48,7 +47,7 @@ def naive_forward(model: resizers.LearnedResizer, x: jax.Array, train: bool) -> 
     fixed = lambda t: jax.image.resize(
         t,
         (*t.shape[:-3], *model.output_size, t.shape[-1]),
-        resizers._JAX_METHODS[model.interpolation],
+        resampling.JAX_METHODS[model.interpolation],
         antialias=model.antialias,
     )
     lrelu = lambda t: jax.nn.leaky_relu(t, 0.2)
@@ -94,11 +93,7 @@ def train_step_of(forward, graphdef):
 
 def xla_out_conv():
     """resizers.py as it is, but with XLA's convolution for out_conv on CPU too."""
-    return mock.patch.multiple(
-        resizers,
-        _same_conv_by_taps=resizers._conv_nhwc,
-        _same_conv_grads_by_taps=resizers._same_conv_grads_xla,
-    )
+    return cpu_conv.use_formulation("xla")
 
 
 def run_case(name):

@@ -81,6 +81,10 @@ def main():
     vgg19 = weights.load_vgg(19)
     vgg16 = weights.load_vgg(16)
     load = os.getloadavg()[0]
+    device = jax.devices()[0]
+    print(
+        f"jax {jax.__version__} on {jax.device_count()} x {device.platform} ({device.device_kind})"
+    )
     print(f"CPU cores: {os.cpu_count()}, load average at start: {load:.1f}")
     print(
         f"defaults: scales {tuple(cfg.scales)}, iterations {tuple(cfg.iterations)}, "

@@ -1,16 +1,18 @@
-r"""Tiny: the default pipeline at test size (a few steps, no stages).
+r"""Tiny: the default pipeline at test size (a few steps); `:staged` adds two stages.
 
     python -m learned_resize.main --config=configs/tiny.py --workdir=/tmp/tiny \
         --config.data.data_dir=DIR
+    python -m learned_resize.main --config=configs/tiny.py:staged --workdir=/tmp/tiny2
 
 Used by the tests with a small Fashion-MNIST-format dataset they write; takes
 seconds on a 2-core CPU. Produces a results.json with top-1/top-5 near chance.
+`staged` is configs/default.py's baseline -> learned chain at this size.
 """
 
 from learned_resize import config_lib
 
 
-def get_config():
+def get_config(variant: str = ""):
     config = config_lib.base_config()
     config.data.name = "fashion_mnist_local"
     config.data.channels = 1
@@ -34,4 +36,14 @@ def get_config():
     config.checkpoint_every_steps = 2
     config.keep_checkpoints = 5
     config.num_eval_images = 4
+    if variant == "staged":
+        config.resizer.kind = "bilinear"
+        config.stages.baseline = {}
+        config.stages.learned = {
+            "init_from_stage": "baseline",
+            "resizer": {"kind": "learned"},
+            "optim": {"learning_rate": 0.02},
+        }
+    elif variant:
+        raise ValueError(f"configs/tiny.py has variants '' and 'staged', not {variant!r}.")
     return config

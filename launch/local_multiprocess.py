@@ -26,7 +26,6 @@ The dataset must be prepared before the launch (`bash launch/install.sh` does it
 Fashion-MNIST): N processes preparing it at once in one data_dir would race.
 """
 
-import argparse
 import collections
 import ctypes
 import os
@@ -38,6 +37,17 @@ import sys
 import tempfile
 import threading
 import time
+
+from absl import app, flags
+
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 2, "N simulated hosts.")
+_DEVICES_PER_PROCESS = flags.DEFINE_integer("devices_per_process", 4, "M CPU devices each.")
+_PORT = flags.DEFINE_integer("port", 0, "Coordinator port (0: a free one).")
+# --log_dir (per-process logs; default: a temp dir) is absl.logging's own flag, reused.
+_PROCESS_ENV = flags.DEFINE_multi_string(
+    "process_env", [], "I:KEY=VALUE: an environment variable for process I only (repeatable)."
+)
+_TIMEOUT = flags.DEFINE_float("timeout", None, "Kill all after this many seconds.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lines of a failed process's log shown when it is not process 0 (whose output is streamed).
@@ -219,45 +229,33 @@ def launch(
     return 128 - code if code < 0 else code
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if "--" in argv:
-        own, main_args = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
-    else:
-        own, main_args = argv, []
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0].strip(),
-        usage="%(prog)s [options] -- [learned_resize.main flags]",
-    )
-    parser.add_argument("--num_processes", type=int, default=2, help="N simulated hosts.")
-    parser.add_argument("--devices_per_process", type=int, default=4, help="M CPU devices each.")
-    parser.add_argument("--port", type=int, default=0, help="Coordinator port (0: a free one).")
-    parser.add_argument("--log_dir", default=None, help="Per-process logs (default: a temp dir).")
-    parser.add_argument(
-        "--process_env",
-        action="append",
-        default=[],
-        metavar="I:KEY=VALUE",
-        help="An environment variable for process I only (repeatable).",
-    )
-    parser.add_argument("--timeout", type=float, default=None, help="Kill all after this many s.")
-    args = parser.parse_args(own)
-    if not main_args:
-        parser.error("give the learned_resize.main flags after `--`, e.g. -- --config=... ")
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv) -> int:
+    # absl stops parsing at `--` and hands over what follows: learned_resize.main's flags.
+    main_args = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+    if not main_args or len(argv) - 1 != len(main_args):
+        return _error(
+            "give the launcher's own flags, then `--` and the learned_resize.main flags, e.g. "
+            "--num_processes=2 -- --config=configs/tiny.py --workdir=/tmp/mh"
+        )
     try:
-        process_env = parse_process_env(args.process_env, args.num_processes)
+        process_env = parse_process_env(_PROCESS_ENV.value, _NUM_PROCESSES.value)
         return launch(
             main_args,
-            num_processes=args.num_processes,
-            devices_per_process=args.devices_per_process,
-            port=args.port,
-            log_dir=args.log_dir,
+            num_processes=_NUM_PROCESSES.value,
+            devices_per_process=_DEVICES_PER_PROCESS.value,
+            port=_PORT.value,
+            log_dir=flags.FLAGS.log_dir or None,
             process_env=process_env,
-            timeout=args.timeout,
+            timeout=_TIMEOUT.value,
         )
     except ValueError as e:
-        parser.error(str(e))
+        return _error(str(e))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app.run(main)

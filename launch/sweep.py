@@ -38,6 +38,8 @@ import sys
 from absl import app, flags
 from etils import epath  # local paths and gs:// alike, as Orbax uses
 
+from learned_resize import errors
+
 # allow_override: the test process also imports the retargeting CLI, which has its own
 # --config; only one of them ever parses the command line.
 _CONFIG = flags.DEFINE_string(
@@ -175,7 +177,7 @@ def _read_point(directory: epath.Path) -> dict:
         results = json.loads(results_path.read_text())
         row.update({f"eval/{k}": v for k, v in results.items() if k != "train_seconds"})
         row["train_seconds"] = results.get("train_seconds")
-        row["status"] = "preempted" if "preempted_at" in results else "done"
+        row["status"] = "done"  # results.json is written only once a run has finished
     return row
 
 
@@ -221,6 +223,9 @@ def run(points, commands, workdir: str, stage: str) -> list[str]:
             continue
         print(f"{where}: {shlex.join(cmd)}", flush=True)
         code = subprocess.run(cmd).returncode  # The run's own progress goes to our stdout.
+        if code == errors.EXIT_PREEMPTED:  # This host is going away: stop, say how to resume.
+            print(f"{where}: preempted; run the same sweep command again to continue", flush=True)
+            sys.exit(errors.EXIT_PREEMPTED)
         if code:
             print(f"{where}: failed with exit code {code}", flush=True)
             failed.append(name)

@@ -7,8 +7,9 @@
 #   create   create the TPU VM slice
 #   install  copy this checkout to every worker, install it there (launch/install.sh in a
 #            Python 3.11 venv), plus jax[tpu] at the same JAX version and gcsfs for gs://
-#   check    every host prints its CPU count, joins jax.distributed and prints its process
-#            index and the global device count
+#   check    every host prints its CPU count and runs `python -m learned_resize.doctor`:
+#            joins jax.distributed, prints its process index, devices, memory, versions,
+#            data dir, datasets and VGG weights, each OK or the command that fixes it
 #   run      start `python -m learned_resize.main FLAGS --distributed=on` on every worker in
 #            the background (FLAGS: what follows `--`, default
 #            --config=configs/imagenet_resnet50.py --workdir=$WORKDIR); the output goes to
@@ -152,7 +153,7 @@ do_install() {
 
 do_check() {
   # Also the host's CPU count: it bounds the input pipeline (config.data.num_workers).
-  on_workers all "echo \$(hostname): \$(nproc) CPUs; $REMOTE_VENV/bin/python -c 'import jax; jax.distributed.initialize(); print(\"process\", jax.process_index(), \"of\", jax.process_count(), \"sees\", jax.device_count(), \"devices\")'"
+  on_workers all "echo \$(hostname): \$(nproc) CPUs; cd $REMOTE_DIR && $REMOTE_VENV/bin/python -m learned_resize.doctor --distributed=on"
 }
 
 do_run() {
@@ -160,8 +161,9 @@ do_run() {
   if [ ${#flags[@]} -eq 0 ]; then
     flags=(--config=configs/imagenet_resnet50.py --workdir="$WORKDIR")
   fi
-  # GCE TPU VMs list their workers in the metadata server, not in the environment main.py's
-  # auto mode looks at, so ask for jax.distributed.initialize() (which reads the metadata).
+  # GCE TPU VMs list their workers in the metadata server, which --distributed=auto reads
+  # too (learned_resize/distributed.py); =on makes a failed detection an error instead of
+  # one separate run per host.
   [[ " ${flags[*]} " == *" --distributed"* ]] || flags+=(--distributed=on)
   local line="" word
   for word in "${flags[@]}"; do line+=" $(quote "$word")"; done

@@ -2,20 +2,29 @@
 
 A checkpoint holds the train state as plain nested dicts of arrays (`params`,
 `batch_stats`, `opt_state`, `step`) plus a small JSON `meta` item describing the
-model (classifier, resizer, sizes). The meta item lets us tell a user that a
-checkpoint belongs to a different model in one sentence, before any shape error
-or compilation.
+model (classifier, resizer, sizes). The meta item lets a run refuse another model's
+checkpoint in one sentence before anything is written or compiled.
+
+Resuming walks back from the newest step to the newest one that restores; an
+unreadable step is renamed `<step>.unreadable` (kept, never deleted) so that the
+run can save that step again.
 """
 
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
+from learned_resize import errors
+from learned_resize import workdir as workdir_lib
+
 CHECKPOINT_DIR = "checkpoints"
+PARTS = ("classifier", "resizer", "score_head")
 
 
 def model_meta(config: ml_collections.ConfigDict) -> dict:
@@ -28,89 +37,205 @@ def model_meta(config: ml_collections.ConfigDict) -> dict:
         "resizer": config.resizer.kind,
         "resizer_filters": int(config.resizer.num_filters),
         "resizer_blocks": int(config.resizer.num_res_blocks),
+        "resizer_norm": config.resizer.norm,
     }
 
 
-def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+def create_manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=config.keep_checkpoints,
-        create=True,
-        enable_async_checkpointing=True,
+        max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=True
     )
     return ocp.CheckpointManager(
-        epath.Path(workdir) / CHECKPOINT_DIR,
+        workdir_lib.as_path(workdir) / CHECKPOINT_DIR,
         item_names=("state", "meta"),
         options=options,
     )
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict, force=False) -> bool:
-    """Starts an async save of `state` at `step` (returns whether a save started)."""
-    return manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        force=force,
+class WriteError(errors.UserError):
+    """A checkpoint could not be written (full disk, lost permissions, bucket gone)."""
+
+
+def _write_error(exc: Exception, directory) -> WriteError:
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return WriteError(
+        f"could not write a checkpoint under {directory} ({reason}); free space or fix "
+        "access there, then run the same command again to resume from the last saved step."
     )
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict, force=False) -> bool:
+    """Starts an async save of `state` at `step`; a failed write (this one's or the
+    previous async one's) raises WriteError."""
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    try:
+        return manager.save(step, args=args, force=force)
+    except Exception as e:  # Orbax/tensorstore raise assorted types for I/O failures.
+        raise _write_error(e, manager.directory) from e
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+    """Waits for the async save in flight; a failed write raises WriteError."""
+    try:
+        manager.wait_until_finished()
+    except Exception as e:
+        raise _write_error(e, manager.directory) from e
+
+
+# Meta keys added later, with the value every checkpoint saved before them had.
+_META_DEFAULTS = {"resizer_norm": "batch"}
 
 
 def _check_meta(found: dict, expected: dict, where: str, keys=None) -> None:
     keys = keys or expected.keys()
+    found = {**_META_DEFAULTS, **found}
     diffs = [
         f"{k}={found.get(k)!r} (this config: {expected[k]!r})"
         for k in keys
         if found.get(k) != expected[k]
     ]
     if diffs:
-        raise ValueError(
-            f"The checkpoint at {where} is of a different model ({', '.join(diffs)}); "
-            "point to a checkpoint of this model or change the config to match it."
+        raise errors.UserError(
+            f"the checkpoint at {where} is of a different model ({', '.join(diffs)}); "
+            "point to a checkpoint of this model, use another workdir, or change the config "
+            "to match it."
         )
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: dict, meta: dict) -> dict:
-    """Restores `step` into `abstract_state` (ShapeDtypeStructs with shardings)."""
-    where = os.fspath(manager.directory / str(step))
-    found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    _check_meta(found, meta, where)
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-    )
-    return restored["state"]
+def _step_dirs(directory: epath.Path) -> list[int]:
+    """Finished steps under `directory`, newest first (Orbax's own listing)."""
+    if not directory.exists():
+        return []
+    return sorted(ocp.utils.checkpoint_steps(directory), reverse=True)
 
 
-def resolve_checkpoint(path: str) -> tuple[str, int]:
-    """Finds the newest finished checkpoint under `path`.
+def check_workdir(workdir, config: ml_collections.ConfigDict) -> None:
+    """Refuses a workdir whose checkpoints are of another model: reads only the small
+    JSON meta files, so it runs before anything is written or compiled."""
+    directory = workdir_lib.as_path(workdir) / CHECKPOINT_DIR
+    expected = model_meta(config)
+    for step in _step_dirs(directory):
+        found = workdir_lib.read_json(directory / str(step) / "meta" / "metadata")
+        if found is not None:  # The newest readable meta decides.
+            _check_meta(found, expected, os.fspath(directory / str(step)))
+            return
+
+
+def _set_aside(directory: epath.Path, step: int) -> None:
+    """Renames an unreadable step so it is kept but no longer counts as a checkpoint."""
+    if jax.process_index() == 0:
+        src = directory / str(step)
+        dst = directory / f"{step}.unreadable"
+        n = 1
+        while dst.exists():
+            dst, n = directory / f"{step}.unreadable{n}", n + 1
+        src.rename(dst)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+
+
+def restore_newest(
+    manager: ocp.CheckpointManager, abstract_state: dict, meta: dict
+) -> tuple[dict | None, int]:
+    """Restores the newest step that reads back whole into `abstract_state`.
+
+    Returns:
+      (state, step), or (None, 0) if the workdir has no readable checkpoint.
+    """
+    directory = epath.Path(manager.directory)
+    for step in _step_dirs(directory):
+        where = os.fspath(directory / str(step))
+        try:
+            found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            _check_meta(found["meta"], meta, where)
+            restored = manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+            )
+            return restored["state"], step
+        except errors.UserError:
+            raise
+        except Exception as e:  # A torn or corrupt step: any reader error.
+            reason = " ".join(str(e).split())[:160]
+            logging.warning(
+                "Checkpoint %s is unreadable (%s: %s); kept as %s.unreadable, trying the "
+                "previous step.",
+                where,
+                type(e).__name__,
+                reason,
+                where,
+            )
+            _set_aside(directory, step)
+            manager.reload()
+    return None, 0
+
+
+def resolve_checkpoint(path) -> tuple[str, int]:
+    """(checkpoints directory, newest finished step) under `path` (see checkpoint_steps)."""
+    directory, steps = checkpoint_steps(path)
+    return os.fspath(directory), steps[0]
+
+
+def checkpoint_steps(path) -> tuple[epath.Path, list[int]]:
+    """Finds the finished checkpoints under `path`.
 
     `path` may be a workdir (containing `checkpoints/`), a checkpoints directory,
     or one step's directory.
 
     Returns:
-      (checkpoints directory, step).
+      (checkpoints directory, steps newest first).
     """
-    p = epath.Path(path)
+    p = workdir_lib.as_path(path)
     if not p.exists():
-        raise FileNotFoundError(
-            f"No checkpoint at {path}: the path does not exist; give a workdir of a finished run "
-            "or a checkpoint directory."
+        raise errors.UserError(
+            f"no checkpoint at {path}: the path does not exist; give a workdir of a finished "
+            "run or a checkpoint directory."
         )
     if (p / "state").exists() and p.name.isdigit():
-        return os.fspath(p.parent), int(p.name)
+        return p.parent, [int(p.name)]
     if (p / CHECKPOINT_DIR).exists():
         p = p / CHECKPOINT_DIR
-    steps = ocp.utils.checkpoint_steps(p)
+    steps = _step_dirs(p)
     if not steps:
-        raise FileNotFoundError(
-            f"No finished checkpoint under {path}; train a run there first or point to one "
+        raise errors.UserError(
+            f"no finished checkpoint under {path}; train a run there first or point to one "
             "that has a checkpoints/ directory."
         )
-    return os.fspath(p), max(steps)
+    return p, steps
 
 
-def load_parts(path: str, parts, meta: dict) -> dict:
+def restore_for_eval(path, abstract_state: dict, meta: dict) -> tuple[dict, int]:
+    """Restores the newest readable checkpoint under `path` (read-only: nothing renamed)."""
+    directory, steps = checkpoint_steps(path)
+    with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
+        for step in steps:
+            where = os.fspath(directory / str(step))
+            try:
+                found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            except Exception:
+                logging.warning("Checkpoint %s is unreadable; trying the previous step.", where)
+                continue
+            _check_meta(found["meta"], meta, where)
+            try:
+                restored = manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+                )
+            except Exception:
+                logging.warning("Checkpoint %s is unreadable; trying the previous step.", where)
+                continue
+            return restored["state"], step
+    raise errors.UserError(
+        f"every checkpoint under {path} is unreadable (steps {steps}); point --checkpoint "
+        "at an intact run."
+    )
+
+
+def load_parts(path, parts, meta: dict) -> dict:
     """Reads `params` and `batch_stats` sub-trees named by `parts` from a checkpoint.
 
-    Used to start stage 2 from stage 1 (classifier) or to transfer a resizer.
-    Restores on the host as numpy arrays; the caller places them.
+    Used to start stage 2 from stage 1 (classifier, score head) or to transfer a
+    resizer. Restores on the host as numpy arrays; `merge_parts` places them.
 
     Returns:
       {'params': {part: tree}, 'batch_stats': {part: tree}} for each part found.
@@ -124,14 +249,16 @@ def load_parts(path: str, parts, meta: dict) -> dict:
         keys = ["channels"]
         if "classifier" in parts:  # Head sizes may differ (IQA from ImageNet): shapes decide.
             keys += ["model"]
+        if "score_head" in parts:
+            keys += ["task", "num_classes"]
         if "resizer" in parts:
             if found_meta.get("resizer") != "learned":
-                raise ValueError(
-                    f"The checkpoint at {where} has no learned resizer (resizer="
+                raise errors.UserError(
+                    f"the checkpoint at {where} has no learned resizer (resizer="
                     f"{found_meta.get('resizer')!r}); take the resizer from a run with "
                     "config.resizer.kind='learned'."
                 )
-            keys += ["resizer_filters", "resizer_blocks"]
+            keys += ["resizer_filters", "resizer_blocks", "resizer_norm"]
         _check_meta(found_meta, meta, where, keys)
         # Restore every array whole onto this process's first device, not onto the
         # saving run's device layout: the source may come from another topology (a pod
@@ -148,3 +275,59 @@ def load_parts(path: str, parts, meta: dict) -> dict:
         k: {part: jax.tree.map(np.asarray, state[k][part]) for part in parts if part in state[k]}
         for k in ("params", "batch_stats")
     }
+
+
+def _leaves_by_path(tree) -> dict:
+    """{'a/0/kernel': leaf}: checkpoints may store integer keys (nnx.List) as strings."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {
+        "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): leaf
+        for path, leaf in flat
+    }
+
+
+def merge_parts(state: dict, loaded: dict, where: str) -> dict:
+    """Replaces the loaded sub-trees of `state`, checking that every name and shape matches.
+
+    Leaves the source has and this model lacks are left out (e.g. a 1000-class head when
+    an IQA model takes only the backbone); a leaf this model has and the source lacks, or
+    one of another shape, is an error.
+    """
+    for key in ("params", "batch_stats"):
+        for part, tree in loaded[key].items():
+            if part not in state[key]:
+                raise errors.UserError(
+                    f"this config's model has no {part}, so it cannot be initialised from "
+                    f"{where}; drop {part!r} from config.init_from.parts."
+                )
+            target = state[key][part]
+            found, expected = _leaves_by_path(tree), _leaves_by_path(target)
+            bad = [
+                p
+                for p, t in expected.items()
+                if p not in found or np.shape(found[p]) != np.shape(t)
+            ]
+            if bad:
+                raise errors.UserError(
+                    f"the {part} in {where} does not match this config's {part} (e.g. "
+                    f"{key}/{part}/{bad[0]} is missing or has another shape); initialise from "
+                    "a run with the same config.model / config.resizer settings."
+                )
+            unused = sorted(set(found) - set(expected))
+            if unused:
+                logging.info(
+                    "Not loaded from %s (this model has no such %s leaves): %s%s",
+                    where,
+                    part,
+                    ", ".join(unused[:4]),
+                    " ..." if len(unused) > 4 else "",
+                )
+            leaves, treedef = jax.tree_util.tree_flatten(target)
+            state[key][part] = jax.tree_util.tree_unflatten(
+                treedef,
+                [
+                    jax.device_put(jnp.asarray(found[p], t.dtype), t.sharding)
+                    for p, t in zip(expected, leaves, strict=True)
+                ],
+            )
+    return state

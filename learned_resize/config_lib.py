@@ -8,15 +8,17 @@ compilation.
 """
 
 import copy
+import difflib
+import math
 
 import jax
 import ml_collections
 
-from learned_resize import models, resizers
+from learned_resize import aspect_ratio, errors, models, precision, resizers
 
 TASKS = ("classification", "iqa")
 SCHEDULES = ("constant", "cosine", "exponential")
-DTYPES = ("float32", "bfloat16")
+DTYPES = precision.DTYPES  # "auto": bfloat16 on TPUs and GPUs that compute it natively
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -37,8 +39,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.min_area = 0.08
     c.data.flip = True
     c.data.eval_crop_fraction = 0.875
-    c.data.num_workers = 0  # grain worker processes; 0 decodes in the main process
+    c.data.num_workers = -1  # grain worker processes; -1: auto (input_pipeline.resolve_num_workers)
+    c.data.jpeg_draft = True  # decode JPEGs at a reduced DCT scale where the crop allows
     c.data.prefetch = 2
+    # 'square': crops to input_size (the paper's); 'pad': keeps the aspect ratio, fits
+    # the image in input_size and pads with black (learned_resize/aspect_ratio.py).
+    c.data.aspect = "square"
     # Per-channel normalisation applied on device to images scaled to [0, 1].
     c.data.mean = (0.485, 0.456, 0.406)
     c.data.std = (0.229, 0.224, 0.225)
@@ -54,10 +60,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.resizer.interpolation = "bilinear"
     # TF's default bilinear resize, which the paper's baselines use, does not antialias.
     c.resizer.antialias = False
+    # The learned resizer's normalisation: 'batch' (the paper's), 'group' or 'none'.
+    c.resizer.norm = "batch"
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "resnet50"
-    c.model.dtype = "float32"  # compute dtype; params and BN statistics stay float32
+    # Compute dtype ("auto": precision.compute_dtype); params and BN statistics stay float32.
+    c.model.dtype = "auto"
     c.model.head_dropout = 0.0  # IQA score head only
 
     c.optim = ml_collections.ConfigDict()
@@ -80,12 +89,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every_steps = 1000  # also at the end; 0 = only at the end
     c.checkpoint_every_steps = 1000  # also at the end and on SIGTERM
     c.keep_checkpoints = 3
-    c.num_eval_images = 8  # rows of the PNG grid written at each eval
+    c.num_eval_images = 8  # rows of the PNG grid written at the final eval
+    # jax.profiler trace of train steps [start, stop) into <workdir>/tensorboard; (0, 0) = off.
+    c.profile_steps = (0, 0)
 
     # Initialise parts of the model from another run (stage 2 of the paper).
     c.init_from = ml_collections.ConfigDict()
     c.init_from.path = ""  # a workdir or a checkpoint directory
-    c.init_from.parts = ("classifier",)  # any of 'classifier', 'resizer'
+    c.init_from.parts = ("classifier",)  # any of 'classifier', 'resizer', 'score_head'
     c.init_from.resizer_path = ""  # optional second source for the resizer (transfer)
 
     # Optional multi-stage experiment: stage name -> overrides. See `stage_configs`.
@@ -93,13 +104,52 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def stage_configs(config: ml_collections.ConfigDict, workdir: str):
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Every leaf key of `config` as a dotted path ('optim.learning_rate', ...)."""
+    keys = []
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict) and key != "stages":
+            keys += flat_keys(value, path + ".")
+        else:
+            keys.append(path)
+    return keys
+
+
+def _is_abbreviation(short: str, long: str) -> bool:
+    """'lr' of 'learning_rate', 'batch_sz' of 'batch_size': letters in order, same start."""
+    if not short or short[0] != long[0]:
+        return False
+    rest = iter(long)
+    return all(ch in rest for ch in short)
+
+
+def unknown_key_message(key: str, config: ml_collections.ConfigDict) -> str:
+    """One sentence naming `key` as unknown and the closest valid key."""
+    valid = flat_keys(config)
+    group, _, last = key.rpartition(".")
+    siblings = [k for k in valid if k.rpartition(".")[0] == group]
+    close = [k for k in siblings if _is_abbreviation(last, k.rpartition(".")[2])]
+    close = close or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean config.{close[0]}?" if close else "see learned_resize/config_lib.py"
+    return f"unknown config key config.{key}; {hint}"
+
+
+def stage_configs(config: ml_collections.ConfigDict, workdir: str, cli_keys=()):
     """Expands `config.stages` into (name, workdir, config) triples, in order.
 
     Each stage is a ConfigDict of overrides applied to the base config, plus an
     optional `init_from_stage` naming an earlier stage whose checkpoint
     initialises `init_from.parts`. With no stages, the config is one run in
     `workdir` itself.
+
+    Args:
+      config: the experiment's config.
+      workdir: the experiment's workdir; stage `s` runs in `workdir/s`.
+      cli_keys: dotted keys set on the command line (`--config.num_epochs=1` ->
+        'num_epochs'). They win over a stage's own value for the same key, so a
+        command-line value applies to every stage; `--config.stages.NAME.KEY=...`
+        sets one stage's value.
     """
     if not config.stages:
         return [("run", workdir, config)]
@@ -107,8 +157,8 @@ def stage_configs(config: ml_collections.ConfigDict, workdir: str):
     parents = {name: config.stages[name].get("init_from_stage", "") for name in names}
     for name, parent in parents.items():
         if parent and parent not in names:
-            raise ValueError(
-                f"Stage {name!r} starts from {parent!r}, which is not a stage; use one of "
+            raise errors.UserError(
+                f"stage {name!r} starts from {parent!r}, which is not a stage; use one of "
                 f"{', '.join(names)}."
             )
     # Parents before children; otherwise in name order (ConfigDict keys are sorted).
@@ -116,9 +166,10 @@ def stage_configs(config: ml_collections.ConfigDict, workdir: str):
     while todo:
         ready = [n for n in todo if not parents[n] or parents[n] in order]
         if not ready:
-            raise ValueError(f"config.stages {todo} start from each other in a cycle.")
+            raise errors.UserError(f"config.stages {todo} start from each other in a cycle.")
         order.append(ready[0])
         todo.remove(ready[0])
+    cli_keys = {k for k in cli_keys if not k.startswith("stages.")}
     out = []
     for name in order:
         overrides = config.stages[name].to_dict()
@@ -126,22 +177,23 @@ def stage_configs(config: ml_collections.ConfigDict, workdir: str):
         with c.unlocked():
             c.stages = ml_collections.ConfigDict()
         parent = overrides.pop("init_from_stage", "")
-        if parent:
-            overrides.setdefault("init_from", {})["path"] = f"{workdir}/{parent}"
-        _apply_overrides(c, overrides, prefix=f"stages.{name}")
+        _apply_overrides(c, overrides, f"stages.{name}", "", cli_keys)
+        if parent:  # The chain itself, not an overlay: a command-line init_from.path is
+            c.init_from.path = f"{workdir}/{parent}"  # for the stages without a parent.
         out.append((name, f"{workdir}/{name}", c))
     return out
 
 
-def _apply_overrides(config, overrides: dict, prefix: str):
+def _apply_overrides(config, overrides: dict, prefix: str, path: str, cli_keys: set):
     for key, value in overrides.items():
         if key not in config:
-            raise ValueError(
-                f"Unknown config key {prefix}.{key}; stage overrides may only set existing keys."
+            raise errors.UserError(
+                f"unknown config key {prefix}.{key}; stage overrides may only set keys that "
+                "config_lib.base_config() has."
             )
         if isinstance(value, dict):
-            _apply_overrides(config[key], value, f"{prefix}.{key}")
-        else:
+            _apply_overrides(config[key], value, f"{prefix}.{key}", f"{path}{key}.", cli_keys)
+        elif f"{path}{key}" not in cli_keys:
             config[key] = value
 
 
@@ -149,62 +201,96 @@ def _check_size(name: str, size) -> tuple[int, int]:
     try:
         h, w = (int(s) for s in size)
     except (TypeError, ValueError):
-        raise ValueError(f"config.{name} must be a pair (height, width), got {size!r}.") from None
+        raise errors.UserError(
+            f"config.{name} must be a pair (height, width), got {size!r}."
+        ) from None
     if h <= 0 or w <= 0:
-        raise ValueError(f"config.{name} must be positive, got {size!r}; use e.g. (224, 224).")
+        raise errors.UserError(
+            f"config.{name} must be positive, got {size!r}; use e.g. (224, 224)."
+        )
     return h, w
 
 
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise errors.UserError(
+            f"config.{name} must be one of {', '.join(map(str, choices))}, got {value!r}."
+        )
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise errors.UserError(f"config.{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise errors.UserError(f"config.{name} must be a finite number > 0, got {value!r}.")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError with one sentence for any bad value, before anything is built."""
-    if config.task not in TASKS:
-        raise ValueError(f"config.task must be one of {TASKS}, got {config.task!r}.")
-    in_h, in_w = _check_size("input_size", config.input_size)
+    """Raises errors.UserError (one sentence) for any bad value, before anything is built."""
+    _check_choice("task", config.task, TASKS)
+    _check_size("input_size", config.input_size)
     out_h, out_w = _check_size("resizer.output_size", config.resizer.output_size)
-    kinds = ("learned", *resizers.FIXED_METHODS)
-    if config.resizer.kind not in kinds:
-        raise ValueError(
-            f"config.resizer.kind must be one of {', '.join(kinds)}, got {config.resizer.kind!r}."
-        )
-    if config.model.name not in models.available_classifiers():
-        raise ValueError(
-            f"Unknown classifier config.model.name={config.model.name!r}; choose one of "
-            f"{', '.join(models.available_classifiers())}."
-        )
+    _check_choice("resizer.kind", config.resizer.kind, ("learned", *resizers.FIXED_METHODS))
+    _check_choice("model.name", config.model.name, models.available_classifiers())
     min_size = models.MIN_INPUT_SIZE[config.model.name]
     if min(out_h, out_w) < min_size:
-        raise ValueError(
+        raise errors.UserError(
             f"config.resizer.output_size={tuple(config.resizer.output_size)} is smaller than "
             f"{config.model.name}'s minimum input {min_size}x{min_size}; raise the output size."
         )
-    if config.model.dtype not in DTYPES:
-        raise ValueError(f"config.model.dtype must be one of {DTYPES}, got {config.model.dtype!r}.")
-    if config.optim.schedule not in SCHEDULES:
-        raise ValueError(
-            f"config.optim.schedule must be one of {SCHEDULES}, got {config.optim.schedule!r}."
-        )
-    if config.batch_size <= 0:
-        raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
+    _check_choice("model.dtype", config.model.dtype, DTYPES)
+    _check_choice("optim.schedule", config.optim.schedule, SCHEDULES)
+    _check_choice("resizer.norm", config.resizer.norm, resizers.NORMS)
+    _check_choice("data.aspect", config.data.aspect, aspect_ratio.MODES)
+    _check_positive("optim.learning_rate", config.optim.learning_rate)
+    _check_positive("optim.reference_batch_size", config.optim.reference_batch_size)
+    _check_int("seed", config.seed, 0)
+    _check_int("batch_size", config.batch_size, 1)
+    _check_int("log_every_steps", config.log_every_steps, 1)
+    _check_int("checkpoint_every_steps", config.checkpoint_every_steps, 1)
+    _check_int("keep_checkpoints", config.keep_checkpoints, 1)
+    _check_int("eval_every_steps", config.eval_every_steps, 0)
+    _check_int("num_eval_images", config.num_eval_images, 0)
     n = jax.device_count()
     if config.batch_size % n:
-        raise ValueError(
+        raise errors.UserError(
             f"config.batch_size={config.batch_size} is not divisible by the {n} devices; "
             f"use a multiple of {n}."
         )
     if config.num_train_steps <= 0 and config.num_epochs <= 0:
-        raise ValueError("Set config.num_epochs or config.num_train_steps to a positive value.")
-    if config.data.channels not in (1, 3):
-        raise ValueError(f"config.data.channels must be 1 or 3, got {config.data.channels}.")
+        raise errors.UserError(
+            "set config.num_epochs or config.num_train_steps to a positive value."
+        )
+    start, stop = _check_size_pair("profile_steps", config.profile_steps)
+    if not 0 <= start <= stop:
+        raise errors.UserError(
+            f"config.profile_steps must be (start, stop) with 0 <= start <= stop, got "
+            f"{tuple(config.profile_steps)}; e.g. (10, 15), or (0, 0) for no trace."
+        )
+    _check_choice("data.channels", config.data.channels, (1, 3))
+    from learned_resize import data_sources  # (it reads base_config's defaults)
+
+    data_sources.data_options(config)  # config.data's values: checked where they are read
     for key in ("mean", "std"):
         if len(config.data[key]) != config.data.channels:
-            raise ValueError(
+            raise errors.UserError(
                 f"config.data.{key} has {len(config.data[key])} values but "
                 f"config.data.channels={config.data.channels}; give one per channel."
             )
-    bad_parts = set(config.init_from.parts) - {"classifier", "resizer"}
+    bad_parts = set(config.init_from.parts) - {"classifier", "resizer", "score_head"}
     if bad_parts:
-        raise ValueError(
-            "config.init_from.parts may only name 'classifier' and 'resizer', "
+        raise errors.UserError(
+            "config.init_from.parts may only name 'classifier', 'resizer' and 'score_head', "
             f"got {sorted(bad_parts)}."
         )
-    del in_h, in_w
+
+
+def _check_size_pair(name: str, pair) -> tuple[int, int]:
+    try:
+        a, b = (int(s) for s in pair)
+    except (TypeError, ValueError):
+        raise errors.UserError(f"config.{name} must be a pair of integers, got {pair!r}.") from None
+    return a, b

@@ -48,7 +48,7 @@ import ml_collections
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import imagenet_recipe, models, resizers
+from learned_resize import flops_report, imagenet_recipe, models, resizers
 from learned_resize.models import resized
 
 # The backbones of the paper (and EfficientNet-B0, which it mentions), plus ResNet-18.
@@ -60,25 +60,6 @@ DEFAULT_BACKBONES = (
     "mobilenet_v2",
     "efficientnet_b0",
 )
-
-# The paper's reported DenseNet-121 forward cost (GFLOPs) at 224, and with the learned
-# resizer 448 -> 224.
-PAPER_DENSENET121_GFLOPS = (5.67, 7.65)
-
-
-@dataclasses.dataclass(frozen=True)
-class Accelerator:
-    name: str
-    chips: int
-    peak_tflops: float  # dense bf16 per chip
-
-
-ACCELERATORS = (
-    Accelerator("TPU v4-8", 4, 275.0),
-    Accelerator("8x A100", 8, 312.0),
-)
-MFU_RANGE = (0.4, 0.5)
-TRAIN_FLOPS_PER_FORWARD = 3.0  # backward ~ 2x forward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +122,7 @@ def _jaxpr_macs(jaxpr, in_resize: bool = False) -> tuple[float, float]:
         inner = in_resize or eqn.params.get("name") in _RESIZE_FUNCTIONS
         if eqn.primitive.name == "cond":
             # One branch runs (lax.platform_dependent's alternatives compute the same
-            # function, e.g. resizers._same_conv): count the costliest.
+            # function, e.g. cpu_conv.same_conv): count the costliest.
             branches = [_jaxpr_macs(b.jaxpr, inner) for b in eqn.params["branches"]]
             sub_layers, sub_resize = max(branches, key=sum)
             layers += sub_layers
@@ -253,102 +234,6 @@ def backbone_costs(backbone: str, input_size: int, output_size: int, **resizer) 
     }
 
 
-# --------------------------------------------------------------------------- estimates
-
-
-def train_hours(forward_gflops: float, epochs: float, accelerator: Accelerator, mfu: float):
-    """Hours to train `epochs` ImageNet epochs at `mfu` of the accelerator's bf16 peak."""
-    flops = (
-        TRAIN_FLOPS_PER_FORWARD * forward_gflops * 1e9 * epochs * imagenet_recipe.NUM_TRAIN_IMAGES
-    )
-    return flops / (accelerator.chips * accelerator.peak_tflops * 1e12 * mfu) / 3600
-
-
-def _duration(hours: float) -> str:
-    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
-
-
-def _duration_range(forward_gflops, epochs, accelerator, mfu_range) -> str:
-    fast, slow = (train_hours(forward_gflops, epochs, accelerator, m) for m in mfu_range[::-1])
-    if slow < 1:
-        return f"{fast * 60:.0f}-{slow * 60:.0f} min"
-    return f"{fast:.1f}-{slow:.1f} h"
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def cost_table(costs: dict, resizer: Cost, input_size: int, output_size: int) -> str:
-    """Markdown table of `{backbone: backbone_costs(...)}`, then the learned resizer alone.
-
-    Columns: parameters; XLA GFLOPs and layer GMACs behind the fixed bilinear resize;
-    the same behind the learned resizer; the overhead in XLA FLOPs and in the paper's
-    convention (2 x layer GMACs). A `resize GMACs` column is added when the fixed
-    resizes are computed as matrix products (jax.image.resize).
-    """
-    b, s = f"bilinear {output_size}", f"learned {input_size}->{output_size}"
-    show_resize = resizer.resize_macs > 0 or any(
-        c[k].resize_macs > 0 for c in costs.values() for k in c
-    )
-    head = [
-        "backbone", "params", f"{b} GFLOPs", f"{b} GMACs", f"{s} params", f"{s} GFLOPs",
-        f"{s} GMACs", *(["resize GMACs"] if show_resize else []), "overhead GFLOPs (XLA)",
-        "overhead 2xGMACs",
-    ]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    g = lambda x: f"{x / 1e9:.2f}"
-    for name, c in costs.items():
-        base, learned = c["bilinear"], c["learned"]
-        extra = learned.flops - base.flops
-        extra_macs = 2 * (learned.macs - base.macs)
-        cells = [
-            name, f"{base.params:,}", g(base.flops), g(base.macs), f"{learned.params:,}",
-            g(learned.flops), g(learned.macs), *([g(learned.resize_macs)] if show_resize else []),
-            f"+{g(extra)} (+{100 * extra / base.flops:.0f}%)",
-            f"+{g(extra_macs)} (+{100 * extra_macs / (2 * base.macs):.0f}%)",
-        ]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    cells = [
-        "learned resizer alone (f32 in)", "", "", "", f"{resizer.params:,}", g(resizer.flops),
-        g(resizer.macs), *([g(resizer.resize_macs)] if show_resize else []), "", "",
-    ]  # fmt: skip
-    lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def estimate_table(
-    costs: dict, baseline_epochs: float, learned_epochs: float, mfu_range=MFU_RANGE
-) -> str:
-    """Markdown table of estimated training time per backbone, stage and accelerator."""
-    heads = [f"{a.name} {stage}" for a in ACCELERATORS for stage in ("baseline", "learned")]
-    lines = ["| backbone | " + " | ".join(heads) + " |", "|---" + "|---:" * len(heads) + "|"]
-    for name, c in costs.items():
-        cells = []
-        for a in ACCELERATORS:
-            for kind, epochs in (("bilinear", baseline_epochs), ("learned", learned_epochs)):
-                cells.append(_duration_range(c[kind].flops / 1e9, epochs, a, mfu_range))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def paper_comparison(costs: dict) -> str | None:
-    """One paragraph setting the DenseNet-121 counts beside the paper's, if measured."""
-    if "densenet121" not in costs:
-        return None
-    c = costs["densenet121"]
-    xla = (c["bilinear"].flops / 1e9, c["learned"].flops / 1e9)
-    twice = (2 * c["bilinear"].macs / 1e9, 2 * c["learned"].macs / 1e9)
-    paper = PAPER_DENSENET121_GFLOPS
-    return (
-        f"DenseNet-121 vs the paper: paper {paper[0]:.2f} -> {paper[1]:.2f} GFLOPs; "
-        f"2 x layer GMACs here {twice[0]:.2f} -> {twice[1]:.2f}; XLA {xla[0]:.2f} -> "
-        f"{xla[1]:.2f}. The paper's 'FLOPs' are 2 x multiply-adds of the conv/dense layers "
-        "(XLA's convention too); XLA also counts elementwise work (BN, activations), leaves "
-        "padded conv taps out, and counts the fixed resizes' arithmetic (listed in a "
-        "'resize GMACs' column when a fixed resize is not the identity)."
-    )
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -369,7 +254,9 @@ def _define_flags() -> dict:
             "estimate", True, "Also print the ImageNet training-time table."
         ),
         "mfu": flags.DEFINE_list(
-            "mfu", [str(m) for m in MFU_RANGE], "Range of model FLOPs utilisation for the estimate."
+            "mfu",
+            [str(m) for m in flops_report.MFU_RANGE],
+            "Range of model FLOPs utilisation for the estimate.",
         ),
     }
 
@@ -403,8 +290,8 @@ def main(argv, flag):
         f"\nForward cost per image (eval mode, batch 1, bf16 compute, 1000 classes; XLA "
         f"cost analysis on {jax.devices()[0].platform}):\n"
     )
-    print(cost_table(costs, alone, **sizes))
-    note = paper_comparison(costs)
+    print(flops_report.cost_table(costs, alone, **sizes))
+    note = flops_report.paper_comparison(costs)
     if note:
         print("\n" + note)
     if flag["estimate"].value:
@@ -412,15 +299,17 @@ def main(argv, flag):
         epochs = (defaults.num_epochs, defaults.stages.learned.num_epochs)
         mfu = sorted(float(m) for m in flag["mfu"].value)
         mfu = (mfu[0], mfu[-1])
-        peaks = ", ".join(f"{a.name} {a.chips} x {a.peak_tflops:g} TFLOP/s" for a in ACCELERATORS)
+        peaks = ", ".join(
+            f"{a.name} {a.chips} x {a.peak_tflops:g} TFLOP/s" for a in flops_report.ACCELERATORS
+        )
         print(
             f"\nEstimated ImageNet training time: baseline {epochs[0]:g} epochs at "
             f"{sizes['output_size']}, learned {epochs[1]:g} epochs at {sizes['input_size']}"
-            f"->{sizes['output_size']}; {TRAIN_FLOPS_PER_FORWARD:g} x XLA forward FLOPs per "
-            f"image, {imagenet_recipe.NUM_TRAIN_IMAGES:,} images per epoch, "
+            f"->{sizes['output_size']}; {flops_report.TRAIN_FLOPS_PER_FORWARD:g} x XLA forward "
+            "FLOPs per image, {imagenet_recipe.NUM_TRAIN_IMAGES:,} images per epoch, "
             f"{mfu[1]:.0%}-{mfu[0]:.0%} of the bf16 peak ({peaks}):\n"
         )
-        print(estimate_table(costs, *epochs, mfu_range=mfu))
+        print(flops_report.estimate_table(costs, *epochs, mfu_range=mfu))
 
 
 if __name__ == "__main__":

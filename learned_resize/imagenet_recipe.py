@@ -79,7 +79,7 @@ def imagenet_config(
     config.data.min_area = 0.08
     config.data.flip = True
     config.data.eval_crop_fraction = 0.875  # resize the shorter side to size/0.875, centre crop
-    config.data.num_workers = 16
+    config.data.num_workers = -1  # auto: the host's CPUs but two on TPU/GPU, 0 on CPU
     config.input_size = (image_size, image_size)
 
     config.resizer.kind = "bilinear"

@@ -1,23 +1,39 @@
-r"""Entry point: train and evaluate, or evaluate a checkpoint.
+r"""Entry point: train and evaluate (every stage of a staged config), or evaluate a checkpoint.
 
     python -m learned_resize.main --config=configs/default.py --workdir=/tmp/lr
     python -m learned_resize.main --config=configs/default.py --workdir=/tmp/lr \
-        --config.batch_size=64 --mode=eval --checkpoint=/tmp/lr/learned
+        --mode=eval --stages=learned --checkpoint=/tmp/lr/learned
 
-On a Cloud TPU pod run the same command on every host (`launch/tpu_pod.sh`);
-`jax.distributed.initialize()` finds the other hosts by itself there. Elsewhere pass
+Run the same command again to continue: finished stages are read back, an
+unfinished one resumes from its newest readable checkpoint. Exit statuses (0 done,
+1 `error: ...`, 75 preempted: run again) are in `learned_resize/errors.py`.
+
+On a Cloud TPU pod or a SLURM cluster run the same command on every host/task;
+`--distributed=auto` initialises jax.distributed there. Elsewhere pass
 --coordinator_address/--num_processes/--process_id (see `launch/local_multiprocess.py`).
 """
 
-import json
-import os
-import sys
+# First, before the slower imports: a SIGTERM from the moment the process starts ends in
+# exit status 75 (nothing to save yet), not in a kill.
+from learned_resize import preemption
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+_WATCHER = preemption.Watcher()
+if __name__ == "__main__":
+    _WATCHER.install()
+
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from learned_resize import cli, errors  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory (or gs:// URL) for checkpoints, logs, results."
+)
 _MODE = flags.DEFINE_enum(
     "mode", "train", ["train", "eval"], "Train (and evaluate) or only evaluate."
 )
@@ -32,102 +48,132 @@ _DISTRIBUTED = flags.DEFINE_enum(
     "distributed",
     "auto",
     ["auto", "on", "off"],
-    "auto: initialise jax.distributed on TPU pods or when a coordinator is given.",
+    "auto: initialise jax.distributed on TPU pods, SLURM, or when a coordinator is given.",
 )
 
 
 def _initialise_distributed() -> None:
+    # Flags, then SLURM / Open MPI / Cloud TPU, else one process. Its StartupError is a
+    # UserError: main() turns it into one `error:` line.
+    from learned_resize import distributed
+
+    distributed.initialise(
+        _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+    )
+
+
+def _select_stages(stages: list, names) -> list:
+    if not names:
+        return stages
+    known = [name for name, _, _ in stages]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise errors.UserError(f"unknown --stages {unknown}; config.stages has {known}.")
+    return [s for s in stages if s[0] in names]
+
+
+def _eval_config(config, checkpoint: str):
+    """The config of the stage `--mode=eval` evaluates (staged configs need --stages=NAME)."""
+    from learned_resize import config_lib
+
+    stages = config_lib.stage_configs(config, "", cli.cli_config_keys(sys.argv))
+    if len(stages) == 1:
+        return stages[0][2]
+    names = _STAGES.value or [n for n, _, _ in stages if checkpoint.rstrip("/").endswith(n)]
+    if len(names) != 1:
+        raise errors.UserError(
+            f"this config has stages {[n for n, _, _ in stages]}; say which one the checkpoint "
+            "belongs to with --stages=NAME."
+        )
+    return _select_stages(stages, names)[0][2]
+
+
+def _evaluate(config) -> None:
+    from learned_resize import config_lib, metric_writers, train
+
+    path = _CHECKPOINT.value or _WORKDIR.value
+    if not path:
+        raise errors.UserError("--mode=eval needs --checkpoint=DIR (or --workdir=DIR).")
+    config = _eval_config(config, path)
+    config_lib.validate_config(config)
+    metrics = train.evaluate_checkpoint(config, path)
+    metric_writers.log(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics))
+
+
+def _train(config, watcher: preemption.Watcher) -> None:
     import jax
 
-    if _COORDINATOR.value:
-        jax.distributed.initialize(
-            coordinator_address=_COORDINATOR.value,
-            num_processes=_NUM_PROCESSES.value,
-            process_id=_PROCESS_ID.value,
+    from learned_resize import config_lib, metric_writers, tasks, train
+    from learned_resize import workdir as workdir_lib
+
+    if not _WORKDIR.value:
+        raise errors.UserError("give a --workdir for checkpoints and logs (a path or gs:// URL).")
+    workdir = workdir_lib.as_path(_WORKDIR.value)
+    if not workdir_lib.is_remote(workdir) and workdir.exists() and not workdir.is_dir():
+        raise errors.UserError(f"--workdir={_WORKDIR.value} is a file; give a directory.")
+    cli_keys = cli.cli_config_keys(sys.argv)
+    stages = config_lib.stage_configs(config, str(workdir), cli_keys)
+    stages = _select_stages(stages, _STAGES.value)
+    for _, stage_workdir, stage_config in stages:  # Every stage checked before anything runs.
+        config_lib.validate_config(stage_config)
+        train.preflight(stage_config, stage_workdir)
+    results = {}
+    for name, stage_workdir, stage_config in stages:
+        if watcher.signalled():
+            raise errors.Preempted(f"preempted before stage {name}")
+        metric_writers.log(f"=== stage {name} -> {stage_workdir}")
+        results[name] = train.train_and_evaluate(
+            stage_config, stage_workdir, name=name, watcher=watcher
         )
-    elif _DISTRIBUTED.value == "on" or (
-        _DISTRIBUTED.value == "auto" and os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",")
-    ):
-        jax.distributed.initialize()  # Cloud TPU pods: everything is auto-detected.
-
-
-def _absolute(path: str) -> str:
-    """Orbax needs absolute paths; remote ones (gs://...) already are."""
-    return path if "://" in path else os.path.abspath(path)
-
-
-def _results_table(rows: dict) -> str:
-    """A markdown table of each stage's final eval metrics."""
-    first = next(iter(rows.values()))
-    if "plcc" in first:
-        columns = [
-            ("PLCC", "plcc"),
-            ("SRCC", "srcc"),
-            ("EMD", "emd"),
-            ("binary acc", "binary_accuracy"),
-        ]
-    else:
-        columns = [("top-1", "top1"), ("top-5", "top5"), ("eval loss", "loss")]
-    head = "| stage | " + " | ".join(name for name, _ in columns) + " | train time (s) |"
-    lines = [head, "|---" * (len(columns) + 2) + "|"]
-    for stage, m in rows.items():
-        values = " | ".join(f"{m[key]:.4f}" for _, key in columns)
-        lines.append(f"| {stage} | {values} | {m.get('train_seconds', float('nan')):.0f} |")
-    return "\n".join(lines)
+    table = tasks.results_table(tasks.get_task(config), results)
+    metric_writers.log("\n" + table)
+    if jax.process_index() == 0 and len(stages) > 1:
+        workdir_lib.write_text(workdir / workdir_lib.TABLE_FILE, table + "\n")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if _CONFIG.value is None:
-        raise app.UsageError("Give a config: --config=configs/default.py")
-    if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO; keep stdout readable.
-        logging.set_verbosity(logging.WARNING)
-    _initialise_distributed()
-    # Imported after distributed initialisation: these query devices at import time.
+    watcher = _WATCHER
+    try:
+        if len(argv) > 1:
+            raise errors.UserError(
+                f"unexpected arguments {' '.join(argv[1:])}; flags start with --."
+            )
+        if _CONFIG.value is None:
+            raise errors.UserError("give a config: --config=configs/default.py")
+        _initialise_distributed()
+        if _MODE.value == "eval":
+            _evaluate(_CONFIG.value)
+        else:
+            _train(_CONFIG.value, watcher)
+    except errors.Preempted as e:
+        logging.warning(
+            "%s; run the same command again to continue (exit status %d).", e, errors.EXIT_PREEMPTED
+        )
+        errors.exit_quietly(errors.EXIT_PREEMPTED)
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        # UserError is a ValueError; the others are user-fixable setups (paths, data).
+        errors.exit_with(e, errors.EXIT_USER_ERROR)
+
+
+def run() -> None:
+    _WATCHER.install()
+    errors.quiet_background_noise()
+    # Before anything allocates: XLA:CPU's buffers under tcmalloc (see host_allocator.py).
+    # The re-exec resets signal handlers but keeps blocked signals pending: SIGTERM is
+    # blocked across it and delivered to the new image's handler once unblocked.
+    from learned_resize import host_allocator
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    if not _WATCHER.signalled():  # (one that came already would be lost with this image)
+        host_allocator.reexec_under_tcmalloc()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     import jax
 
-    from learned_resize import config_lib, metric_writers, train
-
-    config = _CONFIG.value
-    if _MODE.value == "eval":
-        path = _CHECKPOINT.value or _WORKDIR.value
-        if not path:
-            raise app.UsageError("--mode=eval needs --checkpoint or --workdir.")
-        path = _absolute(path)
-        metrics = train.evaluate_checkpoint(config, path)
-        metric_writers.log(json.dumps(metrics, indent=2))
-        return
-    if not _WORKDIR.value:
-        raise app.UsageError("Give a --workdir for checkpoints and logs.")
-    workdir = _absolute(_WORKDIR.value)
-    stages = config_lib.stage_configs(config, workdir)
-    if _STAGES.value:
-        unknown = set(_STAGES.value) - {name for name, _, _ in stages}
-        if unknown:
-            raise app.UsageError(
-                f"Unknown --stages {sorted(unknown)}; config.stages has "
-                f"{[name for name, _, _ in stages]}."
-            )
-        stages = [s for s in stages if s[0] in _STAGES.value]
-    for _, _, stage_config in stages:  # Every stage's values checked before anything runs.
-        config_lib.validate_config(stage_config)
-    results = {}
-    for name, stage_workdir, stage_config in stages:
-        metric_writers.log(f"=== stage {name} -> {stage_workdir}")
-        results[name] = train.train_and_evaluate(stage_config, stage_workdir)
-        if "preempted_at" in results[name]:
-            sys.exit(0)
-    table = _results_table(results)
-    metric_writers.log("\n" + table)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(table + "\n")
+    jax.config.config_with_absl()  # --jax_debug_nans and friends
+    cli.setup_logging()
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":
-    # Before anything allocates: XLA:CPU's buffers under tcmalloc (see host_allocator.py).
-    from learned_resize import host_allocator
-
-    host_allocator.reexec_under_tcmalloc()
-    app.run(main)
+    run()

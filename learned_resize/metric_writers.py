@@ -1,32 +1,58 @@
-"""Where metrics go: stdout, TensorBoard event files (tensorboardX, no TensorFlow) and JSON lines.
+"""Where metrics go: the log, TensorBoard event files (tensorboardX, no TensorFlow) and JSON lines.
+
+TensorBoard (`tensorboard --logdir=WORKDIR/tensorboard`) gets the scalars, every image
+written as a PNG (the resizer grids, IMAGES tab) and the run's hyperparameters (the
+flattened config, HPARAMS tab, with the metrics to compare runs by).
 
 Only process 0 writes; other processes get a writer that does nothing, so the
-training loop needs no `if process_index == 0` around its logging calls.
+training loop needs no `if process_index == 0` around its logging calls. Every file
+goes through etils.epath (`workdir.py`), so a gs:// workdir gets all of them. On a
+bucket (objects cannot be appended to) `metrics.jsonl` is rewritten whole, and the
+TensorBoard event files are written to a local temporary directory and copied
+whole, at most every `remote_flush_seconds` and at close. (tensorboardX's own gs://
+writer would bypass epath and, with the bucket unreachable, block the exit of the
+process for minutes.)
 """
 
 import json
-import os
-import sys
+import pathlib
+import shutil
+import tempfile
 import time
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
+from absl import logging
+
+from learned_resize import workdir as workdir_lib
 
 
 class MetricWriter:
     """Writes scalars to TensorBoard and `metrics.jsonl` in `workdir`, images as PNGs."""
 
-    def __init__(self, workdir: str, *, enabled: bool | None = None):
+    def __init__(self, workdir, *, enabled: bool | None = None, remote_flush_seconds=60.0):
         self.enabled = jax.process_index() == 0 if enabled is None else enabled
-        self.workdir = workdir
+        self.workdir = workdir_lib.as_path(workdir)
+        self._remote = workdir_lib.is_remote(self.workdir)
+        self._flush_every = remote_flush_seconds
         self._tb = None
-        self._jsonl = None
-        if self.enabled:
-            os.makedirs(workdir, exist_ok=True)
-            import tensorboardX  # imported here: only process 0 needs it
+        self._lines: list[str] = []  # remote: the whole file, rewritten on flush
+        self._last_flush = time.monotonic()
+        if not self.enabled:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = self.workdir / "metrics.jsonl"
+        tb_dir = str(self.workdir / "tensorboard")
+        self._tb_local = None
+        if self._remote:
+            if self._jsonl.exists():
+                self._lines = self._jsonl.read_text().splitlines(keepends=True)
+            self._tb_local = tempfile.mkdtemp(prefix="learned_resize_tensorboard_")
+            tb_dir = self._tb_local
+        import tensorboardX  # imported here: only process 0 needs it
 
-            self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        self._tb = tensorboardX.SummaryWriter(tb_dir)
 
     def write_scalars(self, step: int, scalars: dict, prefix: str = "") -> None:
         if not self.enabled:
@@ -34,33 +60,98 @@ class MetricWriter:
         record = {"step": int(step), "time": round(time.time(), 3)}
         for name, value in scalars.items():
             value = float(np.asarray(value))
-            record[prefix + name] = value
+            record[prefix + name] = value if np.isfinite(value) else None
             self._tb.add_scalar(prefix + name, value, int(step))
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        self._append(json.dumps(record) + "\n")
 
-    def write_image(self, step: int, name: str, image: np.ndarray) -> str | None:
+    def _append(self, line: str) -> None:
+        if not self._remote:
+            with self._jsonl.open("a") as f:
+                f.write(line)
+            return
+        self._lines.append(line)
+        if time.monotonic() - self._last_flush > self._flush_every:
+            self.flush()
+
+    def write_hparams(self, hparams: Mapping, metric_tags: Sequence[str] = ()) -> None:
+        """Writes the run's hyperparameters to TensorBoard's HPARAMS dashboard.
+
+        Args:
+          hparams: name -> value, e.g. `config.to_dict()`; nested mappings are flattened to
+            dotted names, and values that are not bool/int/float/str (tuples, None) are shown
+            as their repr.
+          metric_tags: scalar tags (e.g. "eval/top1") the dashboard shows beside them.
+        """
+        if not self.enabled:
+            return
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        flat = {name: _hparam_value(value) for name, value in _flatten(hparams).items()}
+        # The plugin's three summaries in this run's own event file (add_hparams would make a
+        # separate run in a subdirectory); the metric values come from the scalars written.
+        for summary in hparams_summaries(flat, dict.fromkeys(metric_tags, 0.0)):
+            self._tb._get_file_writer().add_summary(summary)
+        self._tb.flush()
+
+    def write_image(self, step: int, name: str, image: np.ndarray):
         """Writes HxWx3 uint8 `image` to `<workdir>/images/<name>_<step>.png` and TensorBoard."""
         if not self.enabled:
             return None
-        from PIL import Image
-
-        path = os.path.join(self.workdir, "images", f"{name}_{step:07d}.png")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        Image.fromarray(image).save(path)
+        path = self.workdir / "images" / f"{name}_{step:07d}.png"
+        workdir_lib.write_png(path, image)
         self._tb.add_image(name, image, int(step), dataformats="HWC")
         return path
 
+    def flush(self) -> None:
+        if not self.enabled or self._tb is None:
+            return
+        self._tb.flush()
+        if self._remote:
+            self._jsonl.write_text("".join(self._lines))
+            self._copy_events()
+            self._last_flush = time.monotonic()
+
+    def _copy_events(self) -> None:
+        local = pathlib.Path(self._tb_local)
+        for f in local.rglob("*"):
+            if f.is_file():
+                target = self.workdir / "tensorboard" / f.relative_to(local)
+                workdir_lib.write_bytes(target, f.read_bytes())
+
     def close(self) -> None:
-        if self.enabled:
-            self._tb.close()
-            self._jsonl.close()
+        if not self.enabled or self._tb is None:
+            return
+        self._tb.close()  # close() waits for queued events; flush() does not
+        if self._remote:
+            self._jsonl.write_text("".join(self._lines))
+            self._copy_events()
+            shutil.rmtree(self._tb_local, ignore_errors=True)
+        self._tb = None
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _hparam_value(value):
+    """A value the hparams plugin stores (bool, int, float or str)."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
 
 
 def log(message: str) -> None:
-    """Prints a progress line from process 0 only, flushed so it shows up in pod logs."""
+    """A progress line from process 0 only (absl INFO)."""
     if jax.process_index() == 0:
-        print(message, file=sys.stdout, flush=True)
+        logging.info("%s", message)
 
 
 class Progress:

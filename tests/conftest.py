@@ -9,7 +9,11 @@ whole session shares one persistent XLA compilation cache in a temporary directo
 import atexit
 import os
 import shutil
+import sys
 import tempfile
+
+# The repository root, so that tests import the config files: `from configs import tiny`.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("XLA_FLAGS", "")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -63,4 +67,5 @@ def small_fmnist(tmp_path_factory):
     """(source dir, TFDS data dir, arrays) of a small Fashion-MNIST-format dataset."""
     root = tmp_path_factory.mktemp("small_fmnist")
     arrays = write_idx_dataset(str(root / "source"))
+    (root / "tfds").mkdir()  # A data_dir must exist (a typo is an error, not a new copy).
     return str(root / "source"), str(root / "tfds"), arrays

@@ -24,7 +24,8 @@ import pytest
 import tensorflow_datasets as tfds
 from jax.sharding import AxisType
 
-from learned_resize import config_lib, imagenet_recipe, input_pipeline, parallel, train
+from learned_resize import checkpoints, config_lib, imagenet_recipe, input_pipeline, parallel
+from learned_resize import steps as steps_lib
 
 BATCH = 8
 INPUT, OUTPUT = 64, 32
@@ -85,7 +86,7 @@ def _one_step(model_name, records):
     mesh = jax.make_mesh(
         (1,), (parallel.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
     )
-    trainer = train.Trainer(config, mesh, steps_per_epoch=2)
+    trainer = steps_lib.Steps(config, mesh, steps_per_epoch=2, num_steps=2)
     key = jax.random.key(0, impl="unsafe_rbg")
     state, rest = trainer.init.lower(key).compile(compiler_options=FAST_COMPILE)(key)
     before = jax.device_get(state)  # the step donates `state`
@@ -105,8 +106,8 @@ def _one_step(model_name, records):
 
 def _moved(a, b):
     """Per-leaf max |a - b| of two nested dicts of arrays, keyed by path."""
-    flat_a = train._leaves_by_path(a)
-    flat_b = train._leaves_by_path(b)
+    flat_a = checkpoints._leaves_by_path(a)
+    flat_b = checkpoints._leaves_by_path(b)
     assert flat_a.keys() == flat_b.keys()
     return {k: float(np.max(np.abs(np.asarray(flat_a[k]) - flat_b[k]))) for k in flat_a}
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from flax import nnx
 
-from learned_resize import flops
+from learned_resize import flops, flops_report
 
 
 class _Conv(nnx.Module):
@@ -62,22 +62,22 @@ def test_backbone_with_learned_resizer_costs_backbone_plus_resizer():
     # XLA's total grows by about the resizer's own count (bf16 vs f32 and fusion aside).
     assert learned.flops - base.flops == pytest.approx(resizer.flops, rel=0.05)
 
-    lines = flops.cost_table({"resnet18": costs}, resizer, 64, 32).splitlines()
+    lines = flops_report.cost_table({"resnet18": costs}, resizer, 64, 32).splitlines()
     assert len(lines) == 4 and lines[2].startswith("| resnet18 | 11,689,512 |")
     assert f"| {resizer.params:,} |" in lines[-1]
 
 
 def test_training_time_estimate_by_hand():
-    v4 = flops.ACCELERATORS[0]
+    v4 = flops_report.ACCELERATORS[0]
     assert (v4.chips, v4.peak_tflops) == (4, 275.0)
-    hours = flops.train_hours(10.0, 2.0, v4, mfu=0.5)
+    hours = flops_report.train_hours(10.0, 2.0, v4, mfu=0.5)
     expected = 3 * 10e9 * 2 * 1_281_167 / (4 * 275e12 * 0.5) / 3600
     assert hours == pytest.approx(expected, rel=1e-12)
     costs = {"m": {"bilinear": flops.Cost(1, 10e9, 0, 0), "learned": flops.Cost(1, 20e9, 0, 0)}}
-    table = flops.estimate_table(costs, baseline_epochs=90, learned_epochs=20)
+    table = flops_report.estimate_table(costs, baseline_epochs=90, learned_epochs=20)
     # v4-8 baseline: 90 epochs of 10 GFLOPs forward at 50% .. 40% MFU.
-    fast = flops.train_hours(10.0, 90, v4, 0.5)
-    slow = flops.train_hours(10.0, 90, v4, 0.4)
+    fast = flops_report.train_hours(10.0, 90, v4, 0.5)
+    slow = flops_report.train_hours(10.0, 90, v4, 0.4)
     assert f"| m | {fast:.1f}-{slow:.1f} h |" in table
 
 

@@ -348,6 +348,9 @@ def mock_imagenet():
         config = ml_collections.ConfigDict({"batch_size": 4, "data": {"name": "imagenet2012"}})
         config.data.eval_split = "validation"
         config.data.prefetch = 0
+        # Exact comparisons with a full decode; tests/test_preprocessing.py checks the
+        # reduced (draft-mode) JPEG decode against it.
+        config.data.jpeg_draft = False
         yield config, records
 
 
@@ -422,7 +425,7 @@ def test_unprepared_imagenet_says_how_to_prepare(tmp_path):
         ({"channels": 2}, 4, "config.data.channels"),
         ({"min_area": 0.0}, 4, "config.data.min_area"),
         ({"eval_crop_fraction": 1.5}, 4, "eval_crop_fraction"),
-        ({"num_workers": -1}, 4, "num_workers"),
+        ({"num_workers": -2}, 4, "num_workers"),
         ({}, 5, "not divisible by the 2 processes"),
         ({"train_split": "training"}, 4, r"is not a split of fashion_mnist_local; use one of"),
     ],

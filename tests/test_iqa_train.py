@@ -2,12 +2,14 @@
 
 import os
 
+import jax
 import numpy as np
 import pytest
 import scipy.stats
 from test_train import load_config
 
-from learned_resize import iqa, train
+from learned_resize import checkpoints, config_lib, iqa, parallel, train
+from learned_resize import steps as steps_lib
 from learned_resize.datasets import ava, ava_standin
 
 
@@ -15,6 +17,7 @@ from learned_resize.datasets import ava, ava_standin
 def standin(tmp_path_factory):
     root = tmp_path_factory.mktemp("iqa")
     source = ava_standin.write_standin(root / "source", num_images=60, seed=3)
+    (root / "tfds").mkdir()
     return str(source), str(root / "tfds")
 
 
@@ -65,3 +68,46 @@ def test_iqa_train_and_eval_match_the_files(standin, tmp_path):
 
     again = train.evaluate_checkpoint(config, workdir)
     np.testing.assert_allclose(again["plcc"], metrics["plcc"], rtol=1e-6)
+
+
+def test_ava_config_follows_the_papers_protocol():
+    """configs/ava.py: bilinear and bicubic baselines; `learned` starts from `bilinear`."""
+    config = load_config("ava_mobilenet_v2")  # a link to configs/ava.py
+    stages = {n: c for n, _, c in config_lib.stage_configs(config, "/w", ["init_from.path"])}
+    assert {n: c.resizer.kind for n, c in stages.items()} == {
+        "bilinear": "bilinear",
+        "bicubic": "bicubic",
+        "learned": "learned",
+    }
+    assert all(c.model.name == "mobilenet_v2" for c in stages.values())
+    assert stages["learned"].init_from.path == "/w/bilinear"
+    assert tuple(stages["learned"].init_from.parts) == ("classifier", "score_head")
+    assert tuple(stages["bilinear"].init_from.parts) == ("classifier",)
+
+
+def test_learned_stage_takes_backbone_and_score_head_from_the_bilinear_stage(standin, tmp_path):
+    bilinear = iqa_config(standin, num_train_steps=2, checkpoint_every_steps=2)
+    bilinear.resizer.kind = "bilinear"
+    train.train_and_evaluate(bilinear, str(tmp_path / "bilinear"))
+    learned = iqa_config(standin)
+    learned.init_from.path = str(tmp_path / "bilinear")
+    learned.init_from.parts = ("classifier", "score_head")
+    steps = steps_lib.Steps(learned, parallel.create_mesh(), steps_per_epoch=2, num_steps=2)
+    manager = checkpoints.create_manager(str(tmp_path / "learned"), learned)
+    state, _, start = train.initialise(steps, manager, learned)
+    fresh, _ = steps.init(jax.random.key(learned.seed + 1))
+    saved = checkpoints.load_parts(
+        str(tmp_path / "bilinear"), ["classifier", "score_head"], checkpoints.model_meta(learned)
+    )
+    assert start == 0
+    for part in ("classifier", "score_head"):
+        got = checkpoints._leaves_by_path(jax.device_get(state["params"][part]))
+        want = checkpoints._leaves_by_path(saved["params"][part])
+        assert got.keys() == want.keys()
+        for key in got:
+            np.testing.assert_array_equal(got[key], want[key])
+    other = checkpoints._leaves_by_path(jax.device_get(fresh["params"]["score_head"]))
+    assert any(
+        not np.array_equal(other[k], want_k)
+        for k, want_k in checkpoints._leaves_by_path(saved["params"]["score_head"]).items()
+    )  # the loaded head is not a fresh one

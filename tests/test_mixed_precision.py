@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType
 
-from learned_resize import config_lib, imagenet_recipe, parallel, train
+from learned_resize import checkpoints, config_lib, imagenet_recipe, parallel, train
 
 BATCH = 32
 # XLA:CPU's backend optimisation level 0: about half the compile time of a program that
@@ -134,7 +134,10 @@ def test_bf16_keeps_f32_params_stats_and_optimizer_state(steps):
 
 def _update(before, after, part=None):
     """The parameter update of one step, flattened (optionally of one leaf path)."""
-    b, a = train._leaves_by_path(before["params"]), train._leaves_by_path(after["params"])
+    b, a = (
+        checkpoints._leaves_by_path(before["params"]),
+        checkpoints._leaves_by_path(after["params"]),
+    )
     keys = [k for k in b if part is None or k == part]
     return np.concatenate([(np.asarray(a[k], np.float64) - b[k]).ravel() for k in keys])
 

@@ -21,7 +21,8 @@ import orbax.checkpoint as ocp
 import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag type)
 
-from learned_resize import checkpoints, datasets, train
+from configs import tiny
+from learned_resize import checkpoints, datasets, errors, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(REPO, "launch", "local_multiprocess.py")
@@ -72,10 +73,7 @@ def main_flags(workdir, values: dict) -> list:
 
 
 def tiny_config(values: dict):
-    spec = importlib.util.spec_from_file_location("tiny", os.path.join(REPO, "configs", "tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = tiny.get_config()
     for key, value in values.items():
         node = config
         *path, last = key.split(".")
@@ -125,7 +123,7 @@ def final_params(workdir):
 
 
 def assert_trees_close(a, b, rtol, atol):
-    flat_a, flat_b = train._leaves_by_path(a), train._leaves_by_path(b)
+    flat_a, flat_b = checkpoints._leaves_by_path(a), checkpoints._leaves_by_path(b)
     assert flat_a.keys() == flat_b.keys()
     for key in flat_a:
         np.testing.assert_allclose(flat_a[key], flat_b[key], rtol=rtol, atol=atol, err_msg=key)
@@ -233,7 +231,7 @@ def test_sigterm_to_every_host_saves_at_an_agreed_step(data, tmp_path):
         lines = []
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("step 3/"):
+            if "] step 3/" in line:
                 proc.send_signal(signal.SIGTERM)
                 break
         lines += proc.stdout.readlines()
@@ -241,9 +239,9 @@ def test_sigterm_to_every_host_saves_at_an_agreed_step(data, tmp_path):
     finally:
         watchdog.cancel()
     output = "".join(lines)
-    assert code == 0, output[-4000:]
+    assert code == errors.EXIT_PREEMPTED, output[-4000:]
     assert "sending SIGTERM to all" in output
-    saved = [x for x in lines if x.startswith("Preempted: saved checkpoint at step")]
+    saved = [x for x in lines if "preempted: saved a checkpoint at step" in x]
     assert len(saved) == 1, output[-4000:]
     step = int(saved[0].split("at step ")[1].split(";")[0].rstrip("."))
     assert step >= 3
@@ -360,7 +358,7 @@ def test_pod_dry_run_prints_every_gcloud_command(tmp_path):
     install, check, run, logs, stop = (x[-1].removeprefix("--command=") for x in ssh)
     assert "PYTHON=~/lr-venv/bin/python bash launch/install.sh" in install
     assert '"jax[tpu]==$(~/lr-venv/bin/python -c ' in install
-    assert "jax.distributed.initialize()" in check
+    assert "python -m learned_resize.doctor --distributed=on" in check
     assert (
         "~/lr-venv/bin/python -m learned_resize.main --config=configs/imagenet_resnet50.py "
         "--workdir=gs://bucket/r50 --distributed=on > ~/learned_resize_run.log" in run

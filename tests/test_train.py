@@ -1,5 +1,6 @@
 """The trainer: sharded step, checkpoints, kill -9 resume, eval-only, stage 2 init, bad input."""
 
+import importlib
 import json
 import os
 import signal
@@ -13,18 +14,17 @@ import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag type)
 
-from learned_resize import checkpoints, config_lib, parallel, train
+from learned_resize import checkpoints, config_lib, errors, parallel, train
+from learned_resize import steps as steps_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_config(name="tiny"):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def load_config(name="tiny", arg=None):
+    """configs/<name>.py's get_config(arg), imported as a module (conftest puts the repo on
+    sys.path)."""
+    module = importlib.import_module(f"configs.{name}")
+    return module.get_config(arg) if arg is not None else module.get_config()
 
 
 def tiny_config(small_fmnist, **overrides):
@@ -64,7 +64,7 @@ def test_sharded_step_equals_single_device_step(small_fmnist):
     config = tiny_config(small_fmnist)
     mesh = parallel.create_mesh()
     assert mesh.size == 8
-    trainer = train.Trainer(config, mesh, steps_per_epoch=6)
+    trainer = steps_lib.Steps(config, mesh, steps_per_epoch=6, num_steps=6)
     state, rest = trainer.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     local = {
@@ -99,9 +99,9 @@ def test_sharded_step_equals_single_device_step(small_fmnist):
 
 def test_loss_is_label_smoothed_cross_entropy(small_fmnist):
     config = tiny_config(small_fmnist)
-    trainer = train.Trainer(config, parallel.create_mesh(), steps_per_epoch=6)
+    trainer = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=6, num_steps=6)
     logits = jnp.array([[2.0, 0.5, -1.0] + [0.0] * 7])
-    loss = trainer._loss(logits, {"label": jnp.array([1])})
+    loss = trainer.task.loss(logits, {"label": jnp.array([1])})
     p = np.exp(np.asarray(logits[0], np.float64))
     logp = np.log(p / p.sum())
     target = np.full(10, 0.1 / 10)
@@ -110,7 +110,7 @@ def test_loss_is_label_smoothed_cross_entropy(small_fmnist):
 
 
 def test_train_eval_checkpoint_and_eval_only(small_fmnist, tmp_path):
-    config = tiny_config(small_fmnist)
+    config = tiny_config(small_fmnist, profile_steps=(2, 4))
     workdir = str(tmp_path / "run")
     metrics = train.train_and_evaluate(config, workdir)
     assert metrics["num_examples"] == 40  # every test image counted once
@@ -119,8 +119,11 @@ def test_train_eval_checkpoint_and_eval_only(small_fmnist, tmp_path):
     assert [x["step"] for x in lines if "train/loss" in x] == [2, 4, 6]
     assert any(f.endswith(".png") for f in os.listdir(os.path.join(workdir, "images")))
     assert os.listdir(os.path.join(workdir, "tensorboard"))
+    traces = [f for _, _, fs in os.walk(os.path.join(workdir, "tensorboard")) for f in fs]
+    assert any(f.endswith(".xplane.pb") for f in traces), traces  # config.profile_steps
     _, step = checkpoints.resolve_checkpoint(workdir)
     assert step == 6
+    assert json.load(open(os.path.join(workdir, "results.json")))["step"] == 6
     again = train.evaluate_checkpoint(config, workdir)
     for key in ("top1", "top5", "loss", "num_examples"):
         np.testing.assert_allclose(again[key], metrics[key], rtol=1e-6)
@@ -135,14 +138,15 @@ def test_stage2_initialises_classifier_from_stage1(small_fmnist, tmp_path):
     )
 
     stage2 = tiny_config(small_fmnist, **{"init_from.path": str(tmp_path / "s1")})
-    trainer = train.Trainer(stage2, parallel.create_mesh(), steps_per_epoch=6)
+    trainer = steps_lib.Steps(stage2, parallel.create_mesh(), steps_per_epoch=6, num_steps=6)
     manager = checkpoints.create_manager(str(tmp_path / "s2"), stage2)
     state, _, start = train.initialise(trainer, manager, stage2)
     fresh, _ = trainer.init(jax.random.key(stage2.seed))
     assert start == 0 and step == 2
 
     def same(a, b):
-        a, b = train._leaves_by_path(jax.device_get(a)), train._leaves_by_path(b)
+        a = checkpoints._leaves_by_path(jax.device_get(a))
+        b = checkpoints._leaves_by_path(b)
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
@@ -175,7 +179,7 @@ def test_kill_and_resume_reaches_uninterrupted_parameters(small_fmnist, tmp_path
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)
 
 
-def test_sigterm_saves_and_exits_cleanly(small_fmnist, tmp_path):
+def test_sigterm_saves_and_exits_with_the_preempted_status(small_fmnist, tmp_path):
     args = main_args(
         small_fmnist,
         tmp_path / "run",
@@ -196,13 +200,13 @@ def test_sigterm_saves_and_exits_cleanly(small_fmnist, tmp_path):
     )
     deadline = time.time() + 240
     for line in proc.stdout:
-        if line.startswith("step 3/"):
+        if "] step 3/" in line:
             proc.send_signal(signal.SIGTERM)
             break
         assert time.time() < deadline, "training did not start"
     out = proc.stdout.read()
-    assert proc.wait(timeout=120) == 0, out[-3000:]
-    assert "Preempted: saved checkpoint at step" in out
+    assert proc.wait(timeout=120) == errors.EXIT_PREEMPTED, out[-3000:]
+    assert "preempted: saved a checkpoint at step" in out
     _, step = checkpoints.resolve_checkpoint(str(tmp_path / "run"))
     assert 3 <= step < 100000
 
@@ -210,7 +214,7 @@ def test_sigterm_saves_and_exits_cleanly(small_fmnist, tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("--config.no_such_key=1", "no_such_key"),
+        ("--config.no_such_key=1", "unknown config key config.no_such_key"),
         ("--config.resizer.output_size=(0,8)", "config.resizer.output_size must be positive"),
         ("--config.batch_size=12", "not divisible by the 8 devices"),
         ("--config.resizer.kind=bilateral", "config.resizer.kind must be one of"),
@@ -220,12 +224,13 @@ def test_sigterm_saves_and_exits_cleanly(small_fmnist, tmp_path):
 )
 def test_bad_config_values_fail_in_one_sentence(small_fmnist, tmp_path, override, message):
     result = run_main(main_args(small_fmnist, tmp_path / "bad", override))
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and message in result.stderr
     assert not os.path.exists(tmp_path / "bad" / "checkpoints")
 
 
 def test_missing_dataset_and_foreign_checkpoint(small_fmnist, tmp_path):
+    os.makedirs(tmp_path / "empty")
     config = tiny_config(
         small_fmnist, **{"data.name": "imagenet2012", "data.data_dir": str(tmp_path / "empty")}
     )
@@ -236,12 +241,12 @@ def test_missing_dataset_and_foreign_checkpoint(small_fmnist, tmp_path):
     config = tiny_config(small_fmnist, num_train_steps=2)
     train.train_and_evaluate(config, str(tmp_path / "a"))
     other = tiny_config(small_fmnist, **{"resizer.num_filters": 8})
-    with pytest.raises(ValueError, match="different model"):
+    with pytest.raises(errors.UserError, match="different model"):
         train.evaluate_checkpoint(other, str(tmp_path / "a"))
-    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
+    with pytest.raises(errors.UserError, match="no checkpoint at"):
         train.evaluate_checkpoint(config, str(tmp_path / "x"))
     os.makedirs(tmp_path / "empty_run")
-    with pytest.raises(FileNotFoundError, match="No finished checkpoint under"):
+    with pytest.raises(errors.UserError, match="no finished checkpoint under"):
         train.evaluate_checkpoint(config, str(tmp_path / "empty_run"))
 
 
@@ -258,3 +263,36 @@ def test_stage_configs_chain_workdirs():
     assert by_name["bilinear_ft"][1].resizer.kind == "bilinear"
     assert by_name["baseline"][1].init_from.path == ""
     assert by_name["baseline"][1].num_epochs == 4.0 and by_name["learned"][1].num_epochs == 3.0
+
+
+def test_command_line_values_win_over_stage_overlays():
+    """--config.num_epochs=1 applies to every stage; --config.stages.NAME.KEY to one."""
+    config = load_config("default")
+    stages = config_lib.stage_configs(config, "/w", cli_keys=["num_epochs", "optim.momentum"])
+    by_name = {name: c for name, _, c in stages}
+    # The overlay's 3.0 would win without cli_keys; the base value (the command line's) stays.
+    assert {c.num_epochs for c in by_name.values()} == {config.num_epochs}
+    assert by_name["learned"].optim.learning_rate == 0.02  # not on the command line: overlay
+    with config.unlocked():
+        config.stages.learned.num_epochs = 0.5  # what --config.stages.learned.num_epochs does
+    stages = config_lib.stage_configs(config, "/w", cli_keys=["stages.learned.num_epochs"])
+    assert {n: c.num_epochs for n, _, c in stages}["learned"] == 0.5
+
+
+@pytest.mark.slow
+def test_training_learns(small_fmnist, tmp_path):
+    """A few dozen steps on learnable data: the loss falls, top-1 is far above chance (10%).
+
+    The test set's class k is a bright block at one of 10 positions (conftest), so a
+    model that learns reaches high accuracy; a flipped update sign, a zero learning
+    rate or a broken resizer gradient does not.
+    """
+    config = tiny_config(
+        small_fmnist, num_train_steps=36, log_every_steps=6, checkpoint_every_steps=36
+    )
+    metrics = train.train_and_evaluate(config, str(tmp_path / "run"))
+    lines = [json.loads(x) for x in open(tmp_path / "run" / "metrics.jsonl")]
+    losses = [x["train/loss"] for x in lines if "train/loss" in x]
+    assert len(losses) == 6
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert metrics["top1"] > 0.6, metrics

@@ -25,7 +25,7 @@ def _tiny(small_fmnist, **overrides):
 
 
 def _flat(tree):
-    return {k: np.asarray(v) for k, v in train._leaves_by_path(jax.device_get(tree)).items()}
+    return {k: np.asarray(v) for k, v in checkpoints._leaves_by_path(jax.device_get(tree)).items()}
 
 
 def _equal(a, b) -> bool:
@@ -122,7 +122,7 @@ def test_parts_load_on_another_topology(small_fmnist, two_runs, tmp_path):
         "assert jax.device_count() == 1\n"
         f"meta = {checkpoints.model_meta(_tiny(small_fmnist, **{'resizer.kind': 'learned'}))!r}\n"
         f"parts = checkpoints.load_parts({str(root / 'a')!r}, ['classifier', 'resizer'], meta)\n"
-        "flat = train._leaves_by_path({'params': parts['params']})\n"
+        "flat = checkpoints._leaves_by_path({'params': parts['params']})\n"
         f"np.savez({str(got)!r}, **{{k: np.asarray(v) for k, v in flat.items()}})\n"
     )
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", JAX_NUM_CPU_DEVICES="1")

@@ -16,13 +16,13 @@ import time
 import tensorflow_datasets as tfds
 from absl import logging
 
-from learned_resize.datasets import ava, fashion_mnist
+from learned_resize.datasets import ava, ava_standin, fashion_mnist
 
 # Builders whose source files are on this machine: name -> builder class.
 LOCAL_BUILDERS = {
     "fashion_mnist_local": fashion_mnist.FashionMnistLocal,
     "ava": ava.Ava,  # prepared from its manual dir (AVA.txt + images/)
-    "ava_standin": ava.AvaStandin,  # a labelled offline stand-in, NOT AVA (see README)
+    "ava_standin": ava_standin.AvaStandin,  # a labelled offline stand-in, NOT AVA (see README)
 }
 
 
@@ -64,6 +64,7 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
         return 0.0
     logging.info("Preparing %s in %s (one time only).", name, builder.data_dir)
     start = time.perf_counter()
+    tfds.disable_progress_bar()  # tqdm bars on stderr; these two log lines say it instead
     builder.download_and_prepare()
     seconds = time.perf_counter() - start
     logging.info("Prepared %s in %.1f s.", name, seconds)

@@ -44,7 +44,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -364,44 +363,6 @@ class Ava(tfds.core.GeneratorBasedBuilder):
             sum(skipped.values()),
             ", ".join(f"{k} {v}" for k, v in skipped.items()),
         )
-
-
-class AvaStandin(Ava):
-    """STAND-IN for AVA made from distorted scikit-image photos; for pipeline checks only.
-
-    Same format and code as `Ava`; see `ava_standin.py` for how the folder is made.
-    Without a source dir, the default folder is written into the download dir.
-    """
-
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Default folder: 1,000 images from seed 0."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Nothing to download: without a source dir the builder writes the stand-in folder "
-        "itself (or write one with `python -m learned_resize.datasets.ava_standin --out=DIR`)."
-    )
-    _DESCRIPTION = (
-        "STAND-IN for AVA, not AVA: crops of scikit-image's photos with blur, noise, JPEG or "
-        "contrast distortions of known strength, turned into 1..10 vote histograms."
-    )
-
-    def _candidate_source_dirs(self, dl_manager) -> list[str]:
-        if self._source_dir:
-            return [os.fspath(self._source_dir)]
-        # Imported here: ava_standin imports this module.
-        from learned_resize.datasets import ava_standin
-
-        default_dir = os.path.join(
-            os.fspath(dl_manager.download_dir), f"ava_standin_seed{ava_standin.DEFAULT_SEED}"
-        )
-        if not os.path.exists(default_dir):
-            start = time.perf_counter()
-            ava_standin.write_standin(default_dir)
-            logging.info(
-                "Wrote the AVA stand-in source folder %s in %.1f s.",
-                default_dir,
-                time.perf_counter() - start,
-            )
-        return [default_dir]
 
 
 def prepare_ava(

@@ -22,8 +22,7 @@ AVA.txt columns are filled as: tag1 = source photo (1-based index into
 round(10 s). `distortions.txt` lists id, photo, distortion and s per image.
 Everything is a function of the seed.
 
-The TFDS builder `ava_standin` (`ava.AvaStandin`, defined next to `ava.Ava` so
-that running this module as a script does not register it twice) prepares such
+The TFDS builder `ava_standin` (`AvaStandin` below, a subclass of `ava.Ava`) prepares such
 a folder with AVA's own code; without a source dir it first writes the default
 folder (1,000 images, seed 0) into <data_dir>/downloads/, so
 `tfds.builder('ava_standin').download_and_prepare()` works offline. To write a folder yourself:
@@ -44,7 +43,8 @@ import PIL.Image
 import PIL.ImageEnhance
 import PIL.ImageFilter
 import skimage.data
-from absl import app, flags
+import tensorflow_datasets as tfds
+from absl import app, flags, logging
 
 from learned_resize.datasets import ava
 
@@ -210,6 +210,42 @@ def main(argv):
         builder = prepare_ava_standin(data_dir, out)
         splits = {k: v.num_examples for k, v in builder.info.splits.items()}
         print(f"Prepared ava_standin {splits} in {time.perf_counter() - start:.1f} s.")
+
+
+# Run as a script this module is loaded twice (as __main__ and by the package): register once.
+class AvaStandin(ava.Ava, skip_registration=__name__ == "__main__"):
+    """STAND-IN for AVA made from distorted scikit-image photos; for pipeline checks only.
+
+    Same format and code as `Ava`; see `ava_standin.py` for how the folder is made.
+    Without a source dir, the default folder is written into the download dir.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Default folder: 1,000 images from seed 0."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Nothing to download: without a source dir the builder writes the stand-in folder "
+        "itself (or write one with `python -m learned_resize.datasets.ava_standin --out=DIR`)."
+    )
+    _DESCRIPTION = (
+        "STAND-IN for AVA, not AVA: crops of scikit-image's photos with blur, noise, JPEG or "
+        "contrast distortions of known strength, turned into 1..10 vote histograms."
+    )
+
+    def _candidate_source_dirs(self, dl_manager) -> list[str]:
+        if self._source_dir:
+            return [os.fspath(self._source_dir)]
+        default_dir = os.path.join(
+            os.fspath(dl_manager.download_dir), f"ava_standin_seed{DEFAULT_SEED}"
+        )
+        if not os.path.exists(default_dir):
+            start = time.perf_counter()
+            write_standin(default_dir)
+            logging.info(
+                "Wrote the AVA stand-in source folder %s in %.1f s.",
+                default_dir,
+                time.perf_counter() - start,
+            )
+        return [default_dir]
 
 
 if __name__ == "__main__":

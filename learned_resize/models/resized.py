@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from learned_resize import iqa, models, resizers
+from learned_resize import iqa, models, precision, resizers
 
 
 class ResizedClassifier(nnx.Module):
@@ -51,7 +51,7 @@ class ResizedClassifier(nnx.Module):
 
 def build_model(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> ResizedClassifier:
     """Builds the resizer + classifier described by `config` (already validated)."""
-    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    dtype = jnp.dtype(precision.compute_dtype(config.model.dtype))
     channels = config.data.channels
     resizer = resizers.make_resizer(config.resizer, in_channels=channels, rngs=rngs, dtype=dtype)
     iqa_task = config.task == "iqa"

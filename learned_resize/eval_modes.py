@@ -1,0 +1,115 @@
+r"""Does eval mode match training? Top-1 with running averages vs batch statistics.
+
+    python -m learned_resize.eval_modes --checkpoint=W/learned
+
+restores a classification run's newest checkpoint and evaluates its eval split
+three ways:
+
+  eval                 the trainer's eval: every BatchNorm uses its running averages;
+  resizer_batch_stats  the resizer's normalisation uses each eval batch's statistics
+                       (train mode), the classifier its running averages;
+  batch_stats          train mode everywhere (no dropout in the classifiers this
+                       applies to): what the training accuracy saw.
+
+A resizer whose running averages disagree with its batch statistics (the failure
+one PyTorch port shows in eval mode) makes `eval` fall below the other two. In the
+batch-statistics modes every batch must hold real images only, so the padding rows
+of the last eval batch are filled with copies of its real images (and still
+masked out of the counts). Prints one JSON line per mode and a markdown table.
+"""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+MODES = ("eval", "resizer_batch_stats", "batch_stats")
+
+
+def restore_steps(config, path: str):
+    """(steps.Steps, state, rest) for the newest checkpoint under `path`, as --mode=eval."""
+    from learned_resize import checkpoints, config_lib, parallel
+    from learned_resize import steps as steps_lib
+
+    config_lib.validate_config(config)
+    steps = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=1, num_steps=1)
+    state, _ = checkpoints.restore_for_eval(
+        os.path.abspath(path), steps.sharded_abstract_state(), checkpoints.model_meta(config)
+    )
+    _, rest = steps.init(jax.random.key(config.seed))
+    return steps, state, rest
+
+
+def fill_padding(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`images` with every mask=0 row replaced by a real row (cyclically), for batch stats."""
+    real = np.flatnonzero(mask > 0)
+    pad = np.flatnonzero(mask <= 0)
+    if not len(real) or not len(pad):
+        return images
+    out = images.copy()
+    out[pad] = images[real[np.arange(len(pad)) % len(real)]]
+    return out
+
+
+def _logits(trainer, mode: str):
+    def logits(state, images, rest):
+        model = trainer._model(state["params"], state["batch_stats"], rest)  # a copy
+        if mode == "eval":
+            return model(images, train=False)
+        if mode == "resizer_batch_stats":
+            return model.classifier(model.resize(images, train=True), train=False)
+        return model(images, train=True)
+
+    return jax.jit(logits)
+
+
+def evaluate_modes(config, path: str, modes=MODES) -> dict:
+    """{mode: {'top1', 'num_examples'}} over the eval split of the run at `path`."""
+    from learned_resize import input_pipeline, parallel
+
+    if config.task != "classification":
+        raise ValueError(f"eval_modes compares top-1 of classification runs; {path} is IQA.")
+    trainer, state, rest = restore_steps(config, path)
+    batches, _ = input_pipeline.create_eval_iterator(config, image_size=tuple(config.input_size))
+    functions = {mode: _logits(trainer, mode) for mode in modes}
+    correct = dict.fromkeys(modes, 0.0)
+    count = 0.0
+    for local in batches:
+        mask = local["mask"]
+        images = fill_padding(local["image"], mask)
+        batch = parallel.global_batch({"image": images}, trainer.mesh)
+        for mode, fn in functions.items():
+            predicted = np.asarray(jax.device_get(fn(state, batch["image"], rest))).argmax(-1)
+            correct[mode] += float(np.sum((predicted == local["label"]) * mask))
+        count += float(mask.sum())
+    return {
+        mode: {"top1": correct[mode] / max(count, 1.0), "num_examples": count} for mode in modes
+    }
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].strip())
+    parser.add_argument("--checkpoint", required=True, help="workdir of a classification run")
+    args = parser.parse_args(argv)
+    from learned_resize import export
+
+    try:
+        config = export.run_config(args.checkpoint)
+        results = evaluate_modes(config, args.checkpoint)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for mode, r in results.items():
+        print(json.dumps({"mode": mode, **r}))
+    print("| mode | top-1 |\n|---|---|")
+    for mode, r in results.items():
+        print(f"| {mode} | {r['top1']:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

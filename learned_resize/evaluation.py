@@ -1,0 +1,84 @@
+"""Evaluation over a whole split: metrics, per-example predictions and a preview grid.
+
+Padding rows (mask 0) are excluded and each process's corrupt images are counted
+through the global batch. Classification sums its outputs on device batch by batch;
+IQA gathers every prediction on the host (correlations are not sums).
+"""
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from learned_resize import errors, image_grid, parallel
+
+
+@dataclasses.dataclass
+class EvalResult:
+    metrics: dict
+    predictions: dict | None  # per-example arrays (IQA), padding rows included with mask 0
+    grid: np.ndarray | None  # input | bilinear | resizer output, uint8 (process 0 only)
+
+
+def evaluate(
+    steps,
+    state,
+    rest,
+    batches: Iterable[dict],
+    num_images: int = 0,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> EvalResult:
+    """Evaluates `state` on every batch of `batches` (process-local numpy dicts).
+
+    Args:
+      steps: a `steps.Steps` of the config.
+      state, rest: the train state and the model's non-trainable rest.
+      batches: the eval iterator (`input_pipeline.create_eval_iterator`).
+      num_images: rows of the preview grid (0: none).
+      stop_requested: polled between batches; when it turns true, evaluation stops by
+        raising errors.Preempted (the caller's checkpoint holds the state).
+
+    Returns:
+      An EvalResult.
+    """
+    task = steps.task
+    keys = ("image", "mask", "skipped", *task.targets)
+    totals, gathered, first, skipped = None, [], None, 0.0
+    for local in batches:
+        if stop_requested():
+            raise errors.Preempted("preempted during evaluation")
+        if first is None:
+            first = local["image"][:num_images]
+        batch = parallel.global_batch({k: local[k] for k in keys}, steps.mesh)
+        out = steps.eval_step(state, batch, rest)
+        skipped += float(out.pop("skipped"))
+        if task.gathers_predictions:
+            gathered.append(jax.device_get(out))
+        else:
+            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    if task.gathers_predictions:
+        reduced = {k: np.concatenate([g[k] for g in gathered]) for k in gathered[0]}
+    else:
+        reduced = jax.device_get(totals)
+    metrics, predictions = task.reduce(reduced)
+    metrics["skipped_images"] = skipped
+    grid = _preview(steps, state, rest, first) if num_images else None
+    return EvalResult(metrics, predictions, grid)
+
+
+def _preview(steps, state, rest, images) -> np.ndarray | None:
+    """Input | bilinear | resizer output for process 0's first eval images."""
+    if jax.process_index() != 0 or images is None or not len(images):
+        return None
+    # Process 0's own images through its local copy of the replicated state: the other
+    # processes hold other images, so a computation over the global mesh would not agree.
+    device = jax.local_devices()[0]
+
+    def local(tree):
+        return jax.tree.map(lambda x: jax.device_put(x.addressable_data(0), device), tree)
+
+    images = jax.device_put(jnp.asarray(images), device)
+    columns = steps.resize_images(local(state), images, local(rest))
+    return image_grid.resizer_grid([np.asarray(c) for c in jax.device_get(columns)])

@@ -1,0 +1,312 @@
+r"""A trained learned resizer as a `jax.export` artifact you can use anywhere.
+
+    python -m learned_resize.export --checkpoint=W/learned --out=resizer.jaxexport
+
+writes `resizer.jaxexport` (the serialized `jax.export.Exported`: inference mode,
+weights embedded) and `resizer.json` (its settings). In any JAX program, without
+this package's training code (only jax and numpy are imported to load it):
+
+    from learned_resize import export
+    resize = export.load("resizer.jaxexport")
+    small = resize(images)  # uint8 [N, H, W, C] (0..255) or float in [0, 1]
+
+The function takes images in pixel units, normalises them as the trainer did
+(`mean`, `std` in the JSON), applies the resizer and returns float32
+`[N, h, w, C]` in [0, 1] units (not clipped: a learned resizer's output is not an
+image). Multiply back by nothing and normalise with the same `mean`/`std` to feed
+the classifier it was trained with. The batch size is symbolic; the spatial input
+size is fixed at export time (`--input_size`, default the run's `input_size`)
+because the resampling's slice plan depends on it (`resampling.py`): export once
+per input size.
+
+The exported function is the module in eval mode with each conv + BatchNorm pair
+folded into one conv (kernel x scale/sqrt(var + eps), shift as a bias), which is
+exact in real arithmetic; the head's BatchNorm, which sits between a LeakyReLU and
+the residual sum, stays a per-channel affine map after the resize. GroupNorm and
+norm='none' resizers have nothing to fold.
+"""
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SUFFIX = ".jaxexport"
+
+
+def settings_path(path: str) -> str:
+    """The JSON written next to artifact `path` (resizer.jaxexport -> resizer.json)."""
+    return (path[: -len(SUFFIX)] if path.endswith(SUFFIX) else path) + ".json"
+
+
+def load(path: str):
+    """Loads an exported resizer; returns `resize(images) -> float32 images in [0, 1]`.
+
+    `resize.settings` holds the JSON settings (input and output size, channels,
+    mean, std, the run's resizer config).
+    """
+    with open(path, "rb") as f:
+        exported = jax.export.deserialize(bytearray(f.read()))
+    with open(settings_path(path)) as f:
+        settings = json.load(f)
+
+    def resize(images):
+        images = jnp.asarray(images)
+        if images.dtype == jnp.uint8:
+            images = images.astype(jnp.float32) / 255.0
+        return exported.call(images.astype(jnp.float32))
+
+    resize.settings = settings
+    resize.exported = exported
+    return resize
+
+
+# ------------------------------------------------------------------------- folding
+
+
+def _leaky_relu(x):
+    return jnp.where(x > 0, x, 0.2 * x)
+
+
+def _conv(x, kernel, bias=None):
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return y if bias is None else y + bias
+
+
+def _affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as (mul, add): bn(x) = x * mul + add, in float64."""
+    mean, var = (np.asarray(bn[k][...], np.float64) for k in ("mean", "var"))
+    scale, bias = (np.asarray(bn[k][...], np.float64) for k in ("scale", "bias"))
+    mul = scale / np.sqrt(var + bn["epsilon"])
+    return mul, bias - mean * mul
+
+
+def _conv_norm(module, norm: str) -> dict:
+    """A `_ConvBN`'s weights; with BatchNorm folded into the conv (exact in real arithmetic)."""
+    out = {"kernel": np.asarray(module.conv.kernel[...], np.float64)}
+    if norm == "none":
+        out["bias"] = np.asarray(module.conv.bias[...], np.float64)
+    elif norm == "batch":
+        mul, add = _affine(_bn_dict(module.bn))
+        out["kernel"] = out["kernel"] * mul  # per output channel (last axis of HWIO)
+        out["bias"] = add
+    else:  # GroupNorm depends on each image's statistics: kept as it is.
+        out["bias"] = None
+        out["group"] = _group_dict(module.bn)
+    return out
+
+
+def _bn_dict(bn) -> dict:
+    return {"mean": bn.mean, "var": bn.var, "scale": bn.scale, "bias": bn.bias,
+            "epsilon": bn.epsilon}  # fmt: skip
+
+
+def _group_dict(gn) -> dict:
+    return {"scale": np.asarray(gn.scale[...]), "bias": np.asarray(gn.bias[...]),
+            "groups": int(gn.num_groups), "epsilon": float(gn.epsilon)}  # fmt: skip
+
+
+def _conv_params(conv) -> dict:
+    return {"kernel": np.asarray(conv.kernel[...]), "bias": np.asarray(conv.bias[...])}
+
+
+def fold(resizer) -> dict:
+    """A `resizers.LearnedResizer` (eval mode) as plain arrays, BatchNorm folded."""
+    norm = resizer.norm
+    head = {"conv7": _conv_params(resizer.head_conv7), "conv1": _conv_params(resizer.head_conv1)}
+    if norm == "batch":
+        head["affine"] = _affine(_bn_dict(resizer.head_bn))
+    elif norm == "group":
+        head["group"] = _group_dict(resizer.head_bn)
+    blocks = [(_conv_norm(b.first, norm), _conv_norm(b.second, norm)) for b in resizer.blocks]
+    weights = {
+        "head": head,
+        "blocks": blocks,
+        "tail": _conv_norm(resizer.tail, norm),
+        "out": _conv_params(resizer.out_conv),
+    }
+    return jax.tree.map(lambda a: np.asarray(a, np.float32) if isinstance(a, np.ndarray) else a,
+                        weights, is_leaf=lambda a: isinstance(a, np.ndarray))  # fmt: skip
+
+
+def _group_norm(x, group):
+    """GroupNorm over (H, W, channels of a group) per image, as nnx.GroupNorm computes it."""
+    n, h, w, c = x.shape
+    g = x.reshape(n, h, w, group["groups"], c // group["groups"])
+    mean = g.mean((1, 2, 4), keepdims=True)
+    var = jnp.maximum(0.0, (g * g).mean((1, 2, 4), keepdims=True) - mean * mean)
+    g = (g - mean) * jax.lax.rsqrt(var + group["epsilon"])
+    return g.reshape(x.shape) * group["scale"] + group["bias"]
+
+
+def _conv_norm_apply(x, p):
+    y = _conv(x, p["kernel"], p["bias"])
+    return _group_norm(y, p["group"]) if "group" in p else y
+
+
+def folded_forward(weights: dict, x, output_size, interpolation: str, antialias: bool):
+    """The learned resizer in eval mode from `fold`'s weights: normalised NHWC in and out."""
+    from learned_resize import resampling  # Needed only to build, not to load, an artifact.
+
+    fixed = lambda t: resampling.resize(t, output_size, interpolation, antialias)
+    head = weights["head"]
+    y = _leaky_relu(_conv(x, head["conv7"]["kernel"], head["conv7"]["bias"]))
+    y = _leaky_relu(_conv(y, head["conv1"]["kernel"], head["conv1"]["bias"]))
+    if "group" in head:
+        y = _group_norm(y, head["group"])
+    y = fixed(y)  # BatchNorm's affine map commutes with the resize (weights sum to one).
+    if "affine" in head:
+        y = y * head["affine"][0] + head["affine"][1]
+    z = y
+    for first, second in weights["blocks"]:
+        z = z + _conv_norm_apply(_leaky_relu(_conv_norm_apply(z, first)), second)
+    z = _conv_norm_apply(z, weights["tail"]) + y
+    return _conv(z, weights["out"]["kernel"], weights["out"]["bias"]) + fixed(x)
+
+
+# ------------------------------------------------------------------------- building
+
+
+def run_config(checkpoint: str):
+    """The config.json a run wrote next to its checkpoints (workdir, checkpoints/ or a step)."""
+    import ml_collections
+
+    path = os.path.abspath(checkpoint)
+    for candidate in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        file = os.path.join(candidate, "config.json")
+        if os.path.isfile(file):
+            with open(file) as f:
+                return ml_collections.ConfigDict(json.load(f))
+    raise FileNotFoundError(
+        f"No config.json in {checkpoint} or the two directories above it; give the workdir of "
+        "a training run (e.g. W/learned)."
+    )
+
+
+def restore_resizer(checkpoint: str):
+    """(LearnedResizer with the checkpoint's weights, the run's config)."""
+    from flax import nnx
+
+    from learned_resize import checkpoints, resizers
+
+    config = run_config(checkpoint)
+    if config.resizer.kind != "learned":
+        raise ValueError(
+            f"The run at {checkpoint} has a fixed {config.resizer.kind!r} resizer, nothing to "
+            "export; point to a run with config.resizer.kind='learned'."
+        )
+    meta = checkpoints.model_meta(config)
+    loaded = checkpoints.load_parts(os.path.abspath(checkpoint), ("resizer",), meta)
+    values = {}
+    for kind in ("params", "batch_stats"):
+        flat = jax.tree_util.tree_flatten_with_path(loaded[kind].get("resizer", {}))[0]
+        values.update({_path_key(path): leaf for path, leaf in flat})
+    # Shapes only (nothing initialised, nothing compiled); then the checkpoint's values.
+    abstract = nnx.eval_shape(
+        lambda: resizers.make_resizer(
+            config.resizer, in_channels=config.data.channels, rngs=nnx.Rngs(0)
+        )
+    )
+    graphdef, state = nnx.split(abstract)
+    flat = [
+        (path, var.replace(jnp.asarray(values["/".join(map(str, path))], var.dtype)))
+        for path, var in nnx.to_flat_state(state)
+    ]
+    resizer = nnx.merge(graphdef, nnx.from_flat_state(flat))
+    return resizer, config
+
+
+def _path_key(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def export_resizer(resizer, config, input_size=None, platforms=("cpu",)):
+    """(serialized bytes, settings) of `resizer` behind the run's normalisation."""
+    input_size = tuple(int(s) for s in (input_size or config.input_size))
+    mean = np.asarray(config.data.mean, np.float32)
+    std = np.asarray(config.data.std, np.float32)
+    weights = fold(resizer)
+    out_size = tuple(resizer.output_size)
+
+    def resize_unit(images):  # float [N, H, W, C] in [0, 1] -> float32 in [0, 1]
+        x = (images - mean) / std
+        y = folded_forward(weights, x, out_size, resizer.interpolation, resizer.antialias)
+        return y * std + mean
+
+    channels = int(config.data.channels)
+    (batch,) = jax.export.symbolic_shape("batch")
+    spec = jax.ShapeDtypeStruct((batch, *input_size, channels), jnp.float32)
+    exported = jax.export.export(jax.jit(resize_unit), platforms=platforms)(spec)
+    settings = {
+        "input_size": list(input_size),
+        "output_size": list(out_size),
+        "channels": channels,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "platforms": list(platforms),
+        "input": "uint8 0..255 or float in [0, 1], [batch, *input_size, channels]",
+        "output": "float32 in [0, 1] units, not clipped, [batch, *output_size, channels]",
+        # How the run brought an image to input_size (input_pipeline.eval_preprocess).
+        "preprocess": {
+            "aspect": config.data.get("aspect", "square"),
+            "eval_crop_fraction": float(config.data.eval_crop_fraction),
+        },
+        "resizer": config.resizer.to_dict(),
+        "classifier": config.model.name,
+    }
+    return bytes(exported.serialize()), settings
+
+
+def write(path: str, serialized: bytes, settings: dict) -> None:
+    with open(path, "wb") as f:
+        f.write(serialized)
+    with open(settings_path(path), "w") as f:
+        json.dump(settings, f, indent=2, default=list)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].strip())
+    parser.add_argument("--checkpoint", required=True, help="workdir of a learned-resizer run")
+    parser.add_argument("--out", required=True, help="artifact path, e.g. resizer.jaxexport")
+    parser.add_argument("--input_size", default="", help="H,W to export for (default: the run's)")
+    parser.add_argument("--platforms", default="cpu", help="comma-separated: cpu,cuda,tpu")
+    args = parser.parse_args(argv)
+    try:
+        input_size = _parse_size(args.input_size) if args.input_size else None
+        platforms = tuple(p for p in args.platforms.split(",") if p)
+        if set(platforms) - {"cpu", "cuda", "rocm", "tpu"} or not platforms:
+            raise ValueError(f"--platforms={args.platforms!r}; use some of cpu,cuda,rocm,tpu.")
+        for path in (args.out, settings_path(args.out)):
+            if os.path.exists(path):
+                raise ValueError(f"{path} exists; remove it or choose another --out.")
+        resizer, config = restore_resizer(args.checkpoint)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    serialized, settings = export_resizer(resizer, config, input_size, platforms)
+    write(args.out, serialized, settings)
+    print(f"wrote {args.out} ({len(serialized)} bytes) and {settings_path(args.out)}")
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--input_size={text!r}; give H,W as two integers, e.g. 224,224."
+        ) from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"--input_size={text!r}; give two positive integers.")
+    return h, w
+
+
+if __name__ == "__main__":
+    sys.exit(main())

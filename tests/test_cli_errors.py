@@ -1,0 +1,158 @@
+"""Every user mistake is one line, `error: <what and how to fix it>`, exit status 1, no
+traceback, found before anything is compiled or written.
+
+The cases run through the CLI's own entry point, one process each (tests/cli_driver.py
+forks them from one interpreter so that 50 cases take seconds, not minutes); a few
+also run as a plain `python -m learned_resize.main` to show the two agree.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (extra argv, a fragment the one line must contain). {tmp}: a scratch dir; the base
+# argv is the tiny config on the test dataset with workdir {tmp}/run.
+CASES = [
+    (["--config=configs/nope.py"], "config file configs/nope.py does not exist"),
+    (["--config=README.md"], "could not be loaded"),
+    (["--config=learned_resize/__init__.py"], "has no get_config()"),
+    (["--config=configs/tiny.py:nosuchvariant"], "nosuchvariant"),
+    (["--config.optim.lr=1"], "did you mean config.optim.learning_rate?"),
+    (["--config.batch_sz=16"], "did you mean config.batch_size?"),
+    (["--config.resizer.num_filter=8"], "did you mean config.resizer.num_filters?"),
+    (["--config.dta.name=x"], "unknown config key config.dta.name"),
+    (["--config.batch_size=abc"], "--config.batch_size=abc"),
+    (["--config.batch_size=1.5"], "--config.batch_size=1.5"),
+    (["--config.optim=3"], "--config.optim=3"),
+    (["--mode=train2"], "--mode"),
+    (["--nosuchflag=1"], "nosuchflag"),
+    (["extra_positional"], "unexpected arguments extra_positional"),
+    (["NOCONFIG"], "give a config"),
+    (["NOWORKDIR"], "give a --workdir"),
+    (["--workdir={tmp}/afile"], "is a file"),
+    (["--config.batch_size=0"], "config.batch_size must be an integer >= 1"),
+    (["--config.batch_size=12"], "not divisible by the 8 devices"),
+    (["--config.seed=-1"], "config.seed must be an integer >= 0"),
+    (["--config.log_every_steps=0"], "config.log_every_steps must be an integer >= 1"),
+    (["--config.checkpoint_every_steps=0"], "config.checkpoint_every_steps must be"),
+    (["--config.keep_checkpoints=0"], "config.keep_checkpoints must be an integer >= 1"),
+    (["--config.optim.learning_rate=nan"], "config.optim.learning_rate must be a finite"),
+    (["--config.optim.learning_rate=0"], "config.optim.learning_rate must be a finite"),
+    (["--config.optim.learning_rate=-1"], "config.optim.learning_rate must be a finite"),
+    (["--config.optim.learning_rate=1e999"], "config.optim.learning_rate must be a finite"),
+    (["--config.optim.schedule=linear"], "config.optim.schedule must be one of"),
+    (["--config.resizer.kind=bilateral"], "config.resizer.kind must be one of"),
+    (["--config.resizer.output_size=(0,8)"], "config.resizer.output_size must be positive"),
+    (["--config.resizer.output_size=(2,2)"], "smaller than small_cnn's minimum input"),
+    (["--config.input_size=(28,)"], "config.input_size must be a pair"),
+    (["--config.model.name=resnet51"], "config.model.name must be one of"),
+    (["--config.model.dtype=float16"], "config.model.dtype must be one of"),
+    (["--config.task=segmentation"], "config.task must be one of"),
+    (["--config.data.channels=2"], "config.data.channels must be one of"),
+    (["--config.data.mean=(0.1,0.2,0.3)"], "config.data.mean has 3 values"),
+    (["--config.init_from.parts=('head',)"], "config.init_from.parts may only name"),
+    (["--config.num_train_steps=0", "--config.num_epochs=0"], "set config.num_epochs"),
+    (["--config.profile_steps=(5,2)"], "config.profile_steps must be (start, stop)"),
+    (["--config.eval_every_steps=-1"], "config.eval_every_steps must be an integer >= 0"),
+    (["--config.num_eval_images=-1"], "config.num_eval_images must be an integer >= 0"),
+    (["--config.data.num_classes=7"], "set --config.data.num_classes=10"),
+    (["--config.data.data_dir={tmp}/typo_dir"], "does not exist; fix the path"),
+    (["--config.data.name=no_such_dataset"], "no_such_dataset"),
+    (["--config.data.crop=zoom"], "config.data.crop"),
+    (["--config=configs/tiny.py:staged", "--stages=nosuchstage"], "unknown --stages"),
+    (["--mode=eval", "--checkpoint={tmp}/nothing_here"], "no checkpoint at"),
+    (["--mode=eval", "--checkpoint={tmp}/emptydir"], "no finished checkpoint under"),
+    (
+        ["--config=configs/tiny.py:staged", "--mode=eval", "--checkpoint={tmp}/emptydir"],
+        "--stages=NAME",
+    ),
+]
+
+
+def _argv(small_fmnist, tmp, extra):
+    """The tiny config on the test dataset with workdir {tmp}/run, plus `extra`."""
+    source, data_dir, _ = small_fmnist
+    extra = [e.format(tmp=tmp) for e in extra]
+    argv = []
+    own_config = [e for e in extra if e.startswith("--config=")]
+    if "NOCONFIG" not in extra and not own_config:
+        argv.append("--config=configs/tiny.py")  # --config=... before its --config.KEY=...
+    if "NOWORKDIR" not in extra:
+        argv.append(f"--workdir={tmp}/run")
+    argv += [e for e in extra if e not in ("NOCONFIG", "NOWORKDIR")]
+    if "NOCONFIG" not in extra and all("configs/tiny.py" in e for e in own_config):
+        argv.append(f"--config.data.manual_dir={source}")
+        if not any(e.startswith("--config.data.data_dir=") for e in extra):
+            argv.append(f"--config.data.data_dir={data_dir}")
+    return argv
+
+
+@pytest.fixture(scope="module")
+def results(small_fmnist, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    (tmp / "afile").write_text("a file, not a directory")
+    (tmp / "emptydir").mkdir()
+    argvs = [_argv(small_fmnist, tmp, extra) for extra, _ in CASES]
+    cases = tmp / "cases.json"
+    cases.write_text(json.dumps(argvs))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    out = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "cli_driver.py"), str(cases)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp, argvs, json.loads(out.stdout)
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[" ".join(c[0]) for c in CASES])
+def test_bad_input_is_one_error_line(results, index):
+    tmp, argvs, outputs = results
+    fragment = CASES[index][1]
+    result = outputs[index]
+    lines = result["stderr"].strip().splitlines()
+    assert result["status"] == 1, (argvs[index], result)
+    assert len(lines) == 1, (argvs[index], result["stderr"][-3000:])
+    assert lines[0].startswith("error: ") and "Traceback" not in result["stderr"]
+    assert fragment in lines[0], (fragment, lines[0])
+    assert "Compiling" not in result["stdout"]
+    assert not (tmp / "run" / "checkpoints").exists()
+    assert not (tmp / "run" / "config.json").exists()
+
+
+def _plain(argv, **env):
+    """`python -m learned_resize.main ARGV` as a user types it."""
+    full_env = dict(os.environ, JAX_PLATFORMS="cpu", **env)
+    full_env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    cmd = [sys.executable, "-m", "learned_resize.main", *argv]
+    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("index", [4, 22, 42])
+def test_the_plain_command_says_the_same(results, index):
+    _, argvs, outputs = results
+    plain = _plain(argvs[index])
+    assert plain.returncode == 1
+    assert plain.stderr == outputs[index]["stderr"]
+
+
+def test_traceback_on_request(results):
+    _, argvs, _ = results
+    plain = _plain(argvs[17], LEARNED_RESIZE_TRACEBACK="1")
+    assert plain.returncode == 1
+    assert "Traceback" in plain.stderr and plain.stderr.strip().endswith(
+        "error: config.batch_size must be an integer >= 1, got 0."
+    )

@@ -1,0 +1,133 @@
+"""learned_resize.export: BN folding, the jax.export artifact, its loader and its CLI."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from learned_resize import eval_modes, export, resizers, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from test_train import tiny_config  # noqa: E402
+
+
+def _random_resizer(norm, seed=0):
+    """A small LearnedResizer with random weights and BN statistics far from (0, 1)."""
+    abstract = nnx.eval_shape(
+        lambda: resizers.LearnedResizer((6, 5), 4, 2, in_channels=3, norm=norm, rngs=nnx.Rngs(0))
+    )
+    graphdef, state = nnx.split(abstract)
+    rng = np.random.default_rng(seed)
+    flat = []
+    for path, var in nnx.to_flat_state(state):
+        shape, name = var.shape, path[-1]
+        if name == "kernel":
+            value = rng.normal(size=shape) / np.sqrt(np.prod(shape[:-1]))
+        elif name in ("scale", "var"):  # BN variances far from 1, scales around 1
+            value = rng.uniform(0.5, 1.5, shape) if name == "scale" else rng.uniform(0.2, 3, shape)
+        else:  # bias, mean
+            value = 0.3 * rng.normal(size=shape)
+        flat.append((path, var.replace(jnp.asarray(value, jnp.float32))))
+    return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+@pytest.mark.parametrize("norm", resizers.NORMS)
+def test_folded_equals_module_in_eval_mode(norm):
+    model = _random_resizer(norm)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 11, 9, 3)), jnp.float32)
+    want = nnx.jit(lambda m, x: m(x, train=False))(model, x)
+    weights = export.fold(model)
+    if norm == "batch":  # Folded: no BatchNorm left in the residual blocks and tail.
+        assert all("group" not in p for p in (weights["tail"], *weights["blocks"][0]))
+    got = jax.jit(lambda x: export.folded_forward(weights, x, (6, 5), "bilinear", model.antialias))(
+        x
+    )
+    # Folding reassociates float32 products (kernel * scale / sqrt(var)): roundoff only.
+    np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.abs(want).max()))
+    # The check can see a wrong fold: eval mode differs from train mode (batch statistics).
+    if norm == "batch":
+        train_out = nnx.jit(lambda m, x: m(x, train=True))(_random_resizer(norm), x)
+        assert np.abs(np.asarray(train_out - want)).max() > 1e-2
+
+
+@pytest.fixture(scope="module")
+def trained(small_fmnist, tmp_path_factory):
+    """(workdir, config) of a tiny learned-resizer run trained to a checkpoint."""
+    workdir = str(tmp_path_factory.mktemp("export_run"))
+    config = tiny_config(small_fmnist)
+    train.train_and_evaluate(config, workdir)
+    return workdir, config
+
+
+def _checkpointed_resize(config, workdir, images):
+    """The restored trainer model's resizer output in [0, 1] units (eval mode)."""
+    steps, state, rest = eval_modes.restore_steps(config, workdir)
+    model = steps._model(state["params"], state["batch_stats"], rest)
+    return np.asarray(model.denormalise(model.resize(jnp.asarray(images), train=False)))
+
+
+@pytest.mark.slow  # trains the tiny config once per module
+def test_round_trip_equals_checkpointed_model(trained, tmp_path):
+    workdir, config = trained
+    out = str(tmp_path / "resizer.jaxexport")
+    assert export.main([f"--checkpoint={workdir}", f"--out={out}"]) == 0
+    resize = export.load(out)
+    assert resize.settings["input_size"] == [28, 28]
+    assert resize.settings["output_size"] == [8, 8]
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
+    want = _checkpointed_resize(config, workdir, images)
+    got = np.asarray(resize(images))
+    assert got.shape == (5, 8, 8, 1) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+    # Symbolic batch: one artifact for any batch size; floats in [0, 1] = uint8 / 255.
+    np.testing.assert_allclose(resize(images[:1] / 255.0), got[:1], atol=1e-6)
+    # Not the bilinear resize: the trained correction is in the artifact.
+    assert np.abs(got - jax.image.resize(images / 255.0, (5, 8, 8, 1), "linear")).max() > 1e-3
+
+
+@pytest.mark.slow  # trains the tiny config once per module
+def test_loading_needs_no_training_code(trained, tmp_path):
+    workdir, _ = trained
+    out = str(tmp_path / "r.jaxexport")
+    assert export.main([f"--checkpoint={workdir}", f"--out={out}"]) == 0
+    code = (
+        "import sys, numpy as np\n"
+        "from learned_resize import export\n"
+        f"r = export.load({out!r})\n"
+        "y = r(np.zeros((2, 28, 28, 1), np.uint8))\n"
+        "heavy = [m for m in ('flax', 'orbax', 'optax', 'learned_resize.train',"
+        " 'learned_resize.resizers') if m in sys.modules]\n"
+        "print(y.shape, heavy)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "(2, 8, 8, 1) []"
+
+
+@pytest.mark.slow  # trains the tiny config once per module
+def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
+    workdir, _ = trained
+    existing = tmp_path / "taken.jaxexport"
+    existing.write_bytes(b"keep me")
+    cases = [
+        ([f"--checkpoint={workdir}", f"--out={existing}"], "exists"),
+        ([f"--checkpoint={tmp_path}/nothing", f"--out={tmp_path}/a.jaxexport"], "config.json"),
+        ([f"--checkpoint={workdir}", f"--out={tmp_path}/b.jaxexport", "--input_size=28"], "H,W"),
+    ]
+    for args, words in cases:
+        run = subprocess.run(
+            [sys.executable, "-m", "learned_resize.export", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert run.returncode == 1
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
+    assert existing.read_bytes() == b"keep me"

@@ -1,0 +1,96 @@
+"""python -m learned_resize.resize: [fixed | learned] PNGs for a folder of images."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import PIL.Image
+import pytest
+
+from learned_resize import eval_modes, export, train
+from learned_resize import resize as resize_cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from test_train import tiny_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(small_fmnist, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("resize_cli_run"))
+    config = tiny_config(small_fmnist)
+    train.train_and_evaluate(config, workdir)
+    return workdir, config
+
+
+def _write_images(directory):
+    rng = np.random.default_rng(0)
+    os.makedirs(directory)
+    images = {
+        "a": rng.integers(0, 256, (28, 28), np.uint8),
+        "b": rng.integers(0, 256, (28, 28), np.uint8),
+    }
+    for name, pixels in images.items():
+        PIL.Image.fromarray(pixels).save(os.path.join(directory, f"{name}.png"))
+    with open(os.path.join(directory, "broken.jpg"), "wb") as f:
+        f.write(b"not an image")
+    return images
+
+
+@pytest.mark.slow  # trains the tiny config once per module
+def test_panels_are_the_fixed_and_the_checkpointed_resize(trained, tmp_path):
+    workdir, config = trained
+    images = _write_images(str(tmp_path / "in"))
+    out = str(tmp_path / "out")
+    assert resize_cli.main([f"--checkpoint={workdir}", f"--images={tmp_path}/in", f"--out={out}",
+                            "--zoom=3"]) == 0  # fmt: skip
+    assert sorted(os.listdir(out)) == ["a.png", "b.png"]  # the unreadable file is skipped
+    trainer, state, rest = eval_modes.restore_steps(config, workdir)
+    model = trainer._model(state["params"], state["batch_stats"], rest)
+    for name, pixels in images.items():
+        strip = np.asarray(PIL.Image.open(os.path.join(out, f"{name}.png")), np.float64)
+        assert strip.shape == (24, 2 * 24 + 2)
+        x = pixels[None, :, :, None]
+        fixed = jax.image.resize(x / 255.0, (1, 8, 8, 1), "linear", antialias=False)[0, :, :, 0]
+        learned = model.denormalise(model.resize(jnp.asarray(x), train=False))[0, :, :, 0]
+        for panel, want in ((strip[:, :24], fixed), (strip[:, 26:], learned)):
+            want = np.clip(np.asarray(want), 0, 1) * 255
+            np.testing.assert_allclose(panel[::3, ::3], want, atol=0.51)  # PNG rounding
+            np.testing.assert_array_equal(panel[1::3, 2::3], panel[::3, ::3])  # nearest zoom
+        assert np.abs(strip[:, :24] - strip[:, 26:]).max() > 2  # the two panels differ
+    # The same from an exported artifact.
+    artifact = str(tmp_path / "r.jaxexport")
+    assert export.main([f"--checkpoint={workdir}", f"--out={artifact}"]) == 0
+    again = str(tmp_path / "again")
+    assert resize_cli.main([f"--checkpoint={artifact}", f"--images={tmp_path}/in",
+                            f"--out={again}", "--zoom=3"]) == 0  # fmt: skip
+    for name in images:
+        a, b = (
+            np.asarray(PIL.Image.open(os.path.join(d, f"{name}.png")), int) for d in (out, again)
+        )
+        assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.slow  # trains the tiny config once per module
+def test_cli_errors_are_one_line_and_overwrite_nothing(trained, tmp_path):
+    workdir, _ = trained
+    _write_images(str(tmp_path / "in"))
+    os.makedirs(tmp_path / "out")
+    (tmp_path / "out" / "a.png").write_bytes(b"old result")
+    cases = [
+        ([f"--images={tmp_path}/in", f"--out={tmp_path}/out"], "a.png exists"),
+        ([f"--images={tmp_path}/missing", f"--out={tmp_path}/o2"], "not a directory"),
+    ]
+    for args, words in cases:
+        run = subprocess.run(
+            [sys.executable, "-m", "learned_resize.resize", f"--checkpoint={workdir}", *args],
+            capture_output=True, text=True, cwd=REPO,
+        )  # fmt: skip
+        assert run.returncode == 1, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"old result"
+    assert not (tmp_path / "out" / "b.png").exists()
