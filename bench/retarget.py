@@ -29,7 +29,7 @@ from learned_resize.retarget import api, operators, weights
 
 def _eval_seconds(loss_fn, aux, scaled, reps: int = 3) -> float:
     """Best wall time of one jitted loss-and-gradient evaluation, alone."""
-    value_and_grad = jax.jit(jax.value_and_grad(lambda z, aux: loss_fn(jax.nn.sigmoid(z), aux)))
+    value_and_grad = jax.jit(jax.value_and_grad(lambda z, aux: loss_fn(z, aux)))
     z = jnp.zeros_like(scaled)
     jax.block_until_ready(value_and_grad(z, aux))  # compile
     best = float("inf")

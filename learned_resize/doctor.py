@@ -172,7 +172,7 @@ def check_weights(cache_dir: str | None) -> Check:
     missing = [str(p) for p in paths if not p.is_file()]
     if not missing:
         return Check("VGG weights", f"{paths[0].parent} has {', '.join(p.name for p in paths)}")
-    fix = weights.FETCH_COMMAND + (f" --cache-dir={cache_dir}" if cache_dir else "")
+    fix = weights.FETCH_COMMAND + (f" --cache_dir={cache_dir}" if cache_dir else "")
     return Check("VGG weights", f"missing {', '.join(missing)}", fix)
 
 

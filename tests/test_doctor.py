@@ -52,7 +52,7 @@ def test_report_on_this_machine(data_dir, tmp_path):
     )
     assert checks["VGG weights"].line() == (
         f"FIX VGG weights: missing {cache}/vgg19_imagenet.npz, {cache}/vgg16_imagenet.npz "
-        f"-> python -m learned_resize.retarget.weights --fetch --cache-dir={cache}"
+        f"-> python -m learned_resize.retarget.weights --fetch --cache_dir={cache}"
     )
 
 

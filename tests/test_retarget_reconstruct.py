@@ -13,7 +13,7 @@ from flax import nnx
 from PIL import Image
 
 from learned_resize.retarget import __main__ as cli
-from learned_resize.retarget import api, reconstruct, vgg
+from learned_resize.retarget import api, operators, reconstruct, vgg
 
 
 class TinyNet(nnx.Module):
@@ -105,9 +105,42 @@ def test_pixels_stay_in_range_when_the_target_is_outside():
     assert image[:, :4].min() > 0.95 and image[:, 4:].max() < 0.05
 
 
+def test_a_plan_moving_white_onto_dark_is_followed_from_the_worst_start():
+    # White left half, varied dark right half; the plan mirrors the columns, so the
+    # target is dark exactly where the start is white and the reverse. Pixels starting
+    # saturated got ~1000x less gradient under the old logit parametrisation: after 10
+    # iterations they were still 0.16 off (measured); now every pixel moves.
+    dark = np.random.default_rng(0).uniform(0.05, 0.6, (1, 6, 8, 3)).astype(np.float32)
+    image = jnp.concatenate([jnp.ones((1, 6, 8, 3)), jnp.asarray(dark)], axis=2)
+    mirror = (jnp.arange(16, 0, -1, dtype=jnp.float32) - 0.5) / 16
+    plan = (operators.Stage(jnp.broadcast_to(mirror, (6, 16)), axis=1),)
+    target = operators.apply_plan(plan, image, (6, 16))
+    np.testing.assert_allclose(np.asarray(target[0, :, ::-1]), np.asarray(image[0]))
+    aux = {"target": target, "gamma": jnp.float32(0.0)}
+    out, _ = reconstruct.minimize(_identity_loss, image, aux, iterations=10, log=None)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(target), atol=0.02)
+
+
+def test_solve_stops_at_the_first_small_relative_loss_change():
+    # An ill-conditioned quadratic (strong TV) converges slowly; with rtol the solve must
+    # stop at the first iteration whose relative decrease is at most rtol, as read off
+    # the loss history of the same solve without rtol, one iteration per chunk.
+    target = jax.random.uniform(jax.random.key(3), (1, 12, 12, 3))
+    aux = {"target": target, "gamma": jnp.float32(30.0)}
+    start = jnp.full_like(target, 0.5)
+    kwargs = dict(iterations=25, chunk=1, log=None)
+    _, full = reconstruct.minimize(_identity_loss, start, aux, **kwargs)
+    rtol = 1e-3
+    rel = [(a - b) / abs(a) for a, b in zip(full.losses, full.losses[1:])]
+    expected = 1 + next(i for i, r in enumerate(rel) if r <= rtol)  # iterations run
+    _, info = reconstruct.minimize(_identity_loss, start, aux, rtol=rtol, **kwargs)
+    assert 1 < expected < 24 and info.iterations == expected
+    assert info.losses == full.losses[: expected + 1]
+
+
 def test_progress_is_reported_per_chunk(capsys):
     target = jax.random.uniform(jax.random.key(1), (1, 8, 10, 3), minval=0.1, maxval=0.9)
-    aux = {"target": target, "gamma": jnp.float32(0.0)}
+    aux = {"target": target, "gamma": jnp.float32(30.0)}  # slow to converge: 12 iterations run
     _, info = reconstruct.minimize(
         _identity_loss, jnp.full_like(target, 0.5), aux, iterations=12, chunk=4, label="[t] "
     )
@@ -309,7 +342,7 @@ def test_unreadable_files_are_rejected(tmp_path):
 
 def test_cli_checks_size_and_weights_before_working(tmp_path, monkeypatch):
     photo = tmp_path / "photo.png"
-    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(photo)
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(photo)
     out = str(tmp_path / "out.png")
     cfg = api.get_config()
     with pytest.raises(ValueError, match="positive"):

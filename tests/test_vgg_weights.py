@@ -26,7 +26,7 @@ import skimage.transform
 from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
-from learned_resize.retarget import vgg, weights
+from learned_resize.retarget import torch_pickle, vgg, weight_readers, weights
 
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 
@@ -233,8 +233,8 @@ def test_keras_h5_round_trip_and_forward(tmp_path, layout):
             else:
                 group = f.create_group(layer)
                 group[f"{layer}_W_1:0"], group[f"{layer}_b_1:0"] = hwio, biases[name]
-    params = weights.load_keras_h5(path)
-    assert weights.infer_depth(params) == depth
+    params = weight_readers.load_keras_h5(path)
+    assert weight_readers.infer_depth(params) == depth
     for name in vgg.conv_names(depth):
         np.testing.assert_array_equal(params[f"{name}/kernel"].transpose(3, 2, 0, 1), kernels[name])
         np.testing.assert_array_equal(params[f"{name}/bias"], biases[name])
@@ -243,18 +243,18 @@ def test_keras_h5_round_trip_and_forward(tmp_path, layout):
     image = np.random.default_rng(1).uniform(size=(2, 32, 32, 3)).astype(np.float32)
     caffe = image[..., ::-1] * 255.0 - CAFFE_MEAN_BGR  # numpy, independent of vgg.py
     expected = reference_features(kernels, biases, caffe.transpose(0, 3, 1, 2), depth)
-    model = weights.vgg_from_params(params)
+    model = weight_readers.vgg_from_params(params)
     actual = features(model, image, model.layer_names)
     for name in model.layer_names:
         assert_close_to_scale(actual[name], expected[name], 1e-5)
     np.testing.assert_array_equal(
-        weights.params_from_vgg(model)["conv4_4/kernel"], params["conv4_4/kernel"]
+        weight_readers.params_from_vgg(model)["conv4_4/kernel"], params["conv4_4/kernel"]
     )
 
 
 def write_torchvision_safetensors(path, kernels, biases, depth):
     tensors = {"classifier.0.weight": np.zeros((4, 8), np.float32)}  # ignored by the loader
-    for name, index in weights.torchvision_conv_indices(depth).items():
+    for name, index in weight_readers.torchvision_conv_indices(depth).items():
         tensors[f"features.{index}.weight"] = kernels[name]
         tensors[f"features.{index}.bias"] = biases[name]
     safetensors_numpy.save_file(tensors, str(path))
@@ -262,30 +262,30 @@ def write_torchvision_safetensors(path, kernels, biases, depth):
 
 def test_torchvision_indices_match_the_torchvision_layout():
     # torchvision's vgg16().features: convs at these positions, ReLUs after each, pools at 4, 9, ...
-    assert list(weights.torchvision_conv_indices(16).values()) == [
+    assert list(weight_readers.torchvision_conv_indices(16).values()) == [
         0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28
     ]  # fmt: skip
-    assert list(weights.torchvision_conv_indices(19).values())[-4:] == [28, 30, 32, 34]
+    assert list(weight_readers.torchvision_conv_indices(19).values())[-4:] == [28, 30, 32, 34]
 
 
 def test_torchvision_safetensors_round_trip(tmp_path):
     kernels, biases = random_oihw(19, seed=2)
     path = tmp_path / "vgg19.safetensors"
     write_torchvision_safetensors(path, kernels, biases, 19)
-    params = weights.load_torchvision_safetensors(path, input_convention="caffe")
-    assert weights.infer_depth(params) == 19
+    params = weight_readers.load_torchvision_safetensors(path, input_convention="caffe")
+    assert weight_readers.infer_depth(params) == 19
     for name in vgg.conv_names(19):
         np.testing.assert_array_equal(params[f"{name}/kernel"], kernels[name].transpose(2, 3, 1, 0))
         np.testing.assert_array_equal(params[f"{name}/bias"], biases[name])
     with pytest.raises(ValueError, match="input_convention"):
-        weights.load_torchvision_safetensors(path, input_convention="bgr")
+        weight_readers.load_torchvision_safetensors(path, input_convention="bgr")
 
 
 def test_torchvision_safetensors_forward_matches_torchvision_preprocessing(tmp_path):
     kernels, biases = random_oihw(16, seed=3)
     path = tmp_path / "vgg16.safetensors"
     write_torchvision_safetensors(path, kernels, biases, 16)
-    model = weights.vgg_from_params(weights.load_torchvision_safetensors(path))
+    model = weight_readers.vgg_from_params(weight_readers.load_torchvision_safetensors(path))
 
     image = np.random.default_rng(4).uniform(size=(2, 32, 32, 3)).astype(np.float32)
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -313,7 +313,7 @@ def test_missing_files_and_cache_give_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"python -m learned_resize\.retarget\.weights"):
         weights.load_vgg(19, cache_dir=tmp_path)
     with pytest.raises(FileNotFoundError):
-        weights.load_keras_h5(tmp_path / "missing.h5")
+        weight_readers.load_keras_h5(tmp_path / "missing.h5")
     with pytest.raises(ValueError, match="16 or 19"):
         weights.cache_path(11)
 
@@ -377,8 +377,8 @@ def write_legacy_torch(path, state, storages, monkeypatch):
             return None
 
     with open(path, "wb") as f:
-        pickle.dump(weights._LEGACY_MAGIC, f, protocol=2)
-        pickle.dump(weights._LEGACY_PROTOCOL, f, protocol=2)
+        pickle.dump(torch_pickle._LEGACY_MAGIC, f, protocol=2)
+        pickle.dump(torch_pickle._LEGACY_PROTOCOL, f, protocol=2)
         pickle.dump({"protocol_version": 1001, "little_endian": True}, f, protocol=2)
         Pickler(f, protocol=2).dump({k: Tensor(*v) for k, v in state.items()})
         keys = sorted(storages)
@@ -403,7 +403,7 @@ def test_read_legacy_torch_views_offsets_and_strides(tmp_path, monkeypatch):
     path = tmp_path / "legacy.pt"
     write_legacy_torch(path, state, {"a": shared, "b": codes}, monkeypatch)
     monkeypatch.delitem(sys.modules, "torch")  # the reader must not need torch
-    loaded = weights.read_legacy_torch(path)
+    loaded = torch_pickle.read_legacy_torch(path)
     np.testing.assert_array_equal(loaded["contiguous"], shared.reshape(3, 4))
     np.testing.assert_array_equal(loaded["transposed"], shared.reshape(3, 4).T)
     np.testing.assert_array_equal(loaded["offset"], shared[6:].reshape(2, 3))
@@ -415,14 +415,18 @@ def test_read_legacy_torch_views_offsets_and_strides(tmp_path, monkeypatch):
 def test_read_legacy_torch_refuses_other_globals(tmp_path):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
-        for header in (weights._LEGACY_MAGIC, weights._LEGACY_PROTOCOL, {"little_endian": True}):
+        for header in (
+            torch_pickle._LEGACY_MAGIC,
+            torch_pickle._LEGACY_PROTOCOL,
+            {"little_endian": True},
+        ):
             pickle.dump(header, f, protocol=2)
         pickle.dump({"x": io.BytesIO}, f, protocol=2)  # any global outside torch's allow-list
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        weights.read_legacy_torch(path)
+        torch_pickle.read_legacy_torch(path)
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="not a legacy PyTorch file"):
-        weights.read_legacy_torch(tmp_path / "junk.pt")
+        torch_pickle.read_legacy_torch(tmp_path / "junk.pt")
 
 
 # ----------------------------------------------------------------------------- the real weights
@@ -543,7 +547,7 @@ def test_vgg19_behaves_like_an_imagenet_network(imagenet_cache):
     kernels, biases = random_oihw(19)  # He-initialised, like an untrained network
     random_params = {f"{n}/kernel": k.transpose(2, 3, 1, 0) for n, k in kernels.items()}
     random_params.update({f"{n}/bias": b * 0 for n, b in biases.items()})
-    random = features(weights.vgg_from_params(random_params), images, vgg19_layers)
+    random = features(weight_readers.vgg_from_params(random_params), images, vgg19_layers)
     reference = features(weights.load_vgg(16), images, vgg16_layers)  # exact, checked above
 
     # Two ImageNet VGGs represent photos alike (linear CKA ~0.8-0.9); a random one does

@@ -8,13 +8,19 @@ kept). Without --image the photo is scikit-image's astronaut; without a size the
 width becomes 3/4 of the input's. Writes the result to --out and, next to it,
 `<out>_comparison.png`: input | uniform scaling | center crop | pixel seam carving |
 ours | importance mask. Settings are overridable, e.g. `--config.iterations='(40, 10)'`
-or `--config.operator=uniform` (see `api.get_config`).
+or `--config.operator=uniform` (see `defaults.get_config`). Also: `--image=FOLDER
+--out=FOLDER` (every image, one compilation per output size), `--protect=mask.png`
+(non-zero pixels kept intact), `--remove=mask.png` (object removal: seams take it
+first), enlarging (`--size=` larger than the input) and both sides at once. Inputs:
+EXIF orientation applied, ICC profiles converted to sRGB, 16-bit scaled, transparency
+over white; the output suffix is checked before any work.
 
 Needs the VGG weight cache: `python -m learned_resize.retarget.weights --fetch`.
 """
 
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -22,15 +28,19 @@ import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from learned_resize.retarget import api
+from learned_resize.retarget import api, image_io, report
 
 _IMAGE = flags.DEFINE_string("image", None, "Input photo (PNG, JPEG...); default: astronaut.")
 _SIZE = flags.DEFINE_string("size", None, "Output size WxH, Wx (width only) or xH (height only).")
 _WIDTH = flags.DEFINE_integer("width", None, "Output width in pixels (height kept unless given).")
 _HEIGHT = flags.DEFINE_integer("height", None, "Output height in pixels (width kept unless given).")
-_OUT = flags.DEFINE_string("out", "retargeted.png", "Output PNG; the comparison goes next to it.")
+_OUT = flags.DEFINE_string(
+    "out", "retargeted.png", "Output image (or folder when --image is one); comparison beside it."
+)
+_PROTECT = flags.DEFINE_string("protect", None, "Mask image: non-zero pixels are kept intact.")
+_REMOVE = flags.DEFINE_string("remove", None, "Mask image of an object the seams remove first.")
 _COMPARISON = flags.DEFINE_bool("comparison", True, "Also write <out>_comparison.png.")
 _CACHE = flags.DEFINE_string(
     "compile_cache",
@@ -68,65 +78,94 @@ def parse_size(
     return (in_h if height is None else height), (in_w if width is None else width)
 
 
+def progress(line: str) -> None:
+    """Prints a progress line with a bar for the solve's "iter n/N" lines."""
+    found = re.search(r"iter\s+(\d+)/(\d+)", line)
+    if found and int(found.group(2)):
+        done = round(20 * int(found.group(1)) / int(found.group(2)))
+        line = f"[{'#' * done}{'.' * (20 - done)}] {line}"
+    print(line, flush=True)
+
+
 def read_image(path: str | None) -> np.ndarray:
-    """The photo as uint8 RGB [H, W, 3]; scikit-image's astronaut when path is None."""
+    """The photo (see `image_io.read_image`); scikit-image's astronaut when path is None."""
     if path is None:
         import skimage.data
 
         return skimage.data.astronaut()
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (FileNotFoundError, IsADirectoryError):
-        raise FileNotFoundError(f"Image file {path!r} does not exist; check the path.") from None
-    except (UnidentifiedImageError, OSError):
-        raise ValueError(
-            f"Cannot read {path!r} as an image; give a PNG, JPEG or other file PIL can open."
-        ) from None
+    return image_io.read_image(path)
 
 
-def comparison_path(out: str) -> pathlib.Path:
+def comparison_path(out) -> pathlib.Path:
     p = pathlib.Path(out)
     return p.with_name(f"{p.stem}_comparison.png")
 
 
-def run(argv_image, size_flags, out: str, config, write_comparison: bool) -> None:
-    """The CLI's work; raises ValueError / FileNotFoundError on user errors."""
-    start = time.perf_counter()
-    image = read_image(argv_image)
-    if max(image.shape[:2]) > api.MAX_SIDE:
-        raise ValueError(
-            f"The input is {image.shape[1]}x{image.shape[0]}; downscale it to at most "
-            f"{api.MAX_SIDE} px per side first."
-        )
-    size = api.check_size(parse_size(*size_flags, image.shape[:2]), image.shape[:2])
-    out_dir = pathlib.Path(out).resolve().parent
+def jobs(image_flag: str | None, out: str) -> list[tuple[str | None, pathlib.Path]]:
+    """(input, output) pairs: one photo, or every image in a folder into the folder --out."""
+    if image_flag is None or not pathlib.Path(image_flag).is_dir():
+        return [(image_flag, image_io.check_output(out))]
+    out_dir = pathlib.Path(out)
     if not out_dir.is_dir():
-        raise FileNotFoundError(f"Output folder {str(out_dir)!r} does not exist; create it first.")
+        raise FileNotFoundError(
+            f"--image is a folder, so --out must be an existing folder; {out!r} is not."
+        )
+    inputs = sorted(
+        p
+        for p in pathlib.Path(image_flag).iterdir()
+        if p.suffix.lower() in image_io.OUTPUT_SUFFIXES
+    )
+    if not inputs:
+        raise FileNotFoundError(f"No PNG/JPEG/WebP/BMP/TIFF images in {image_flag!r}.")
+    return [(str(p), out_dir / f"{p.stem}.png") for p in inputs]
+
+
+def run(argv_image, size_flags, out: str, config, write_comparison: bool, masks=(None, None)):
+    """The CLI's work; raises ValueError / FileNotFoundError on user errors.
+
+    Every input is read and checked (size, masks, output names) before the weights
+    load and anything compiles; images of the same size share one compilation.
+    """
+    start = time.perf_counter()
+    todo = []
+    for path, out_path in jobs(argv_image, out):
+        image = read_image(path)
+        size = api.check_size(parse_size(*size_flags, image.shape[:2]), image.shape[:2])
+        user = [None if m is None else image_io.read_mask(m, image.shape[:2]) for m in masks]
+        todo.append((path, image, size, user, out_path))
     from learned_resize.retarget import weights  # after the cheap checks
 
     vgg19 = weights.load_vgg(19)
     vgg16 = weights.load_vgg(16) if config.beta > 0 and len(config.perc_layers) else None
-    print(
-        f"retargeting {image.shape[1]}x{image.shape[0]} -> {size[1]}x{size[0]} "
-        f"({config.operator}, scales {tuple(config.scales)}, iterations {tuple(config.iterations)})"
-    )
-    result = api.retarget_details(image, size, config=config, vgg19=vgg19, vgg16=vgg16)
-    out_image = np.asarray(result.image)
-    Image.fromarray(api.to_uint8(out_image)).save(out)
-    total_iters = sum(s.iterations for s in result.solves)
-    total_evals = sum(s.evaluations for s in result.solves)
-    print(
-        f"wrote {out} in {result.seconds:.1f} s "
-        f"({total_iters} L-BFGS iterations, {total_evals} loss evaluations)"
-    )
-    if write_comparison:
-        columns = api.baselines(image, size)
-        columns["ours"] = out_image
-        grid = api.comparison_grid(api.as_float_image(image), columns, result.mask)
-        path = comparison_path(out)
-        Image.fromarray(grid).save(path)
-        print(f"wrote {path}")
+    for k, (path, image, size, user, out_path) in enumerate(todo):
+        print(
+            f"[{k + 1}/{len(todo)}] {path or 'astronaut'}: {image.shape[1]}x{image.shape[0]} -> "
+            f"{size[1]}x{size[0]} ({config.operator}, scales {tuple(config.scales)}, "
+            f"at most {tuple(config.iterations)} iterations)"
+        )
+        result = api.retarget_details(
+            image,
+            size,
+            config=config,
+            vgg19=vgg19,
+            vgg16=vgg16,
+            protect_mask=user[0],
+            remove_mask=user[1],
+            log=progress,
+        )
+        Image.fromarray(report.to_uint8(result.image)).save(out_path)
+        iters = "+".join(str(s.iterations) for s in result.solves)
+        evals = sum(s.evaluations for s in result.solves)
+        print(
+            f"wrote {out_path} in {result.seconds:.1f} s "
+            f"({iters} L-BFGS iterations, {evals} evaluations)"
+        )
+        if write_comparison:
+            columns = report.baselines(image, size)
+            columns["ours"] = np.asarray(result.image)
+            grid = report.comparison_grid(api.as_float_image(image), columns, result.mask)
+            Image.fromarray(grid).save(comparison_path(out_path))
+            print(f"wrote {comparison_path(out_path)}")
     print(f"total time {time.perf_counter() - start:.1f} s")
 
 
@@ -143,6 +182,7 @@ def main(argv):
             _OUT.value,
             _CONFIG.value,
             _COMPARISON.value,
+            (_PROTECT.value, _REMOVE.value),
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

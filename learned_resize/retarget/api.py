@@ -7,19 +7,13 @@ Pipeline (see PAPERS.md part B):
   3. Coarse to fine: for each scale s of `scales`, the input scaled by s goes through
      VGG-19, every reconstruction layer is retargeted with the plan to the size that
      layer has for the (scaled) output, and L-BFGS reconstructs the output from them,
-     starting from the linearly scaled input (first scale) or the previous scale's
-     result upsampled. Small scales are cheap and do the large moves; the last scale
-     only refines detail.
+     starting from the input warped by the plan (every pixel starts where the plan
+     puts it) plus, after the first scale, the previous scale's change upsampled.
+     A scale stops at its iteration cap or once the loss changes by < rtol.
 
-Defaults (`get_config`), chosen on skimage's astronaut at 256 px, 3/4 width:
-  operator 'seam' decided on the 1/4 grid (plan_stride 4); mask from the mean
-  activation of VGG-19 block 5 on the photo scaled to 256 px (threshold 0.4 of the
-  maximum, 3x3 closing then opening); reconstruction layers conv1_1 (weight 0.5),
-  conv2_1, conv3_1 of VGG-19 (adding conv4_1 doubled the cost of an evaluation with
-  no visible gain); perceptual layer conv4_2 of VGG-16 on the output at half
-  resolution, beta 0.05; gamma 1 with tv_weight 10 (1 left colour speckle, 30
-  blurred) and stats_weight 1; scales (0.5, 1.0) with (40, 10) L-BFGS iterations
-  (80 + 20 is a little sharper for twice the time).
+Defaults: `defaults.get_config` (chosen on scikit-image's photos only). With a mask,
+seams never cross it: what the unmasked part cannot absorb is cropped around it, and
+one line says so (`protect.py`).
 """
 
 import dataclasses
@@ -30,60 +24,13 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 
+from learned_resize.retarget import defaults, image_io, operators, protect, reconstruct, vgg
 from learned_resize.retarget import mask as mask_lib
-from learned_resize.retarget import operators, reconstruct
 
 OPERATORS = ("seam", "uniform", "crop")
-# Output sides above this are refused: one L-BFGS iteration at 4096 px takes minutes here.
-MAX_SIDE = 4096
-# Nor may a side grow by more than this factor (seam insertion beyond it is meaningless).
-MAX_GROWTH = 4.0
-
-
-def get_config() -> ml_collections.ConfigDict:
-    """Default retargeting settings; every field is documented inline."""
-    c = ml_collections.ConfigDict()
-    # Feature-space operator: 'seam' (content-aware), 'uniform' or 'crop'.
-    c.operator = "seam"
-    # Seams are decided on the image scaled by 1/plan_stride (4 = the conv3 grid); a
-    # coarse decision, spread smoothly over the finer layers, avoids pixel-seam jaggies.
-    c.plan_stride = 4
-    c.mask = ml_collections.ConfigDict()
-    c.mask.layers = mask_lib.DEFAULT_LAYERS  # deepest VGG-19 layers whose energy marks objects
-    c.mask.threshold = mask_lib.DEFAULT_THRESHOLD  # on the energy normalised by its maximum
-    # The mask is computed on the image scaled to this longer side: deep VGG units
-    # respond to objects at about ImageNet scale, and on a 512-px astronaut block 5
-    # marked only parts (4% of the image) where at 256 px it marks face and suit (16%).
-    c.mask.image_side = 256
-    c.mask.open_size = 3  # morphological opening square (grid cells), 1 = off
-    c.mask.close_size = 3  # morphological closing square, 1 = off
-    c.mask.bonus = operators.MASK_BONUS  # seam energy added inside the mask
-    # Reconstruction term: VGG-19 layers compared with their retargeted maps, weights.
-    c.rec_layers = ("conv1_1", "conv2_1", "conv3_1")
-    c.rec_weights = (0.5, 1.0, 1.0)
-    # Perceptual term: VGG-16 layers compared with those of the linearly scaled input.
-    c.perc_layers = ("conv4_2",)
-    c.perc_weights = (1.0,)
-    c.perc_scale = 0.5  # VGG-16 sees the output at this scale (a quarter of the cost)
-    c.alpha = 1.0  # reconstruction weight
-    c.beta = 0.05  # perceptual weight (0 skips VGG-16 entirely)
-    c.gamma = 1.0  # regulariser weight
-    c.tv_weight = 10.0  # squared total variation (pixels in [0, 1])
-    c.stats_weight = 1.0  # per-channel mean/std prior
-    # Reference statistics for the prior: 'input' (the photo's own) or 'imagenet'.
-    c.stats = "input"
-    # Coarse to fine: output scales and the L-BFGS iterations spent at each.
-    c.scales = (0.5, 1.0)
-    c.iterations = (40, 10)
-    c.chunk = 10  # iterations between progress lines
-    c.memory_size = 10  # L-BFGS history
-    c.max_linesearch_steps = 20
-    c.tol = 0.0  # stop a scale early when the gradient norm falls below this
-    return c
-
+get_config = defaults.get_config
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -97,7 +44,8 @@ class RetargetResult:
       image: [h, w, 3] float32 in [0, 1], the retargeted image.
       mask: [h_m, w_m] importance mask on the deepest mask layer's grid.
       plan: the retargeting plan (normalised coordinates, any resolution).
-      uniform: [h, w, 3] the linearly scaled input (the start point).
+      uniform: [h, w, 3] the linearly scaled input.
+      note: '' or the sentence saying the plan fell back to cropping.
       solves: one `reconstruct.SolveInfo` per scale.
       seconds: wall time of the whole call.
     """
@@ -108,37 +56,12 @@ class RetargetResult:
     uniform: jax.Array
     solves: list[reconstruct.SolveInfo]
     seconds: float
+    note: str = ""
 
 
-def check_size(size, in_size: tuple[int, int]) -> tuple[int, int]:
-    """Validates an output size (h, w) against the input size; returns it as ints."""
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"Size must be two integers (height, width), got {size!r}.") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"Output size must be positive, got {w}x{h} (width x height).")
-    if max(h, w) > MAX_SIDE or h > MAX_GROWTH * in_size[0] or w > MAX_GROWTH * in_size[1]:
-        raise ValueError(
-            f"Output size {w}x{h} is too large for a {in_size[1]}x{in_size[0]} input; "
-            f"keep each side at most {MAX_SIDE} px and at most {MAX_GROWTH:g}x the input."
-        )
-    return h, w
-
-
-def as_float_image(image) -> jax.Array:
-    """[H, W, 3] uint8 or float in [0, 1] (or RGBA / grey) -> float32 RGB in [0, 1]."""
-    x = jnp.asarray(image)
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or x.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"Expected an image shaped [H, W, 3], got shape {tuple(x.shape)}.")
-    if x.dtype == jnp.uint8:
-        x = x.astype(jnp.float32) / 255.0
-    x = x.astype(jnp.float32)
-    if x.shape[-1] == 1:
-        x = jnp.repeat(x, 3, axis=-1)
-    return jnp.clip(x[..., :3], 0.0, 1.0)
+check_size = image_io.check_size
+as_float_image = image_io.as_float_image
+MAX_SIDE = image_io.MAX_SIDE
 
 
 @functools.partial(jax.jit, static_argnames=("graph", "layers"))
@@ -159,18 +82,30 @@ def make_plan(
     mask: jax.Array | None = None,
     plan_stride: int = 1,
     mask_bonus: float = operators.MASK_BONUS,
-) -> operators.Plan:
-    """The plan of operator for image [H, W, 3] -> size, decided on a 1/plan_stride grid."""
+    fallback: bool = False,
+    remove: jax.Array | None = None,
+) -> tuple[operators.Plan, str]:
+    """(plan, note) of operator for image [H, W, 3] -> size, on a 1/plan_stride grid.
+
+    With fallback (and a mask), seams never cross the mask: what the unmasked part
+    cannot absorb is cropped around the mask, and note says so ('' otherwise). remove
+    ([H, W], seams only) marks an object the seams take first.
+    """
+    if remove is not None and (operator != "seam" or mask is None):
+        raise ValueError("--remove needs the seam operator (config.operator=seam).")
     if operator == "uniform":
-        return ()
+        return (), ""
     if operator == "crop":
-        return operators.crop_plan(image.shape[:2], size)
+        return operators.crop_plan(image.shape[:2], size), ""
     if operator == "seam":
         height, width = image.shape[:2]
         grid = (max(2, round(height / plan_stride)), max(2, round(width / plan_stride)))
-        return operators.seam_plan(
+        if (fallback or remove is not None) and mask is not None:
+            return protect.protected_seam_plan(image, size, mask[0], grid, mask_bonus, remove)
+        plan = operators.seam_plan(
             image, size, mask=None if mask is None else mask[0], grid=grid, mask_bonus=mask_bonus
         )
+        return plan, ""
     raise ValueError(f"Unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}.")
 
 
@@ -208,6 +143,8 @@ def retarget_details(
     vgg19: nnx.Module | None = None,
     vgg16: nnx.Module | None = None,
     log: Callable[[str], None] | None = print,
+    protect_mask=None,
+    remove_mask=None,
 ) -> RetargetResult:
     """Retargets image to size by reconstruction from retargeted VGG-19 features.
 
@@ -218,6 +155,8 @@ def retarget_details(
       vgg19: the reconstruction network (default: `weights.load_vgg(19)`).
       vgg16: the perceptual network (default: `weights.load_vgg(16)` if beta > 0).
       log: progress printer, or None.
+      protect_mask: optional [H, W] user mask (1 = keep), added to the importance mask.
+      remove_mask: optional [H, W] user mask of an object for the seams to take first.
 
     Returns:
       A `RetargetResult`.
@@ -237,16 +176,39 @@ def retarget_details(
         vgg16 = _load(16)
 
     mask = importance_mask(image, vgg19, cfg)
-    plan = make_plan(cfg.operator, image, size, mask, cfg.plan_stride, cfg.mask.bonus)
+    if protect_mask is not None:
+        user = operators.uniform_scale(
+            jnp.asarray(protect_mask, jnp.float32)[None, ..., None], mask.shape[1:]
+        )
+        mask = jnp.maximum(mask, (user[..., 0] > 0.25).astype(mask.dtype))
+    if remove_mask is not None:
+        remove_mask = jnp.asarray(remove_mask, jnp.float32)
+        mask = mask * (
+            1.0
+            - (operators.uniform_scale(remove_mask[None, ..., None], mask.shape[1:])[..., 0] > 0.25)
+        )
+    plan, note = make_plan(
+        cfg.operator,
+        image,
+        size,
+        mask,
+        cfg.plan_stride,
+        cfg.mask.bonus,
+        cfg.mask.fallback,
+        remove_mask,
+    )
+    if log and note:
+        log(f"note: {note}")
     if log:
         log(
             f"mask covers {float(jnp.mean(mask)):.0%} of the image; plan: {cfg.operator} "
             f"with {len(plan)} stage(s); {time.perf_counter() - start:.1f}s"
         )
-    out, solves = None, []
+    out, base, solves = None, None, []
     for i, (scale, iterations) in enumerate(zip(cfg.scales, cfg.iterations)):
         loss_fn, aux, scaled = scale_problem(cfg, image, size, plan, scale, vgg19, vgg16)
-        init = scaled if out is None else operators.uniform_scale(out, scaled.shape[1:3])
+        init = _start(cfg.init, plan, image, scaled, out, base)
+        base = init
         label = f"[{i + 1}/{len(cfg.scales)} {scaled.shape[2]}x{scaled.shape[1]}] "
         out, info = reconstruct.minimize(
             loss_fn,
@@ -257,6 +219,7 @@ def retarget_details(
             memory_size=cfg.memory_size,
             max_linesearch_steps=cfg.max_linesearch_steps,
             tol=cfg.tol,
+            rtol=cfg.rtol,
             label=label,
             log=log,
         )
@@ -269,7 +232,21 @@ def retarget_details(
         uniform=uniform,
         solves=solves,
         seconds=time.perf_counter() - start,
+        note=note,
     )
+
+
+def _start(kind, plan, image, scaled, out, base) -> jax.Array:
+    """A scale's start: 'plan' warps the input with the plan at this scale's size and,
+    after the first scale, adds the previous scale's change (out - its start)
+    upsampled, so the coarse moves carry over without blurring the fine detail."""
+    size = scaled.shape[1:3]
+    if kind == "uniform":
+        return scaled if out is None else operators.uniform_scale(out, size)
+    if kind != "plan":
+        raise ValueError(f"config.init must be 'plan' or 'uniform', got {kind!r}.")
+    warped = operators.apply_plan(plan, image[None], size)
+    return warped if out is None else warped + operators.uniform_scale(out - base, size)
 
 
 def _sizes(shapes: dict) -> tuple:
@@ -351,7 +328,7 @@ def scale_problem(
     out_s = tuple(max(1, round(n * scale)) for n in size)
     img_s = operators.uniform_scale(image[None], in_s) if scale != 1 else image[None]
     feats = features(vgg19, img_s, rec_layers)
-    shapes = reconstruct.layer_shapes(vgg19, out_s, rec_layers)
+    shapes = vgg.layer_shapes(vgg19, out_s, rec_layers)
     aux = dict(
         rec_params=rec_params,
         rec_targets=_retarget_maps(plan, {n: feats[n] for n in rec_layers}, _sizes(shapes)),
@@ -366,7 +343,15 @@ def scale_problem(
     scaled = operators.uniform_scale(image[None], out_s)
     if use_perc:
         aux["perc_params"] = perc_params
-        perc_in = reconstruct.perceptual_input(scaled, spec.perc_scale)
+        if cfg.perc_target == "plan":
+            perc_ref = operators.apply_plan(plan, img_s, out_s)
+        elif cfg.perc_target == "uniform":
+            perc_ref = scaled
+        else:
+            raise ValueError(
+                f"config.perc_target must be 'plan' or 'uniform', got {cfg.perc_target!r}."
+            )
+        perc_in = reconstruct.perceptual_input(perc_ref, spec.perc_scale)
         aux["perc_targets"] = features(vgg16, perc_in, perc_layers)
         aux["perc_weights"] = dict(zip(perc_layers, map(jnp.float32, cfg.perc_weights)))
     return _loss_fn(spec), aux, scaled
@@ -379,73 +364,3 @@ def retarget(image, size: tuple[int, int], **kwargs) -> jax.Array:
       >>> out = retarget(skimage.data.astronaut(), (512, 384))  # 3/4 width
     """
     return retarget_details(image, size, **kwargs).image
-
-
-def baselines(image, size: tuple[int, int], mask: jax.Array | None = None) -> dict[str, np.ndarray]:
-    """The classical comparisons: uniform scaling, center crop, pixel seam carving.
-
-    Args:
-      image: [H, W, 3] uint8 or float in [0, 1].
-      size: output (height, width).
-      mask: optional importance mask [h_m, w_m]; pixel seam carving then avoids it too
-        (the classical operator, as in Avidan & Shamir, uses only gradient energy).
-
-    Returns:
-      name -> [h, w, 3] float32 arrays in [0, 1].
-    """
-    image = as_float_image(image)
-    size = check_size(size, image.shape[:2])
-    return {
-        "uniform": np.asarray(operators.uniform_scale(image[None], size)[0]),
-        "crop": np.asarray(operators.center_crop(image, size)),
-        "seam_carving": np.asarray(operators.seam_carve(image, size, mask)),
-    }
-
-
-def to_uint8(image) -> np.ndarray:
-    """[H, W, 3] floats in [0, 1] -> uint8."""
-    return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-_LABELS = {
-    "input": "input",
-    "uniform": "uniform scaling",
-    "crop": "center crop",
-    "seam_carving": "pixel seam carving",
-    "seam_carving+mask": "pixel seams + mask",
-    "ours": "ours (deep features)",
-    "mask": "importance mask",
-}
-
-
-def comparison_grid(
-    image: jax.Array, columns: dict[str, np.ndarray], mask: jax.Array | None = None, pad: int = 6
-) -> np.ndarray:
-    """One row: the input, each retargeted result at its true size, the mask overlay.
-
-    Args:
-      image: [H, W, 3] input in [0, 1].
-      columns: name -> [h, w, 3] result in [0, 1] (names as in `baselines`, plus 'ours').
-      mask: importance mask [h_m, w_m] drawn over the input as the last column.
-      pad: white gap between columns.
-
-    Returns:
-      uint8 [label + max height, total width, 3], a label above every column.
-    """
-    from PIL import Image, ImageDraw  # only the grid needs PIL drawing
-
-    cells = [("input", to_uint8(image))]
-    cells += [(name, to_uint8(x)) for name, x in columns.items()]
-    if mask is not None:
-        cells.append(("mask", mask_lib.overlay(np.asarray(image), np.asarray(mask))))
-    label_h = 16
-    height = max(c.shape[0] for _, c in cells)
-    width = sum(c.shape[1] for _, c in cells) + pad * (len(cells) - 1)
-    canvas = Image.new("RGB", (width, height + label_h), "white")
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for name, cell in cells:
-        canvas.paste(Image.fromarray(cell), (x, label_h))
-        draw.text((x + 2, 2), _LABELS.get(name, name), fill="black")
-        x += cell.shape[1] + pad
-    return np.asarray(canvas)

@@ -264,13 +264,13 @@ def insertion_coords(removed: jax.Array, num_seams: int) -> jax.Array:
     return src.astype(jnp.float32) + 0.5 * is_copy
 
 
-def _resample_2d(x: jax.Array, pixel_coords: jax.Array) -> jax.Array:
+def resample_2d(x: jax.Array, pixel_coords: jax.Array) -> jax.Array:
     """Samples rows of x [H, W] at pixel positions [H, W_out] (linear)."""
     w = x.shape[1]
     return _resample_rows(x[None, :, :, None], (pixel_coords + 0.5) / w)[0, :, :, 0]
 
 
-def _seam_stage_coords(gray: jax.Array, bonus: jax.Array, out_len: int) -> jax.Array:
+def seam_stage_coords(gray: jax.Array, bonus: jax.Array, out_len: int) -> jax.Array:
     """Pixel source positions [H, out_len] taking gray [H, W] to out_len columns."""
     h, w = gray.shape
     if out_len <= w:
@@ -283,8 +283,8 @@ def _seam_stage_coords(gray: jax.Array, bonus: jax.Array, out_len: int) -> jax.A
         k = min(out_len - cur_w, cur_w - 1)
         _, removed = find_seams(gray, bonus, num_seams=k)
         step = insertion_coords(removed, num_seams=k)
-        coords = _resample_2d(coords, step)
-        gray, bonus = _resample_2d(gray, step), _resample_2d(bonus, step)
+        coords = resample_2d(coords, step)
+        gray, bonus = resample_2d(gray, step), resample_2d(bonus, step)
     return coords
 
 
@@ -329,11 +329,11 @@ def seam_plan(
     out_h = max(1, round(size[0] * grid[0] / height))
     stages = []
     if out_w != grid[1]:
-        coords = _seam_stage_coords(gray, bonus, out_w)
+        coords = seam_stage_coords(gray, bonus, out_w)
         stages.append(Stage((coords + 0.5) / grid[1], axis=1))
-        gray, bonus = _resample_2d(gray, coords), _resample_2d(bonus, coords)
+        gray, bonus = resample_2d(gray, coords), resample_2d(bonus, coords)
     if out_h != grid[0]:
-        coords = _seam_stage_coords(gray.T, bonus.T, out_h)
+        coords = seam_stage_coords(gray.T, bonus.T, out_h)
         stages.append(Stage((coords + 0.5) / grid[0], axis=0))
     return tuple(stages)
 

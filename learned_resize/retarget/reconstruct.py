@@ -17,7 +17,13 @@ magnitudes get comparable weights. Norms are means over elements.
 
 `minimize` runs `optax.lbfgs` (zoom line search) in a `lax.while_loop` inside one
 `jax.jit`, one chunk of iterations per call, and reports the loss after each chunk.
-Pixels stay in [0, 1] because the optimised variable is the logit of the image.
+The optimised variable is the image itself, not a logit: a sigmoid parametrisation
+gives a pixel that starts near 0 or 1 almost no gradient, so content the plan moves
+onto it (a white shirt onto a dark jacket) stayed frozen. Instead the objective adds
+`range_weight * mean(relu(x - 1)^2 + relu(-x)^2)`, which keeps pixels near [0, 1]
+without flattening any gradient, and the result is clipped. A solve stops at its
+iteration cap, or earlier once an iteration lowers the loss by less than `rtol` of
+its value (relative change), or when the line search cannot improve.
 """
 
 import dataclasses
@@ -32,8 +38,8 @@ from flax import nnx
 
 from learned_resize.retarget import vgg as vgg_lib
 
-# Keeps the logit of the initial image finite.
-_PIXEL_EPS = 1e-3
+# Weight of the quadratic penalty on pixels outside [0, 1] (mean over elements).
+RANGE_WEIGHT = 10.0
 
 
 def total_variation(image: jax.Array) -> jax.Array:
@@ -264,13 +270,12 @@ def _chunk_runner(loss_fn: Callable, memory_size: int, max_linesearch_steps: int
     )
 
     def init(x):
-        x = jnp.clip(x.astype(jnp.float32), _PIXEL_EPS, 1.0 - _PIXEL_EPS)
-        z = jnp.log(x) - jnp.log1p(-x)
+        z = x.astype(jnp.float32)
         return z, _strong(solver.init(z))
 
-    def run(z, state, aux, start, stop, tol):
+    def run(z, state, aux, start, stop, tol, rtol):
         def value_fn(z):
-            return loss_fn(jax.nn.sigmoid(z), aux)
+            return loss_fn(z, aux) + RANGE_WEIGHT * range_penalty(z)
 
         def body(carry):
             z, state, it, evals, _ = carry
@@ -299,17 +304,19 @@ def _chunk_runner(loss_fn: Callable, memory_size: int, max_linesearch_steps: int
             keep = lambda old, new: jnp.where(failed, old, new)
             z, state = jax.tree.map(keep, (z, state), (new_z, new_state))
             step = (~failed & ~fresh).astype(it.dtype)
-            return z, state, it + step, evals, failed
+            # Relative decrease of this iteration; below rtol the solve has stalled.
+            flat = ~fresh & ~failed & ((value - new_value) <= rtol * jnp.abs(value))
+            return z, state, it + step, evals, failed | flat
 
         def cond(carry):
-            _, state, it, _, failed = carry
+            _, state, it, _, done = carry
             fresh = ~jnp.isfinite(optax.tree.get(state, "value"))
             grad_norm = optax.tree.norm(optax.tree.get(state, "grad"))
-            return (fresh | ((it < stop) & (grad_norm > tol))) & ~failed
+            return (fresh | ((it < stop) & (grad_norm > tol))) & ~done
 
         init_carry = (z, state, jnp.asarray(start, jnp.int32), jnp.zeros((), jnp.int32), False)
-        z, state, it, evals, failed = jax.lax.while_loop(cond, body, init_carry)
-        return z, _strong(state), it, evals, optax.tree.get(state, "value"), failed
+        z, state, it, evals, done = jax.lax.while_loop(cond, body, init_carry)
+        return z, _strong(state), it, evals, optax.tree.get(state, "value"), done
 
     return jax.jit(init), jax.jit(run)
 
@@ -329,6 +336,7 @@ def minimize(
     memory_size: int = 10,
     max_linesearch_steps: int = 20,
     tol: float = 0.0,
+    rtol: float = 0.0,
     label: str = "",
     log: Callable[[str], None] | None = print,
 ) -> tuple[jax.Array, SolveInfo]:
@@ -344,7 +352,8 @@ def minimize(
       chunk: iterations per jitted call; the loss is reported after each.
       memory_size: L-BFGS history length.
       max_linesearch_steps: zoom line search limit per iteration.
-      tol: stop once the gradient norm (w.r.t. the logits) is at most tol.
+      tol: stop once the gradient norm is at most tol.
+      rtol: stop once one iteration lowers the loss by at most rtol of its value.
       label: prefix of the progress lines.
       log: progress printer, or None for silence.
 
@@ -355,7 +364,7 @@ def minimize(
     init_fn, run_fn = _chunk_runner(loss_fn, memory_size, max_linesearch_steps)
     z, state = init_fn(init_image)
     # start = stop = 0: only the priming evaluation of the loss and gradient at z.
-    z, state, _, evals, value, _ = run_fn(z, state, aux, 0, 0, tol)
+    z, state, _, evals, value, _ = run_fn(z, state, aux, 0, 0, tol, rtol)
     info = SolveInfo(evaluations=int(evals))
     info.losses.append(float(value))
     if log:
@@ -363,7 +372,7 @@ def minimize(
     it = 0
     while it < iterations:
         stop = min(it + chunk, iterations)
-        z, state, new_it, evals, value, failed = run_fn(z, state, aux, it, stop, tol)
+        z, state, new_it, evals, value, done = run_fn(z, state, aux, it, stop, tol, rtol)
         new_it = int(new_it)
         info.evaluations += int(evals)
         info.losses.append(float(value))
@@ -374,23 +383,16 @@ def minimize(
                 f"evals {info.evaluations}  {elapsed:.1f}s"
             )
         it = new_it
-        if it < stop or bool(failed):  # converged, or the line search could not improve
+        if it < stop or bool(done):  # converged, stalled, or the line search failed
             break
     info.iterations = it
     info.seconds = time.perf_counter() - start_time
-    return _sigmoid(z), info
+    return _clip01(z), info
 
 
-_sigmoid = jax.jit(jax.nn.sigmoid)
+_clip01 = jax.jit(lambda x: jnp.clip(x, 0.0, 1.0))
 
 
-def layer_shapes(
-    net: nnx.Module, size: tuple[int, int], layers: Sequence[str]
-) -> dict[str, tuple[int, ...]]:
-    """NHWC shapes of net's layers for a 1 x h x w x 3 input, without computing them."""
-    graph, state = nnx.split(net)
-
-    def features(state):
-        return nnx.merge(graph, state)(jnp.zeros((1, *size, 3), jnp.float32), layers)
-
-    return {k: v.shape for k, v in jax.eval_shape(features, state).items()}
+def range_penalty(image: jax.Array) -> jax.Array:
+    """Mean squared excursion of image outside [0, 1] (0 inside the range)."""
+    return jnp.mean(jnp.square(jax.nn.relu(image - 1.0)) + jnp.square(jax.nn.relu(-image)))

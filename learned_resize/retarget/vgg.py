@@ -143,3 +143,15 @@ class VGG(nnx.Module):
             if name in wanted:
                 features[name] = x
         return features
+
+
+def layer_shapes(
+    net: VGG, size: tuple[int, int], layers: Sequence[str]
+) -> dict[str, tuple[int, ...]]:
+    """NHWC shapes of net's layers for a 1 x h x w x 3 input, without computing them."""
+    graph, state = nnx.split(net)
+
+    def features(state):
+        return nnx.merge(graph, state)(jnp.zeros((1, *size, 3), jnp.float32), layers)
+
+    return {k: v.shape for k, v in jax.eval_shape(features, state).items()}

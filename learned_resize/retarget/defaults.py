@@ -1,0 +1,67 @@
+"""Default retargeting settings (`get_config`), one documented field each.
+
+Tuned, where tuned at all, on scikit-image's photos only (the tuning set of
+`photos.py`): the mask threshold against the subject boxes, the regulariser weights
+earlier on the astronaut. Set a priori, not tuned: reconstruction down to conv4_1 (the
+paper reconstructs from deep layers), rtol 1e-3 and the (40, 20) caps. The held-out
+photos never choose a default.
+"""
+
+import ml_collections
+
+from learned_resize.retarget import mask as mask_lib
+from learned_resize.retarget import operators
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Default retargeting settings; every field is documented inline."""
+    c = ml_collections.ConfigDict()
+    # Feature-space operator: 'seam' (content-aware), 'uniform' or 'crop'.
+    c.operator = "seam"
+    # Seams are decided on the image scaled by 1/plan_stride (4 = the conv3 grid); a
+    # coarse decision, spread smoothly over the finer layers, avoids pixel-seam jaggies.
+    c.plan_stride = 4
+    c.mask = ml_collections.ConfigDict()
+    c.mask.layers = mask_lib.DEFAULT_LAYERS  # deepest VGG-19 layers whose energy marks objects
+    c.mask.threshold = mask_lib.DEFAULT_THRESHOLD  # on the energy normalised by its maximum
+    # The mask is computed on the image scaled to this longer side: deep VGG units
+    # respond to objects at about ImageNet scale, and on a 512-px astronaut block 5
+    # marked only parts (4% of the image) where at 256 px it marks face and suit (16%).
+    c.mask.image_side = 256
+    c.mask.open_size = 3  # morphological opening square (grid cells), 1 = off
+    c.mask.close_size = 3  # morphological closing square, 1 = off
+    c.mask.bonus = operators.MASK_BONUS  # seam energy added inside the mask
+    # When some row has fewer unmasked columns than the reduction, carve seams up to the
+    # mask and crop the rest around it (one printed line) instead of cutting the mask.
+    c.mask.fallback = True
+    # Reconstruction term: VGG-19 layers compared with their retargeted maps, weights.
+    # Down to conv4_1 (stride 8), as the paper reconstructs from deep layers.
+    c.rec_layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1")
+    c.rec_weights = (0.5, 1.0, 1.0, 1.0)
+    # Perceptual term: VGG-16 layers of the output compared with those of the input
+    # warped by the same plan ('plan'), or of the linearly scaled input ('uniform', which
+    # pulls towards the squeezed layout).
+    c.perc_target = "plan"
+    c.perc_layers = ("conv4_2",)
+    c.perc_weights = (1.0,)
+    c.perc_scale = 0.5  # VGG-16 sees the output at this scale (a quarter of the cost)
+    c.alpha = 1.0  # reconstruction weight
+    c.beta = 0.05  # perceptual weight (0 skips VGG-16 entirely)
+    c.gamma = 1.0  # regulariser weight
+    c.tv_weight = 10.0  # squared total variation (pixels in [0, 1])
+    c.stats_weight = 1.0  # per-channel mean/std prior
+    # Reference statistics for the prior: 'input' (the photo's own) or 'imagenet'.
+    c.stats = "input"
+    # Start of the first scale: 'plan' (the input warped by the plan: every pixel starts
+    # where the plan puts it) or 'uniform' (the linearly scaled input).
+    c.init = "plan"
+    # Coarse to fine: output scales and the most L-BFGS iterations spent at each; a
+    # scale stops early once an iteration lowers the loss by less than rtol of it.
+    c.scales = (0.5, 1.0)
+    c.iterations = (40, 20)
+    c.rtol = 1e-3
+    c.chunk = 10  # iterations between progress lines
+    c.memory_size = 10  # L-BFGS history
+    c.max_linesearch_steps = 20
+    c.tol = 0.0  # stop a scale early when the gradient norm falls below this
+    return c

@@ -1,0 +1,97 @@
+"""Retargeting quality scores that do not reuse the method's own mask.
+
+* `subject_ncc`: the hand-marked subject box of the input, as a template, against the
+  output: the best normalised cross-correlation over all placements (skimage's
+  `match_template`), the template downscaled (aspect kept) only when it cannot fit.
+  1 = the subject is in the output unchanged; squeezing, cutting or ghosting lower it.
+* `artifact_score`: blobs and ghosting are output content found nowhere in the
+  input. Both are low-passed (antialiased halving); every 8x8 patch of the output's
+  low-pass is matched to its nearest patch of the input's low-pass (or of the input
+  uniformly scaled to the output's size, so plain squeezing is not an artifact); the
+  score is the worst patch's RMS distance x 100 (pixels in [0, 1]). 0 = every part
+  of the output looks like some part of the input.
+* `bidirectional_scores`: completeness / coherence (Simakov et al.) in VGG-16 conv3_3
+  feature space, 0-100, 100 = perfect.
+* `mask_box_agreement`: recall and precision of an importance mask against the box.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import skimage.feature
+
+from learned_resize.retarget import api, operators
+from learned_resize.retarget import mask as mask_lib
+
+_SCORE_LAYER = "conv3_3"
+_PATCH = 8
+
+
+def subject_ncc(image: np.ndarray, box, out: np.ndarray) -> float:
+    """Best NCC of image's box (x0, y0, x1, y1) over all placements in out (both [., ., 3])."""
+    x0, y0, x1, y1 = box
+    template = np.asarray(image, np.float32)[y0:y1, x0:x1]
+    out = np.asarray(out, np.float32)
+    th, tw = template.shape[:2]
+    factor = min(1.0, out.shape[0] / th, out.shape[1] / tw)
+    if factor < 1.0:
+        size = (max(1, int(th * factor)), max(1, int(tw * factor)))
+        template = np.asarray(operators.uniform_scale(jnp.asarray(template)[None], size)[0])
+    return float(np.max(skimage.feature.match_template(out, template)))
+
+
+def _low_pass(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    size = (max(_PATCH, h // 2), max(_PATCH, w // 2))
+    return np.asarray(operators.uniform_scale(jnp.asarray(image, jnp.float32)[None], size)[0])
+
+
+def _patches(image: np.ndarray, stride: int) -> np.ndarray:
+    windows = np.lib.stride_tricks.sliding_window_view(image, (_PATCH, _PATCH), axis=(0, 1))
+    return windows[::stride, ::stride].reshape(-1, _PATCH * _PATCH * image.shape[2])
+
+
+def artifact_score(image: np.ndarray, out: np.ndarray) -> float:
+    """Worst output patch's distance to the input's patches (see module docstring)."""
+    image, out = np.asarray(image, np.float32), np.asarray(out, np.float32)
+    squeezed = np.asarray(operators.uniform_scale(jnp.asarray(image)[None], out.shape[:2])[0])
+    bank = np.concatenate([_patches(_low_pass(image), 2), _patches(_low_pass(squeezed), 2)])
+    query = _patches(_low_pass(out), 2)
+    bank, query = bank.astype(np.float64), query.astype(np.float64)
+    sq_b, sq_q = np.sum(bank**2, 1), np.sum(query**2, 1)
+    nearest = np.full(len(query), np.inf)
+    for i in range(0, len(bank), 4096):  # bounded memory
+        part = slice(i, i + 4096)
+        dist = sq_q[:, None] + sq_b[None, part] - 2.0 * query @ bank[part].T
+        nearest = np.minimum(nearest, dist.min(axis=1))
+    rms = np.sqrt(np.maximum(nearest, 0.0) / query.shape[1])
+    return float(100.0 * rms.max())
+
+
+def _features(vgg16, image: np.ndarray) -> np.ndarray:
+    x = jnp.asarray(image, jnp.float32)[None]
+    return np.asarray(api.features(vgg16, x, (_SCORE_LAYER,))[_SCORE_LAYER][0])
+
+
+def bidirectional_scores(vgg16, image: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+    """(complete, coherent), 0-100, of out against image in VGG-16 conv3_3 space."""
+    f_in = _features(vgg16, image).reshape(-1, 256).astype(np.float64)
+    f_out = _features(vgg16, out).reshape(-1, 256).astype(np.float64)
+    sq_in, sq_out = np.sum(f_in**2, 1), np.sum(f_out**2, 1)
+    dist = np.maximum(sq_in[:, None] + sq_out[None, :] - 2.0 * f_in @ f_out.T, 0.0)
+    complete = 1.0 - dist.min(axis=1).mean() / sq_in.mean()
+    coherent = 1.0 - dist.min(axis=0).mean() / sq_out.mean()
+    return 100.0 * max(0.0, complete), 100.0 * max(0.0, coherent)
+
+
+def mask_box_agreement(mask: np.ndarray, box, size: tuple[int, int]) -> tuple[float, float]:
+    """(recall, precision) of mask [h_m, w_m] (any grid) against box on an image of size."""
+    m = mask_lib.resize_mask(jnp.asarray(mask, jnp.float32)[None], size)[0]
+    m = np.asarray(jax.device_get(m)) > 0.5
+    x0, y0, x1, y1 = box
+    inside = np.zeros(size, bool)
+    inside[y0:y1, x0:x1] = True
+    hit = np.sum(m & inside)
+    recall = hit / max(1, inside.sum())
+    precision = hit / m.sum() if m.any() else float("nan")
+    return float(recall), float(precision)
