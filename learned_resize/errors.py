@@ -59,25 +59,69 @@ def exit_with(exc: BaseException, status: int) -> None:
         traceback.print_exception(exc)
     print(one_line(exc), file=sys.stderr, flush=True)
     sys.stdout.flush()
+    _drain_stderr()
     os._exit(status)
 
 
 def exit_quietly(status: int) -> None:
     """Ends the process with `status` at once, streams flushed (see exit_with)."""
     sys.stdout.flush()
-    sys.stderr.flush()
+    _drain_stderr()
     os._exit(status)
 
 
+_NOISE = "RuntimeError: Event loop is closed"
+_stderr_fd = None  # the real stderr once quiet_background_noise() has run
+_filter_thread = None
+
+
+def _filter_stderr(read_fd: int, out_fd: int) -> None:
+    """Copies lines from `read_fd` to `out_fd`, dropping every traceback whose last line
+    is _NOISE (a traceback: 'Traceback ...', indented lines, then its exception line)."""
+    block: list[bytes] = []
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        for line in iter(pipe.readline, b""):
+            if block or line.startswith(b"Traceback (most recent call last):"):
+                block.append(line)
+                if line[:1] in (b" ", b"\t") or len(block) == 1:
+                    continue
+                if line.decode(errors="replace").strip() != _NOISE:
+                    os.write(out_fd, b"".join(block))
+                block = []
+                continue
+            os.write(out_fd, line)
+    if block:
+        os.write(out_fd, b"".join(block))
+
+
 def quiet_background_noise() -> None:
-    """Drops one known message from background threads: after a failed asynchronous
-    checkpoint write, tensorstore's callbacks into Orbax's closed event loop print
-    `RuntimeError: Event loop is closed` tracebacks by the hundred. The run itself
-    reports the failure as one `error:` line; every other exception still prints."""
+    """Drops one known message: after a failed asynchronous checkpoint write,
+    tensorstore's callbacks into Orbax's closed event loop print `RuntimeError: Event
+    loop is closed` tracebacks by the hundred (from C++, with PyErr_Print, so only a
+    filter on the stderr file descriptor catches them). The run reports the failure
+    itself as one `error:` line; everything else written to stderr passes unchanged."""
+    global _stderr_fd, _filter_thread
+    if _stderr_fd is not None:
+        return
+    import atexit
+    import threading
 
-    def hook(exc_type, exc, tb, default=sys.excepthook):
-        if exc_type is RuntimeError and str(exc) == "Event loop is closed":
-            return
-        default(exc_type, exc, tb)
+    sys.stderr.flush()
+    _stderr_fd = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    _filter_thread = threading.Thread(
+        target=_filter_stderr, args=(read_fd, _stderr_fd), daemon=True, name="stderr-filter"
+    )
+    _filter_thread.start()
+    atexit.register(_drain_stderr)
 
-    sys.excepthook = hook
+
+def _drain_stderr() -> None:
+    """Closes the filtered stderr and waits until everything written to it is out."""
+    if _filter_thread is None:
+        return
+    sys.stderr.flush()
+    os.dup2(_stderr_fd, 2)  # the pipe's last writer is gone: the filter reads to the end
+    _filter_thread.join(timeout=2)  # (a child still holding stderr: don't wait for it)

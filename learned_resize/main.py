@@ -158,7 +158,6 @@ def main(argv):
 
 def run() -> None:
     _WATCHER.install()
-    errors.quiet_background_noise()
     # Before anything allocates: XLA:CPU's buffers under tcmalloc (see host_allocator.py).
     # The re-exec resets signal handlers but keeps blocked signals pending: SIGTERM is
     # blocked across it and delivered to the new image's handler once unblocked.
@@ -168,6 +167,7 @@ def run() -> None:
     if not _WATCHER.signalled():  # (one that came already would be lost with this image)
         host_allocator.reexec_under_tcmalloc()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    errors.quiet_background_noise()  # after the re-exec: it puts a pipe behind stderr
     import jax
 
     jax.config.config_with_absl()  # --jax_debug_nans and friends

@@ -281,6 +281,7 @@ def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps
         stop = watcher.requested(step, manager)
         if step % config.checkpoint_every_steps == 0 or step == num_steps or stop:
             _save(steps, manager, step, state, meta, logger, force=stop or step == num_steps)
+            writer.flush()  # metrics up to a checkpoint are kept (a bucket's file is rewritten)
         if stop:
             checkpoints.wait(manager)
             raise errors.Preempted(f"preempted: saved a checkpoint at step {step}")

@@ -1,6 +1,6 @@
 """Mixed precision: config.model.dtype='bfloat16' computes in bf16, keeps f32 params and BN stats.
 
-The learned resizer + ResNet-18 take one Trainer step in float32 and in bfloat16
+The learned resizer + ResNet-18 take one train step in float32 and in bfloat16
 from the same initial parameters and batch. The bf16 step must really run its
 convolutions in bf16 (read from the traced program), leave every parameter, BN
 statistic and optimiser leaf in float32, and agree with the f32 step to bf16
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType
 
-from learned_resize import checkpoints, config_lib, imagenet_recipe, parallel, train
+from learned_resize import checkpoints, config_lib, imagenet_recipe, parallel
+from learned_resize import steps as steps_lib
 
 BATCH = 32
 # XLA:CPU's backend optimisation level 0: about half the compile time of a program that
@@ -94,7 +95,7 @@ def steps():
     )
     out = {}
     for dtype in ("float32", "bfloat16"):
-        trainer = train.Trainer(_config(dtype), mesh, steps_per_epoch=10)
+        trainer = steps_lib.Steps(_config(dtype), mesh, steps_per_epoch=10, num_steps=10)
         key = jax.random.key(0)
         state, rest = trainer.init.lower(key).compile(compiler_options=FAST_COMPILE)(key)
         batch = parallel.global_batch(_batch(), mesh)

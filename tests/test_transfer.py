@@ -17,6 +17,7 @@ import pytest
 from test_train import tiny_config
 
 from learned_resize import checkpoints, parallel, train
+from learned_resize import steps as steps_lib
 
 
 def _tiny(small_fmnist, **overrides):
@@ -35,7 +36,7 @@ def _equal(a, b) -> bool:
 
 
 def _initial_state(config, workdir):
-    trainer = train.Trainer(config, parallel.create_mesh(), steps_per_epoch=6)
+    trainer = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=6, num_steps=6)
     manager = checkpoints.create_manager(workdir, config)
     state, _, start = train.initialise(trainer, manager, config)
     assert start == 0
