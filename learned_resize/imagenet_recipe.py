@@ -30,6 +30,10 @@ other run's resizer,
 
 The classifier then comes from this workdir's `baseline`, the resizer from the other
 run (same n and r), and both are fine-tuned jointly.
+
+Where this recipe departs from the paper (learning rate per 256 images, warm-up, weight
+decay, epochs, softmax cross-entropy, bf16, the baseline's input resize), and why: the
+README's "Departures from the paper"; tests/test_optim.py pins every value.
 """
 
 import ml_collections
