@@ -100,7 +100,7 @@ class MetricWriter:
         path = self.workdir / "images" / f"{name}_{step:07d}.png"
         workdir_lib.write_png(path, image)
         self._tb.add_image(name, image, int(step), dataformats="HWC")
-        return path
+        return str(path)
 
     def flush(self) -> None:
         if not self.enabled or self._tb is None:

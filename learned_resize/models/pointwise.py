@@ -43,8 +43,10 @@ class Conv(nnx.Conv):
         )
 
     def __call__(self, inputs, out_sharding=None):
-        if out_sharding is not None or not self._is_pointwise(inputs):
+        if out_sharding is not None:  # (flax < 0.12.3's Conv has no such argument)
             return super().__call__(inputs, out_sharding=out_sharding)
+        if not self._is_pointwise(inputs):
+            return super().__call__(inputs)
         sh, sw = _pairs(self.strides, 1)
         if (sh, sw) != (1, 1):
             inputs = inputs[:, ::sh, ::sw, :]  # ceil(H / s) rows, as SAME / VALID give for k=1.
