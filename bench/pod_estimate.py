@@ -33,20 +33,21 @@ import PIL.Image
 from flax import nnx
 
 from learned_resize import (
+    cli,
     config_lib,
     data_sources,
-    imagenet_recipe,
+    flops_report,
     input_pipeline,
     models,
     parallel,
     resizers,
     train,
 )
-from learned_resize.flops import xla_flops
+from learned_resize.flops import IMAGENET_CONFIG, xla_flops
 
 V4_PEAK_TFLOPS = 275.0  # bf16 per chip (Google's published TPU v4 figure)
-NUM_TRAIN_IMAGES = imagenet_recipe.NUM_TRAIN_IMAGES
-NUM_EVAL_IMAGES = imagenet_recipe.NUM_EVAL_IMAGES
+NUM_TRAIN_IMAGES = flops_report.NUM_TRAIN_IMAGES
+NUM_EVAL_IMAGES = flops_report.NUM_EVAL_IMAGES
 HOSTS = 4  # of a v4-32 slice
 HOST_CPUS = 240  # vCPUs of a TPU v4 host VM
 
@@ -104,7 +105,7 @@ def input_seconds_per_image(size: int, n: int = 100) -> float:
 
 
 def recipe_stages():
-    config = imagenet_recipe.imagenet_config("resnet50")  # = configs/imagenet_resnet50.py
+    config = cli.load_config(f"{IMAGENET_CONFIG}:resnet50")
     return {name: c for name, _, c in config_lib.stage_configs(config, "/unused")}
 
 

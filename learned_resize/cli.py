@@ -59,7 +59,7 @@ def _config_path(argv) -> str | None:
     return found
 
 
-def _load_config(spec: str):
+def load_config(spec: str):
     """Loads `path[:arg]` like config_flags does; UserError if it cannot."""
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
@@ -105,7 +105,7 @@ def explain_flag_error(argv, exc: BaseException) -> errors.UserError:
 
     spec = _config_path(argv)
     if spec is not None:
-        config = _load_config(spec)
+        config = load_config(spec)
         for key in cli_config_keys(argv):
             if not _has_key(config, key):
                 return errors.UserError(config_lib.unknown_key_message(key, config))

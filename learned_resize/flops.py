@@ -25,7 +25,7 @@ figure), and the n=16, r=1 resizer 448 -> 224 adds 0.988 GMACs (2 x 0.988 = 1.98
 elementwise work.
 
 With `--estimate` (the default) it also prints the training time of each backbone's
-two-stage ImageNet recipe (`learned_resize.imagenet_recipe`) on a TPU v4-8 and on
+two-stage ImageNet recipe (`configs/imagenet.py`) on a TPU v4-8 and on
 8 A100s, estimated as 3 x XLA forward FLOPs per training image (forward + backward),
 epochs x 1,281,167 images, at 40-50% model FLOPs utilisation (MFU) of the chips'
 dense bf16 peak (v4: 275 TFLOP/s per chip, 4 chips in a v4-8; A100: 312 TFLOP/s).
@@ -40,6 +40,7 @@ crop that many JPEGs per second. Pass `--mfu=0.15,0.25` for a cautious range.
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 
 import jax
@@ -48,9 +49,13 @@ import ml_collections
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import flops_report, imagenet_recipe, models, resizers
+from learned_resize import cli, flops_report, models, resizers
 from learned_resize.models import resized
 
+# The recipe's config file (the checkout's; the flops tool runs from a checkout).
+IMAGENET_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "imagenet.py"
+)
 # The backbones of the paper (and EfficientNet-B0, which it mentions), plus ResNet-18.
 DEFAULT_BACKBONES = (
     "resnet18",
@@ -188,7 +193,8 @@ def stage_config(
     dtype: str = "bfloat16",
 ) -> ml_collections.ConfigDict:
     """The ImageNet recipe's model for one stage: bilinear (baseline) or learned."""
-    config = imagenet_recipe.imagenet_config(backbone, image_size=output_size)
+    config = cli.load_config(f"{IMAGENET_CONFIG}:{backbone}")
+    config.input_size = (output_size, output_size)
     config.model.dtype = dtype
     config.resizer.output_size = (output_size, output_size)
     if learned:
@@ -295,7 +301,7 @@ def main(argv, flag):
     if note:
         print("\n" + note)
     if flag["estimate"].value:
-        defaults = imagenet_recipe.imagenet_config("resnet50")
+        defaults = cli.load_config(f"{IMAGENET_CONFIG}:resnet50")
         epochs = (defaults.num_epochs, defaults.stages.learned.num_epochs)
         mfu = sorted(float(m) for m in flag["mfu"].value)
         mfu = (mfu[0], mfu[-1])
@@ -306,7 +312,7 @@ def main(argv, flag):
             f"\nEstimated ImageNet training time: baseline {epochs[0]:g} epochs at "
             f"{sizes['output_size']}, learned {epochs[1]:g} epochs at {sizes['input_size']}"
             f"->{sizes['output_size']}; {flops_report.TRAIN_FLOPS_PER_FORWARD:g} x XLA forward "
-            "FLOPs per image, {imagenet_recipe.NUM_TRAIN_IMAGES:,} images per epoch, "
+            f"FLOPs per image, {flops_report.NUM_TRAIN_IMAGES:,} images per epoch, "
             f"{mfu[1]:.0%}-{mfu[0]:.0%} of the bf16 peak ({peaks}):\n"
         )
         print(flops_report.estimate_table(costs, *epochs, mfu_range=mfu))

@@ -3,8 +3,6 @@ figures beside ours, and ImageNet training-time estimates (method: `flops.py`'s 
 
 import dataclasses
 
-from learned_resize import imagenet_recipe
-
 # The paper's reported DenseNet-121 forward cost (GFLOPs) at 224, and with the learned
 # resizer 448 -> 224.
 PAPER_DENSENET121_GFLOPS = (5.67, 7.65)
@@ -23,13 +21,13 @@ ACCELERATORS = (
 )
 MFU_RANGE = (0.4, 0.5)
 TRAIN_FLOPS_PER_FORWARD = 3.0  # backward ~ 2x forward
+NUM_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 train and validation set sizes
+NUM_EVAL_IMAGES = 50_000
 
 
 def train_hours(forward_gflops: float, epochs: float, accelerator: Accelerator, mfu: float):
     """Hours to train `epochs` ImageNet epochs at `mfu` of the accelerator's bf16 peak."""
-    flops = (
-        TRAIN_FLOPS_PER_FORWARD * forward_gflops * 1e9 * epochs * imagenet_recipe.NUM_TRAIN_IMAGES
-    )
+    flops = TRAIN_FLOPS_PER_FORWARD * forward_gflops * 1e9 * epochs * NUM_TRAIN_IMAGES
     return flops / (accelerator.chips * accelerator.peak_tflops * 1e12 * mfu) / 3600
 
 

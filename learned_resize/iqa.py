@@ -1,6 +1,6 @@
 """Image quality assessment: score head, EMD loss and the AVA evaluation metrics.
 
-The IQA setting of the learned-resizer paper (PAPERS.md, part A) follows NIMA: a
+The IQA setting of the learned-resizer paper (docs/PAPERS.md, part A) follows NIMA: a
 backbone's pooled features go through dropout and a dense layer to a softmax over
 the ten score bins 1..10, trained with the Earth Mover's Distance between the
 predicted and the voted score distributions,

@@ -1,7 +1,7 @@
 """Resizers placed in front of a classifier: fixed kernels and the learned CNN.
 
 The learned resizer is the network of Talebi & Milanfar, "Learning to Resize Images
-for Computer Vision Tasks" (ICCV 2021); see part A of PAPERS.md. Every resizer maps
+for Computer Vision Tasks" (ICCV 2021); see part A of docs/PAPERS.md. Every resizer maps
 a float NHWC batch to `[N, h, w, C]` and is differentiable with respect to its input,
 so it can be trained jointly with the network behind it. The fixed resampling lives
 in `resampling.py`, the CPU formulation of the few-channel output convolution in

@@ -24,7 +24,8 @@ import pytest
 import tensorflow_datasets as tfds
 from jax.sharding import AxisType
 
-from learned_resize import checkpoints, config_lib, imagenet_recipe, input_pipeline, parallel
+from configs import imagenet
+from learned_resize import checkpoints, config_lib, input_pipeline, parallel
 from learned_resize import steps as steps_lib
 
 BATCH = 8
@@ -62,7 +63,7 @@ def mock_imagenet():
 
 
 def _config(model_name):
-    config = imagenet_recipe.imagenet_config(model_name)
+    config = imagenet.get_config(model_name)
     config.input_size = (INPUT, INPUT)
     config.resizer.kind = "learned"
     config.resizer.output_size = (OUTPUT, OUTPUT)

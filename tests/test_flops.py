@@ -31,7 +31,7 @@ def test_one_convolution_by_hand():
 def test_resizer_size_and_cost_match_the_paper():
     cost = flops.resizer_cost(448, 224)  # n=16, r=1
     n = 16
-    # Conv kernels alone: 11.87k in the paper's Table 2 (PAPERS.md).
+    # Conv kernels alone: 11.87k in the paper's Table 2 (docs/PAPERS.md).
     kernels = 7 * 7 * 3 * n + n * n + 2 * 9 * n * n + 9 * n * n + 7 * 7 * n * 3
     assert kernels == 11_872
     biases_and_bn = (n + n + 3) + 4 * 2 * n  # conv biases; 4 BatchNorms' scale and bias

@@ -2,7 +2,7 @@
 
 The learned resizer + ResNet-18 take one train step in float32 and in bfloat16
 from the same initial parameters and batch. The bf16 step must really run its
-convolutions in bf16 (read from the traced program), leave every parameter, BN
+convolutions and matrix products in bf16 (read from the traced program), leave every parameter, BN
 statistic and optimiser leaf in float32, and agree with the f32 step to bf16
 accuracy.
 """
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType
 
-from learned_resize import checkpoints, config_lib, imagenet_recipe, parallel
+from configs import imagenet
+from learned_resize import checkpoints, config_lib, parallel
 from learned_resize import steps as steps_lib
 
 BATCH = 32
@@ -23,7 +24,7 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def _config(dtype):
-    config = imagenet_recipe.imagenet_config("resnet18")
+    config = imagenet.get_config("resnet18")
     config.input_size = (48, 48)
     config.resizer.kind = "learned"
     config.resizer.output_size = (32, 32)
@@ -52,14 +53,21 @@ def _batch():
     }
 
 
-def _conv_input_dtypes(trainer, state, batch, rest) -> list:
-    """dtypes of the image operand of every convolution in the traced train step."""
+# The primitives that do a network's multiply-adds: convolutions, and the matrix products
+# of dense layers and of 1x1 convolutions (models/pointwise.py, the resizer's CPU out_conv).
+PRODUCTS = ("conv_general_dilated", "dot_general")
+
+
+def _product_operand_dtypes(trainer, state, batch, rest) -> list:
+    """(primitive, lhs dtype, rhs dtype, lhs shape) of every convolution and matrix product
+    in the traced train step (forward and backward, inside every nested jaxpr)."""
     dtypes = []
 
     def walk(jaxpr):
         for eqn in jaxpr.eqns:
-            if eqn.primitive.name == "conv_general_dilated":
-                dtypes.append(eqn.invars[0].aval.dtype)
+            if eqn.primitive.name in PRODUCTS:
+                lhs, rhs = (v.aval for v in eqn.invars[:2])
+                dtypes.append((eqn.primitive.name, lhs.dtype, rhs.dtype, lhs.shape))
             for value in eqn.params.values():
                 for sub in value if isinstance(value, (list, tuple)) else [value]:
                     if isinstance(sub, jax.extend.core.ClosedJaxpr):
@@ -99,7 +107,7 @@ def steps():
         key = jax.random.key(0)
         state, rest = trainer.init.lower(key).compile(compiler_options=FAST_COMPILE)(key)
         batch = parallel.global_batch(_batch(), mesh)
-        convs = _conv_input_dtypes(trainer, state, batch, rest)
+        convs = _product_operand_dtypes(trainer, state, batch, rest)
         before = jax.device_get(state)
         step = trainer.train_step.lower(state, batch, rest).compile(compiler_options=FAST_COMPILE)
         new_state, metrics = step(state, batch, rest)
@@ -112,11 +120,19 @@ def steps():
 
 
 def test_bf16_step_computes_in_bf16(steps):
-    f32_convs, bf16_convs = steps["float32"][3], steps["bfloat16"][3]
-    assert f32_convs and set(f32_convs) == {jnp.dtype(jnp.float32)}
-    # Forward and backward: every convolution of the resizer and of ResNet-18 in bf16.
-    assert len(bf16_convs) == len(f32_convs)
-    assert set(bf16_convs) == {jnp.dtype(jnp.bfloat16)}
+    f32_products, bf16_products = steps["float32"][3], steps["bfloat16"][3]
+    kinds = lambda products: sorted({p for p, *_ in products})
+    # Both kinds are there: 7x7/3x3 convolutions and matrix products (the 1x1 convolutions
+    # of the resizer and of ResNet-18's shortcuts, the classifier's dense layer).
+    assert kinds(f32_products) == kinds(bf16_products) == sorted(PRODUCTS)
+    f32 = {(p, lhs, rhs) for p, lhs, rhs, _ in f32_products}
+    assert {(lhs, rhs) for _, lhs, rhs in f32} == {(jnp.dtype(jnp.float32),) * 2}
+    # Forward and backward: every convolution and every matrix product of the resizer and
+    # of ResNet-18 in bf16, both operands, and none left out or added.
+    assert [(p, s) for p, _, _, s in bf16_products] == [(p, s) for p, _, _, s in f32_products]
+    bf16 = jnp.dtype(jnp.bfloat16)
+    not_bf16 = [(p, lhs, rhs, s) for p, lhs, rhs, s in bf16_products if (lhs, rhs) != (bf16, bf16)]
+    assert not not_bf16
 
 
 def test_bf16_keeps_f32_params_stats_and_optimizer_state(steps):

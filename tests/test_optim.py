@@ -1,6 +1,7 @@
 """The optimizer and schedule against hand-computed values, and the recipe's numbers pinned
-to the paper (PAPERS.md, part A) or to the README's list of departures."""
+to the paper (docs/PAPERS.md, part A) or to the README's list of departures."""
 
+import glob
 import math
 import os
 
@@ -9,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learned_resize import config_lib, imagenet_recipe, optim
+from configs import imagenet
+from learned_resize import cli, config_lib, optim
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,8 +101,8 @@ def test_total_steps_from_epochs():
 
 
 def test_recipe_values_are_the_papers_or_listed_departures():
-    """PAPERS.md part A; departures are in the README's "Departures from the paper"."""
-    c = imagenet_recipe.imagenet_config("resnet50")
+    """docs/PAPERS.md part A; departures are in the README's "Departures from the paper"."""
+    c = imagenet.get_config("resnet50")
     stages = dict((n, s) for n, _, s in config_lib.stage_configs(c, "/w"))
     base, learned = stages["baseline"], stages["learned"]
     # The paper's figures.
@@ -121,3 +123,15 @@ def test_recipe_values_are_the_papers_or_listed_departures():
     assert (base.num_epochs, learned.num_epochs) == (90.0, 20.0)
     readme = open(os.path.join(REPO, "README.md")).read()
     assert "## Departures from the paper" in readme
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "imagenet_*.py"))))
+def test_imagenet_backbone_files_are_the_recipe_for_their_backbone(path):
+    """configs/imagenet_<backbone>.py (the user's --config=PATH) is imagenet.py:<backbone>."""
+    backbone = os.path.basename(path)[len("imagenet_") : -len(".py")]
+    from_file = cli.load_config(path)  # as main.py's --config=PATH loads it
+    assert from_file.model.name == backbone
+    assert from_file.to_dict() == imagenet.get_config(backbone).to_dict()
+    assert (
+        from_file.to_dict() == cli.load_config(f"{REPO}/configs/imagenet.py:{backbone}").to_dict()
+    )
