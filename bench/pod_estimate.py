@@ -109,36 +109,8 @@ def recipe_stages():
     return {name: c for name, _, c in config_lib.stage_configs(config, "/unused")}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mfu", type=float, default=0.4, help="Assumed model FLOPs utilisation.")
-    parser.add_argument(
-        "--resizer_mfu", type=float, default=0.05, help="MFU of the resizer's 16-channel convs."
-    )
-    parser.add_argument("--chips", type=int, default=16, help="Chips in the slice (v4-32: 16).")
-    args = parser.parse_args()
-    if jax.device_count() != 1:
-        raise SystemExit("Run without simulated devices: the cost analysis must see one device.")
-
-    bf16 = jnp.bfloat16
-    r50 = forward_flops(
-        lambda: models.get_classifier("resnet50", 1000, rngs=nnx.Rngs(0), dtype=bf16),
-        (224, 224, 3),
-    )
-    resizer = forward_flops(
-        lambda: resizers.LearnedResizer(
-            (224, 224), 16, 1, antialias=False, dtype=bf16, rngs=nnx.Rngs(0)
-        ),
-        (448, 448, 3),
-    )
-    stages = recipe_stages()
-    peak = args.chips * V4_PEAK_TFLOPS * 1e12
-    print("Forward FLOPs per image (XLA cost analysis, bf16 compute, eval mode):\n")
-    print("| model | GFLOPs |\n|---|---:|")
-    print(f"| ResNet-50 at 224 | {r50 / 1e9:.2f} |")
-    print(f"| learned resizer 448 -> 224 (n=16, r=1) | {resizer / 1e9:.2f} |")
-    print(f"| resizer + ResNet-50 | {(r50 + resizer) / 1e9:.2f} |")
-
+def stage_rows(stages, args, peak, r50, resizer) -> list[dict]:
+    """Per stage: its FLOPs, the chips' and the hosts' images per second, and hours."""
     rows = []
     base_per_image = None
     for name, config in stages.items():
@@ -181,7 +153,11 @@ def main():
                 hours=hours,
             )
         )
+    return rows
 
+
+def print_rows(rows, args, peak) -> None:
+    """The estimate table of `stage_rows` and the total of both stages."""
     print(
         f"\nTrain step per image (forward + backward + update; XLA) and the v4-{2 * args.chips}"
         f" estimate: {args.chips} chips x {V4_PEAK_TFLOPS:g} TFLOP/s x MFU {args.mfu:.0%} = "
@@ -216,6 +192,40 @@ def main():
         f"\nBoth stages (the paper's accuracy): {totals[0]:.1f}-{totals[1]:.1f} h at MFU "
         f"{args.mfu:.0%} (resizer {args.resizer_mfu:.0%}), images/s = min(chips, hosts)."
     )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mfu", type=float, default=0.4, help="Assumed model FLOPs utilisation.")
+    parser.add_argument(
+        "--resizer_mfu", type=float, default=0.05, help="MFU of the resizer's 16-channel convs."
+    )
+    parser.add_argument("--chips", type=int, default=16, help="Chips in the slice (v4-32: 16).")
+    args = parser.parse_args()
+    if jax.device_count() != 1:
+        raise SystemExit("Run without simulated devices: the cost analysis must see one device.")
+
+    bf16 = jnp.bfloat16
+    r50 = forward_flops(
+        lambda: models.get_classifier("resnet50", 1000, rngs=nnx.Rngs(0), dtype=bf16),
+        (224, 224, 3),
+    )
+    resizer = forward_flops(
+        lambda: resizers.LearnedResizer(
+            (224, 224), 16, 1, antialias=False, dtype=bf16, rngs=nnx.Rngs(0)
+        ),
+        (448, 448, 3),
+    )
+    stages = recipe_stages()
+    peak = args.chips * V4_PEAK_TFLOPS * 1e12
+    print("Forward FLOPs per image (XLA cost analysis, bf16 compute, eval mode):\n")
+    print("| model | GFLOPs |\n|---|---:|")
+    print(f"| ResNet-50 at 224 | {r50 / 1e9:.2f} |")
+    print(f"| learned resizer 448 -> 224 (n=16, r=1) | {resizer / 1e9:.2f} |")
+    print(f"| resizer + ResNet-50 | {(r50 + resizer) / 1e9:.2f} |")
+
+    rows = stage_rows(stages, args, peak, r50, resizer)
+    print_rows(rows, args, peak)
 
 
 if __name__ == "__main__":

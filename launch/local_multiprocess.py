@@ -127,6 +127,56 @@ def _describe(code: int) -> str:
     return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
 
+def _start(main_args, num_processes, devices_per_process, port, log_dir, process_env, python, out):
+    """Starts the processes; process 0's output is streamed to `out` and its log."""
+    procs, logs, threads = [], [], []
+    for i in range(num_processes):
+        log_path = os.path.join(log_dir, f"process_{i}.log")
+        log_file = open(log_path, "w")
+        logs.append(log_path)
+        proc = subprocess.Popen(
+            child_command(python, main_args, num_processes, i, port),
+            env=child_env(os.environ, devices_per_process, process_env.get(i)),
+            stdout=subprocess.PIPE if i == 0 else log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # Own session: a terminal's Ctrl-C reaches only the launcher, which forwards SIGTERM.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        if i == 0:
+            thread = threading.Thread(target=_stream, args=(proc.stdout, log_file, out))
+            thread.start()
+            threads.append(thread)
+        procs.append(proc)
+    return procs, logs, threads
+
+
+def _wait(procs, timeout, out):
+    """Waits for every process; at the first failure (or the timeout) kills the rest.
+    Returns the index of the failed process, -1 for the timeout, None if all succeeded."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    failed = None
+    while any(p.poll() is None for p in procs):
+        failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+        if failed is not None:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"[launcher] timed out after {timeout:.0f} s.", file=out, flush=True)
+            failed = -1
+            break
+        time.sleep(0.2)
+    if failed is None:
+        failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
+    if failed is not None:
+        for p in procs:  # Survivors wait on collectives with the dead one forever.
+            if p.poll() is None:
+                p.kill()
+    for p in procs:
+        p.wait()
+    return failed
+
+
 def launch(
     main_args: list,
     *,
@@ -155,26 +205,9 @@ def launch(
         file=out,
         flush=True,
     )
-    procs, logs, threads = [], [], []
-    for i in range(num_processes):
-        log_path = os.path.join(log_dir, f"process_{i}.log")
-        log_file = open(log_path, "w")
-        logs.append(log_path)
-        proc = subprocess.Popen(
-            child_command(python, main_args, num_processes, i, port),
-            env=child_env(os.environ, devices_per_process, process_env.get(i)),
-            stdout=subprocess.PIPE if i == 0 else log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-            # Own session: a terminal's Ctrl-C reaches only the launcher, which forwards SIGTERM.
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        if i == 0:
-            thread = threading.Thread(target=_stream, args=(proc.stdout, log_file, out))
-            thread.start()
-            threads.append(thread)
-        procs.append(proc)
+    procs, logs, threads = _start(
+        main_args, num_processes, devices_per_process, port, log_dir, process_env, python, out
+    )
 
     interrupts = []
 
@@ -187,26 +220,8 @@ def launch(
                 p.send_signal(sig)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    deadline = None if timeout is None else time.monotonic() + timeout
-    failed = None
     try:
-        while any(p.poll() is None for p in procs):
-            failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
-            if failed is not None:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                print(f"[launcher] timed out after {timeout:.0f} s.", file=out, flush=True)
-                failed = -1
-                break
-            time.sleep(0.2)
-        if failed is None:
-            failed = next((i for i, p in enumerate(procs) if p.returncode != 0), None)
-        if failed is not None:
-            for p in procs:  # Survivors wait on collectives with the dead one forever.
-                if p.poll() is None:
-                    p.kill()
-        for p in procs:
-            p.wait()
+        failed = _wait(procs, timeout, out)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

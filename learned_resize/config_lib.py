@@ -21,33 +21,56 @@ SCHEDULES = ("constant", "cosine", "exponential")
 DTYPES = precision.DTYPES  # "auto": bfloat16 on TPUs and GPUs that compute it natively
 
 
+def data_defaults() -> ml_collections.ConfigDict:
+    """`config.data`: the dataset, its augmentation and the input pipeline."""
+    d = ml_collections.ConfigDict()
+    d.name = "fashion_mnist_local"
+    d.data_dir = ""  # '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    d.manual_dir = ""
+    d.train_split = "train"
+    d.eval_split = "test"
+    d.channels = 3
+    d.num_classes = 10
+    d.crop = "inception"  # 'inception' (random-resized crop) or 'none'
+    d.min_area = 0.08
+    d.flip = True
+    d.eval_crop_fraction = 0.875
+    d.num_workers = -1  # grain worker processes; -1: auto (input_pipeline.resolve_num_workers)
+    d.jpeg_draft = True  # decode JPEGs at a reduced DCT scale where the crop allows
+    d.prefetch = 2
+    # 'square': crops to input_size (the paper's); 'pad': keeps the aspect ratio, fits
+    # the image in input_size and pads with black (learned_resize/aspect_ratio.py).
+    d.aspect = "square"
+    # Per-channel normalisation applied on device to images scaled to [0, 1].
+    d.mean = (0.485, 0.456, 0.406)
+    d.std = (0.229, 0.224, 0.225)
+    return d
+
+
+def optim_defaults() -> ml_collections.ConfigDict:
+    """`config.optim`: SGD with momentum, the learning-rate schedule and the loss."""
+    d = ml_collections.ConfigDict()
+    d.learning_rate = 0.05  # for a batch of `reference_batch_size`; scaled linearly
+    d.reference_batch_size = 256
+    d.momentum = 0.9
+    d.nesterov = False
+    d.weight_decay = 0.0  # L2 on conv/dense kernels
+    d.schedule = "exponential"
+    d.decay_rate = 0.94
+    d.decay_epochs = 2.0
+    d.warmup_epochs = 0.0
+    d.label_smoothing = 0.1
+    d.grad_clip_norm = 0.0  # 0 disables clipping
+    return d
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Returns a config with every key the trainer reads, set to neutral defaults."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.task = "classification"
 
-    c.data = ml_collections.ConfigDict()
-    c.data.name = "fashion_mnist_local"
-    c.data.data_dir = ""  # '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
-    c.data.manual_dir = ""
-    c.data.train_split = "train"
-    c.data.eval_split = "test"
-    c.data.channels = 3
-    c.data.num_classes = 10
-    c.data.crop = "inception"  # 'inception' (random-resized crop) or 'none'
-    c.data.min_area = 0.08
-    c.data.flip = True
-    c.data.eval_crop_fraction = 0.875
-    c.data.num_workers = -1  # grain worker processes; -1: auto (input_pipeline.resolve_num_workers)
-    c.data.jpeg_draft = True  # decode JPEGs at a reduced DCT scale where the crop allows
-    c.data.prefetch = 2
-    # 'square': crops to input_size (the paper's); 'pad': keeps the aspect ratio, fits
-    # the image in input_size and pads with black (learned_resize/aspect_ratio.py).
-    c.data.aspect = "square"
-    # Per-channel normalisation applied on device to images scaled to [0, 1].
-    c.data.mean = (0.485, 0.456, 0.406)
-    c.data.std = (0.229, 0.224, 0.225)
+    c.data = data_defaults()
 
     # Size of the images the input pipeline produces = the resizer's input.
     c.input_size = (224, 224)
@@ -69,18 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "auto"
     c.model.head_dropout = 0.0  # IQA score head only
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.learning_rate = 0.05  # for a batch of `reference_batch_size`; scaled linearly
-    c.optim.reference_batch_size = 256
-    c.optim.momentum = 0.9
-    c.optim.nesterov = False
-    c.optim.weight_decay = 0.0  # L2 on conv/dense kernels
-    c.optim.schedule = "exponential"
-    c.optim.decay_rate = 0.94
-    c.optim.decay_epochs = 2.0
-    c.optim.warmup_epochs = 0.0
-    c.optim.label_smoothing = 0.1
-    c.optim.grad_clip_norm = 0.0  # 0 disables clipping
+    c.optim = optim_defaults()
 
     c.batch_size = 256  # global, over all devices and processes
     c.num_epochs = 1.0

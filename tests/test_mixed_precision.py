@@ -170,7 +170,10 @@ def test_bf16_loss_and_update_match_f32(steps):
     assert np.isfinite(loss16)
     assert abs(loss16 - loss32) <= 0.02 * loss32
     g32, g16 = float(f32_metrics["grad_norm"]), float(bf16_metrics["grad_norm"])
-    assert abs(g16 - g32) <= 0.05 * g32
+    # Every activation rounded to 8 mantissa bits through ~40 layers forward and backward:
+    # the gradient norm moved 2.5% on the dev machine and 5.7% on CI's CPU (XLA's bf16
+    # code differs by CPU); a wrong cast or a bf16 accumulation moves it far more.
+    assert abs(g16 - g32) <= 0.10 * g32
 
     d32, d16 = _update(before, f32_after), _update(before, bf16_after)
     # The last layer's update is well conditioned: bf16 must match it closely.

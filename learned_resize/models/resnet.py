@@ -136,6 +136,25 @@ class Bottleneck(nnx.Module):
         return nnx.relu(y + shortcut)
 
 
+def _build_stages(block_cls, blocks_per_stage, zero_init_residual, dtype, rngs):
+    """ResNet's four stages of blocks (the first block of stages 2-4 strides by 2);
+    returns them and the channels of the last one."""
+    ch = 64
+    stages = []
+    for stage, (width, num_blocks) in enumerate(zip(_STAGE_WIDTHS, blocks_per_stage)):
+        blocks = []
+        for b in range(num_blocks):
+            stride = 2 if (stage > 0 and b == 0) else 1
+            blocks.append(
+                block_cls(
+                    ch, width, stride, zero_init_residual=zero_init_residual, dtype=dtype, rngs=rngs
+                )
+            )
+            ch = width * block_cls.expansion
+        stages.append(nnx.List(blocks))
+    return stages, ch
+
+
 class ResNet(nnx.Module):
     """ResNet-{18,34,50,101} v1.5 classifier.
 
@@ -192,24 +211,7 @@ class ResNet(nnx.Module):
         )
         self.bn1 = batch_norm(64, dtype=dtype, rngs=rngs)
 
-        ch = 64
-        stages = []
-        for stage, (width, num_blocks) in enumerate(zip(_STAGE_WIDTHS, blocks_per_stage)):
-            blocks = []
-            for b in range(num_blocks):
-                stride = 2 if (stage > 0 and b == 0) else 1
-                blocks.append(
-                    block_cls(
-                        ch,
-                        width,
-                        stride,
-                        zero_init_residual=zero_init_residual,
-                        dtype=dtype,
-                        rngs=rngs,
-                    )
-                )
-                ch = width * block_cls.expansion
-            stages.append(nnx.List(blocks))
+        stages, ch = _build_stages(block_cls, blocks_per_stage, zero_init_residual, dtype, rngs)
         # torchvision's names, so converted checkpoints map one to one.
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
 
