@@ -57,7 +57,7 @@ def test_resnet18_sgd_step_matches_flax_convolutions(monkeypatch):
     (flax against itself with the input scaled by 1 + 1e-6 differs by ~5% of the update
     after three steps), so they would test the dynamics, not the layer.
     """
-    from learned_resize.models import resnet
+    from learned_resize.models import layers, resnet
 
     x = jax.random.normal(jax.random.key(3), (8, 64, 64, 3))
     onehot = jax.nn.one_hot(jnp.arange(8) % 10, 10)
@@ -75,7 +75,7 @@ def test_resnet18_sgd_step_matches_flax_convolutions(monkeypatch):
         return nnx.to_pure_dict(params), nnx.to_pure_dict(new)
 
     init, ours = sgd_step()
-    monkeypatch.setattr(resnet, "Conv", nnx.Conv)
+    monkeypatch.setattr(layers, "Conv", nnx.Conv)  # every backbone builds its convs there
     _, theirs = sgd_step()
     flat = lambda tree: jnp.concatenate([v.ravel() for v in jax.tree.leaves(tree)])
     update = flat(theirs) - flat(init)

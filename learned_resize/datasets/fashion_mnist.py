@@ -21,7 +21,8 @@ from collections.abc import Iterator
 import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
-from etils import epath
+
+from learned_resize.datasets import source_file
 
 DEFAULT_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -132,13 +133,7 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
     # The input pipeline reads this to default config.data.channels.
     CHANNELS = 1
 
-    # TFDS 4.9.10 finds a builder's source file through `importlib_resources`, a
-    # backport it only installs for Python < 3.9, so the lookup fails here; name
-    # the file directly.
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        return epath.Path(__file__)
+    code_path = source_file.code_path(__file__)  # (TFDS 4.9.10 cannot find it itself)
 
     def __init__(self, *, source_dir: str | None = None, **kwargs):
         """Creates the builder.

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.pointwise import Conv
+from learned_resize.models.layers import batch_norm, check_input, classifier, conv
 
 # depth -> (growth rate, layers per dense block, stem width), as in the paper.
 _CONFIGS = {
@@ -35,28 +35,14 @@ _DENSE_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 MIN_INPUT_SIZE = 32
 
 
-def _batch_norm(features, *, dtype, momentum, epsilon, rngs):
-    return nnx.BatchNorm(
-        features,
-        momentum=momentum,
-        epsilon=epsilon,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        rngs=rngs,
-    )
-
-
 def _conv(in_features, out_features, kernel_size, strides=1, *, dtype, rngs):
-    return Conv(
+    return conv(
         in_features,
         out_features,
-        (kernel_size, kernel_size),
+        kernel_size,
         strides=strides,
-        padding="SAME",
-        use_bias=False,
         kernel_init=_CONV_INIT,
         dtype=dtype,
-        param_dtype=jnp.float32,
         rngs=rngs,
     )
 
@@ -83,9 +69,9 @@ class DenseLayer(nnx.Module):
     ):
         width = bn_size * growth_rate
         bn = dict(dtype=dtype, momentum=bn_momentum, epsilon=bn_epsilon, rngs=rngs)
-        self.norm1 = _batch_norm(in_features, **bn)
+        self.norm1 = batch_norm(in_features, **bn)
         self.conv1 = _conv(in_features, width, 1, dtype=dtype, rngs=rngs)
-        self.norm2 = _batch_norm(width, **bn)
+        self.norm2 = batch_norm(width, **bn)
         self.conv2 = _conv(width, growth_rate, 3, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -107,7 +93,7 @@ class Transition(nnx.Module):
         bn_epsilon: float,
         rngs: nnx.Rngs,
     ):
-        self.norm = _batch_norm(
+        self.norm = batch_norm(
             in_features, dtype=dtype, momentum=bn_momentum, epsilon=bn_epsilon, rngs=rngs
         )
         self.conv = _conv(in_features, out_features, 1, dtype=dtype, rngs=rngs)
@@ -162,7 +148,7 @@ class DenseNet(nnx.Module):
         bn = dict(dtype=dtype, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, rngs=rngs)
 
         self.stem_conv = _conv(in_channels, stem_width, 7, strides=2, dtype=dtype, rngs=rngs)
-        self.stem_norm = _batch_norm(
+        self.stem_norm = batch_norm(
             stem_width, dtype=dtype, momentum=bn_momentum, epsilon=bn_epsilon, rngs=rngs
         )
         features = stem_width
@@ -180,31 +166,18 @@ class DenseNet(nnx.Module):
                 features = out_features
         self.blocks = nnx.List(blocks)
         self.transitions = nnx.List(transitions)
-        self.final_norm = _batch_norm(
+        self.final_norm = batch_norm(
             features, dtype=dtype, momentum=bn_momentum, epsilon=bn_epsilon, rngs=rngs
         )
         # The head runs in float32: it is tiny and keeps the logits precise under bf16.
-        self.classifier = (
-            nnx.Linear(
-                features,
-                num_classes,
-                kernel_init=_DENSE_INIT,
-                param_dtype=jnp.float32,
-                dtype=jnp.float32,
-                rngs=rngs,
-            )
-            if num_classes
-            else None
+        self.classifier = classifier(
+            features, num_classes, kernel_init=_DENSE_INIT, dtype=jnp.float32, rngs=rngs
         )
         self.num_features = features
 
     def features(self, x: jax.Array, train: bool) -> jax.Array:
         """Final BN-ReLU activations [N, ~H/32, ~W/32, num_features] in the compute dtype."""
-        if x.ndim != 4 or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"DenseNet expects NHWC images with {self.in_channels} channels, "
-                f"got shape {x.shape}; transpose or set in_channels."
-            )
+        check_input(x, self.in_channels, "DenseNet")
         if min(x.shape[1:3]) < MIN_INPUT_SIZE:
             raise ValueError(
                 f"DenseNet needs images of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}, "

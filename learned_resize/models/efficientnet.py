@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.pointwise import Conv
+from learned_resize.models.layers import batch_norm, check_input, classifier, conv
 
 # variant -> (width multiplier, depth multiplier, input resolution, dropout rate).
 VARIANTS = {
@@ -91,26 +91,18 @@ class ConvBN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.activation = activation
-        self.conv = Conv(
+        self.conv = conv(
             in_features,
             out_features,
-            (kernel_size, kernel_size),
+            kernel_size,
             strides=strides,
-            padding="SAME",
-            feature_group_count=groups,
-            use_bias=False,
+            groups=groups,
             kernel_init=_CONV_INIT,
             dtype=dtype,
-            param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.norm = nnx.BatchNorm(
-            out_features,
-            momentum=bn_momentum,
-            epsilon=bn_epsilon,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            rngs=rngs,
+        self.norm = batch_norm(
+            out_features, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype, rngs=rngs
         )
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -257,22 +249,17 @@ class EfficientNet(nnx.Module):
                 default_dropout if dropout_rate is None else dropout_rate, rngs=rngs
             )
             # The classifier runs in float32: it is tiny and keeps the logits precise.
-            self.classifier = nnx.Linear(
+            self.classifier = classifier(
                 self.num_features,
                 num_classes,
                 kernel_init=_DENSE_INIT,
-                param_dtype=jnp.float32,
                 dtype=jnp.float32,
                 rngs=rngs,
             )
 
     def features(self, x: jax.Array, train: bool) -> jax.Array:
         """Head activations [N, ceil(H/32), ceil(W/32), num_features] in the compute dtype."""
-        if x.ndim != 4 or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"EfficientNet expects NHWC images with {self.in_channels} channels, "
-                f"got shape {x.shape}; transpose or set in_channels."
-            )
+        check_input(x, self.in_channels, "EfficientNet")
         x = self.stem(x.astype(self.dtype), train)
         for block in self.blocks:
             x = block(x, train)

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.layers import batch_norm, check_input, classifier, conv
 from learned_resize.models.pointwise import Conv
 
 # Trainable parameters of slim's inception_v2 with a 1000-way head (see above).
@@ -49,6 +50,8 @@ REFERENCE_PARAMS_1000_CLASSES = 11_178_336
 # He initialisation as slim's variance_scaling_initializer() (factor 2, fan in,
 # truncated normal).
 _CONV_INIT = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+# nnx.Linear's default (LeCun normal) for the logits layer.
+_DENSE_INIT = nnx.initializers.lecun_normal()
 
 
 class ConvBN(nnx.Module):
@@ -66,25 +69,21 @@ class ConvBN(nnx.Module):
         bn_epsilon: float,
         rngs: nnx.Rngs,
     ):
-        self.conv = Conv(
+        self.conv = conv(
             in_features,
             out_features,
-            (kernel_size, kernel_size),
+            kernel_size,
             strides=strides,
-            padding="SAME",
-            use_bias=False,
             kernel_init=_CONV_INIT,
             dtype=dtype,
-            param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.norm = nnx.BatchNorm(
+        self.norm = batch_norm(
             out_features,
             use_scale=False,
             momentum=bn_momentum,
             epsilon=bn_epsilon,
             dtype=dtype,
-            param_dtype=jnp.float32,
             rngs=rngs,
         )
 
@@ -232,17 +231,14 @@ class InceptionV2(nnx.Module):
         # 64 // in_channels keeps the separable conv from being over-parameterised
         # (in_channels * multiplier <= 64), which is what slim's formula intends.
         multiplier = max(1, min(8, 64 // in_channels))
-        self.stem_depthwise = Conv(
+        self.stem_depthwise = conv(
             in_channels,
             in_channels * multiplier,
-            (7, 7),
+            7,
             strides=2,
-            padding="SAME",
-            feature_group_count=in_channels,
-            use_bias=False,
+            groups=in_channels,
             kernel_init=_CONV_INIT,
             dtype=dtype,
-            param_dtype=jnp.float32,
             rngs=rngs,
         )
         self.stem_pointwise = Conv(
@@ -274,8 +270,8 @@ class InceptionV2(nnx.Module):
         else:
             self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
             # The logits layer runs in float32: it is tiny and keeps the logits precise.
-            self.classifier = nnx.Linear(
-                features, num_classes, param_dtype=jnp.float32, dtype=jnp.float32, rngs=rngs
+            self.classifier = classifier(
+                features, num_classes, kernel_init=_DENSE_INIT, dtype=jnp.float32, rngs=rngs
             )
 
     def stem(self, x: jax.Array) -> jax.Array:
@@ -284,11 +280,7 @@ class InceptionV2(nnx.Module):
 
     def features(self, x: jax.Array, train: bool) -> jax.Array:
         """Mixed_5c activations [N, ceil(H/32), ceil(W/32), 1024] in the compute dtype."""
-        if x.ndim != 4 or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"InceptionV2 expects NHWC images with {self.in_channels} channels, "
-                f"got shape {x.shape}; transpose or set in_channels."
-            )
+        check_input(x, self.in_channels, "InceptionV2")
         x = max_pool_same(self.stem(x.astype(self.dtype)), 2)
         x = self.conv2c(self.conv2b(x, train), train)
         x = max_pool_same(x, 2)

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.pointwise import Conv
+from learned_resize.models.layers import batch_norm, check_input, classifier, conv
 
 # (expansion t, output channels c, repeats n, first stride s), from the paper's Table 2.
 _INVERTED_RESIDUAL_SETTING = (
@@ -55,23 +55,18 @@ class ConvBN(nnx.Module):
     """Bias-free conv (symmetric k // 2 padding) + BN, then ReLU6 unless `activation=False`."""
 
     def __init__(self, in_ch, out_ch, kernel, stride=1, *, groups=1, activation=True, dtype, rngs):
-        pad = kernel // 2
-        self.conv = Conv(
+        self.conv = conv(
             in_ch,
             out_ch,
-            (kernel, kernel),
+            kernel,
             strides=stride,
-            padding=((pad, pad), (pad, pad)),
-            feature_group_count=groups,
-            use_bias=False,
+            padding="symmetric",
+            groups=groups,
             kernel_init=conv_init,
             dtype=dtype,
-            param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.bn = nnx.BatchNorm(
-            out_ch, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
-        )
+        self.bn = batch_norm(out_ch, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
         self.activation = activation
 
     def __call__(self, x, train: bool):
@@ -158,25 +153,12 @@ class MobileNetV2(nnx.Module):
         headless = num_classes == 0  # a backbone returning pooled features (IQA score heads)
         use_dropout = dropout_rate > 0 and not headless
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs.fork()) if use_dropout else None
-        self.classifier = (
-            None
-            if headless
-            else nnx.Linear(
-                last_ch,
-                num_classes,
-                kernel_init=nnx.initializers.normal(0.01),
-                dtype=dtype,
-                param_dtype=jnp.float32,
-                rngs=rngs,
-            )
+        self.classifier = classifier(
+            last_ch, num_classes, kernel_init=nnx.initializers.normal(0.01), dtype=dtype, rngs=rngs
         )
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        if x.ndim != 4 or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"MobileNetV2 expects NHWC input with {self.in_channels} channels, got shape "
-                f"{x.shape}; set in_channels to match the data."
-            )
+        check_input(x, self.in_channels, "MobileNetV2")
         x = self.stem(x.astype(self.dtype), train)
         for block in self.blocks:
             x = block(x, train)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.pointwise import Conv
+from learned_resize.models import layers
 
 # depth -> (block type, blocks per stage)
 _STAGES = {
@@ -41,31 +41,23 @@ dense_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 def conv(in_ch, out_ch, kernel, stride, *, dtype, rngs):
     """Bias-free conv with torchvision's symmetric padding (every conv here feeds a BN)."""
-    pad = kernel // 2
-    return Conv(
+    return layers.conv(
         in_ch,
         out_ch,
-        (kernel, kernel),
+        kernel,
         strides=stride,
-        padding=((pad, pad), (pad, pad)),
-        use_bias=False,
+        padding="symmetric",
         kernel_init=conv_init,
         dtype=dtype,
-        param_dtype=jnp.float32,
         rngs=rngs,
     )
 
 
 def batch_norm(features, *, dtype, rngs, zero_scale=False):
     """BN with torchvision's defaults (momentum 0.1 there is 0.9 here); stats stay float32."""
-    return nnx.BatchNorm(
-        features,
-        momentum=0.9,
-        epsilon=1e-5,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        scale_init=nnx.initializers.zeros if zero_scale else nnx.initializers.ones,
-        rngs=rngs,
+    scale_init = nnx.initializers.zeros if zero_scale else nnx.initializers.ones
+    return layers.batch_norm(
+        features, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs, scale_init=scale_init
     )
 
 
@@ -197,18 +189,7 @@ class ResNet(nnx.Module):
         kind, blocks_per_stage = _STAGES[depth]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
 
-        self.conv1 = Conv(
-            in_channels,
-            64,
-            (7, 7),
-            strides=2,
-            padding=((3, 3), (3, 3)),
-            use_bias=False,
-            kernel_init=conv_init,
-            dtype=dtype,
-            param_dtype=jnp.float32,
-            rngs=rngs,
-        )
+        self.conv1 = conv(in_channels, 64, 7, 2, dtype=dtype, rngs=rngs)
         self.bn1 = batch_norm(64, dtype=dtype, rngs=rngs)
 
         stages, ch = _build_stages(block_cls, blocks_per_stage, zero_init_residual, dtype, rngs)
@@ -217,25 +198,10 @@ class ResNet(nnx.Module):
 
         self.num_features = ch
         # num_classes=0: a headless backbone returning pooled features (IQA score heads).
-        self.fc = (
-            None
-            if num_classes == 0
-            else nnx.Linear(
-                ch,
-                num_classes,
-                kernel_init=dense_init,
-                dtype=dtype,
-                param_dtype=jnp.float32,
-                rngs=rngs,
-            )
-        )
+        self.fc = layers.classifier(ch, num_classes, kernel_init=dense_init, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        if x.ndim != 4 or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"ResNet expects NHWC input with {self.in_channels} channels, got shape "
-                f"{x.shape}; set in_channels to match the data."
-            )
+        layers.check_input(x, self.in_channels, "ResNet")
         x = x.astype(self.dtype)
         x = nnx.relu(self.bn1(self.conv1(x), use_running_average=not train))
         # Padding with -inf (nnx.max_pool's default) matches torch's max-pool padding.

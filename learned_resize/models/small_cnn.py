@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.pointwise import Conv
+from learned_resize.models import layers
 
 conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -67,54 +67,30 @@ class SmallCNN(nnx.Module):
         convs, norms = [], []
         ch = in_channels
         for width, stride in zip(widths, (1, 2, 2)):
+            # Bias-free: the BN bias takes its place.
             convs.append(
-                Conv(
-                    ch,
-                    width,
-                    (3, 3),
-                    strides=stride,
-                    padding="SAME",
-                    use_bias=False,  # the BN bias takes its place
-                    kernel_init=conv_init,
-                    dtype=dtype,
-                    param_dtype=jnp.float32,
-                    rngs=rngs,
+                layers.conv(
+                    ch, width, 3, strides=stride, kernel_init=conv_init, dtype=dtype, rngs=rngs
                 )
             )
             norms.append(
-                nnx.BatchNorm(
-                    width,
-                    momentum=0.9,
-                    epsilon=1e-5,
-                    dtype=dtype,
-                    param_dtype=jnp.float32,
-                    rngs=rngs,
-                )
+                layers.batch_norm(width, momentum=0.9, epsilon=1e-5, dtype=dtype, rngs=rngs)
             )
             ch = width
         self.convs = nnx.List(convs)
         self.norms = nnx.List(norms)
         self.num_features = ch
         # num_classes=0: a headless backbone returning pooled features (IQA score heads).
-        self.head = (
-            None
-            if num_classes == 0
-            else nnx.Linear(
-                ch,
-                num_classes,
-                kernel_init=nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
-                dtype=dtype,
-                param_dtype=jnp.float32,
-                rngs=rngs,
-            )
+        self.head = layers.classifier(
+            ch,
+            num_classes,
+            kernel_init=nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+            dtype=dtype,
+            rngs=rngs,
         )
 
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        if x.ndim != 4 or x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"SmallCNN expects NHWC input with {self.in_channels} channels, got shape "
-                f"{x.shape}; set in_channels to match the data."
-            )
+        layers.check_input(x, self.in_channels, "SmallCNN")
         x = x.astype(self.dtype)
         for conv, norm in zip(self.convs, self.norms):
             x = nnx.relu(norm(conv(x), use_running_average=not train))
