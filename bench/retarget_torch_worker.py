@@ -3,7 +3,7 @@
 Runs under a Python that has torch (never the project's environment: torch is no
 dependency of the package); `bench/retarget_vs_torch.py` starts it as
 
-    TORCH_PYTHON bench/retarget_torch_worker.py PROBLEM.npz
+    TORCH_PYTHON bench/retarget_torch_worker.py PROBLEM.npz THREADS
 
 where PROBLEM.npz holds the VGG weights (the project's cached arrays, HWIO), the target
 feature maps, the layer weights and scalars, and the start image, all exported by the
@@ -143,7 +143,7 @@ def solve(loss, start, iterations, budget, memory):
         value = loss(x)
         value.backward()
         times.append(time.perf_counter() - t0)
-        losses.append(float(value))
+        losses.append(float(value.detach()))
         return value
 
     try:
@@ -156,12 +156,13 @@ def solve(loss, start, iterations, budget, memory):
 
 
 def main():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
     with np.load(sys.argv[1], allow_pickle=False) as archive:
         data = {k: archive[k] for k in archive.files}
     loss = Loss(data)
     start = data["start"]
-    print(json.dumps({"ready": True, "torch": torch.__version__}), flush=True)
+    hello = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    print(json.dumps(hello), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "eval":

@@ -39,6 +39,7 @@ It reports:
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -133,9 +134,20 @@ def export(path, loss_fn, aux, start, meta):
 class Worker:
     """The torch worker process: one JSON command line in, one JSON line out."""
 
-    def __init__(self, python: str, problem: str):
+    def __init__(self, python: str, problem: str, threads: int, passive: bool):
+        env = dict(os.environ)
+        env.pop("OMP_WAIT_POLICY", None)
+        if passive:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
+        self.label = f"torch, {threads} thread{'s' * (threads > 1)}" + (
+            ", OMP_WAIT_POLICY=PASSIVE" if passive else ""
+        )
         self.proc = subprocess.Popen(
-            [python, WORKER, problem], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [python, WORKER, problem, str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.hello = self._read()
 
@@ -156,19 +168,26 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def reach_time(times, losses, target):
-    """First time at which losses[i] <= target, else None."""
-    for t, v in zip(times, losses):
+def reach(times, evals, losses, target):
+    """(time, evaluations) when losses[i] first is <= target, else None."""
+    for t, n, v in zip(times, evals, losses):
         if v <= target:
-            return t
+            return t, n
     return None
 
 
 def our_solve(loss_fn, aux, start, cfg, iterations):
     """reconstruct.minimize as the CLI runs it (one line per iteration: chunk=1 only
     changes how often it reports; the compiled loop is the same)."""
-    marks = []
+    marks, evals = [], []
     t0 = time.perf_counter()
+
+    def log(line):
+        marks.append(time.perf_counter() - t0)
+        # The first line is after the priming evaluation; the others give the count.
+        found = re.search(r"evals (\d+)", line)
+        evals.append(int(found.group(1)) if found else 1)
+
     cpu = time.process_time()
     _, info = reconstruct.minimize(
         loss_fn,
@@ -180,10 +199,11 @@ def our_solve(loss_fn, aux, start, cfg, iterations):
         max_linesearch_steps=cfg.max_linesearch_steps,
         tol=cfg.tol,
         rtol=cfg.rtol,
-        log=lambda _: marks.append(time.perf_counter() - t0),
+        log=log,
     )
     return dict(
         times=marks,
+        evals=evals,
         losses=info.losses,
         iterations=info.iterations,
         evaluations=info.evaluations,
@@ -204,6 +224,10 @@ def main():
     parser.add_argument("--reps", type=int, default=5, help="timed evaluations per side")
     parser.add_argument("--budget", type=float, default=200.0, help="torch solve limit, s")
     parser.add_argument("--no_solve", action="store_true", help="skip the solver comparison")
+    parser.add_argument(
+        "--iterations", type=int, default=0, help="both solvers' cap (default: the CLI's)"
+    )
+    parser.add_argument("--once", action="store_true", help="our solver cold only, no warm run")
     args = parser.parse_args()
     if not has_torch(args.torch_python):
         print(skip_sentence(args.torch_python))
@@ -221,11 +245,18 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         problem = os.path.join(tmp, "problem.npz")
         export(problem, loss_fn, aux, start, meta)
-        worker = Worker(args.torch_python, problem)
+        # torch with 2 threads as shipped, 2 threads whose OpenMP workers sleep instead
+        # of spinning at barriers (on a machine shared with other jobs the spinning
+        # threads are what a waiting thread competes with), and 1 thread.
+        workers = [
+            Worker(args.torch_python, problem, threads, passive)
+            for threads, passive in ((2, False), (2, True), (1, False))
+        ]
+        worker = workers[0]
         (h, w), (oh, ow) = meta["in_size"], meta["size"]
         print(
-            f"jax {jax.__version__} ({device.platform}), torch {worker.hello['torch']} "
-            f"(2 threads); {os.cpu_count()} CPU cores; load average at start "
+            f"jax {jax.__version__} ({device.platform}), torch {worker.hello['torch']}; "
+            f"{os.cpu_count()} CPU cores; load average at start "
             f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}"
         )
         print(
@@ -233,6 +264,10 @@ def main():
             f"{start.shape[2]}x{start.shape[1]} output: VGG-19 {tuple(cfg.rec_layers)}, "
             f"VGG-16 {tuple(cfg.perc_layers)} at scale {cfg.perc_scale}, TV, stats, range"
         )
+
+        def close_all():
+            for k in workers:
+                k.close()
 
         # 1. Agreement at the start and at a perturbed image.
         noise = 0.05 * jax.random.normal(jax.random.key(0), start.shape)
@@ -256,75 +291,86 @@ def main():
             )
         if worst > 1e-4:
             print(f"FAIL: the losses differ by {worst:.1e} relative (> 1e-4)")
-            worker.close()
+            close_all()
             sys.exit(1)
         print("  losses agree to <= 1e-4 relative: ok")
 
-        # 2. Per evaluation, alternating rounds.
+        # 2. Per evaluation, alternating rounds: ours, then each torch configuration.
         jax.block_until_ready(value_and_grad(start, aux))  # compile + warm up
-        worker(cmd="time", reps=1)  # warm up
-        ours_wall, ours_cpu, torch_wall, torch_cpu = [], [], [], []
+        for k in workers:
+            k(cmd="time", reps=1)  # warm up
+        walls = {"ours": [], **{k.label: [] for k in workers}}
+        cpus = {name: [] for name in walls}
         for _ in range(args.reps):
             w, c = time.perf_counter(), time.process_time()
             jax.block_until_ready(value_and_grad(start, aux))
-            ours_wall.append(time.perf_counter() - w)
-            ours_cpu.append(time.process_time() - c)
-            t = worker(cmd="time", reps=1)
-            torch_wall += t["wall"]
-            torch_cpu += t["cpu"]
+            walls["ours"].append(time.perf_counter() - w)
+            cpus["ours"].append(time.process_time() - c)
+            for k in workers:
+                t = k(cmd="time", reps=1)
+                walls[k.label] += t["wall"]
+                cpus[k.label] += t["cpu"]
         med = statistics.median
         print(f"\nloss + gradient, one evaluation (median of {args.reps}, alternating)")
-        print(f"  {'':<8}{'wall s':>9}{'CPU s':>9}")
-        print(f"  {'ours':<8}{med(ours_wall):>9.3f}{med(ours_cpu):>9.3f}")
-        print(f"  {'torch':<8}{med(torch_wall):>9.3f}{med(torch_cpu):>9.3f}")
-        print(
-            f"  torch / ours: {med(torch_wall) / med(ours_wall):.2f}x wall, "
-            f"{med(torch_cpu) / med(ours_cpu):.2f}x CPU"
-        )
+        print(f"  {'':<42}{'wall s':>8}{'CPU s':>8}{'wall / ours':>13}")
+        for name in walls:
+            ratio = med(walls[name]) / med(walls["ours"])
+            print(f"  {name:<42}{med(walls[name]):>8.3f}{med(cpus[name]):>8.3f}{ratio:>12.2f}x")
         print(f"  load average now {os.getloadavg()[0]:.2f}", flush=True)
+        # The solver comparison uses torch's fastest configuration here.
+        worker = min(workers, key=lambda k: med(walls[k.label]))
+        for k in workers:
+            if k is not worker:
+                k.close()
+        workers = [worker]
 
         if args.no_solve:
-            worker.close()
+            close_all()
             return
         # 3. Solver to target: ours cold, torch, ours warm.
-        iterations = cfg.iterations[-1]
+        iterations = args.iterations or cfg.iterations[-1]
         print(
             f"\nsolver to target from the same start (iteration cap {iterations}, "
             f"memory {cfg.memory_size}; ours stops at rtol {cfg.rtol}, torch after "
-            f"{args.budget:.0f} s)"
+            f"{args.budget:.0f} s; {worker.label})"
         )
-        cold = our_solve(loss_fn, aux, start, cfg, iterations)
+        rows = [("ours (cold)", our_solve(loss_fn, aux, start, cfg, iterations))]
         print(f"  ours cold done, load average {os.getloadavg()[0]:.2f}", flush=True)
         tr = worker(cmd="solve", iterations=iterations, budget=args.budget, memory=cfg.memory_size)
         print(f"  torch done, load average {os.getloadavg()[0]:.2f}", flush=True)
-        warm = our_solve(loss_fn, aux, start, cfg, iterations)
-        worker.close()
-    print(f"  ours warm done, load average {os.getloadavg()[0]:.2f}")
+        if not args.once:
+            rows.append(("ours (warm)", our_solve(loss_fn, aux, start, cfg, iterations)))
+            print(f"  ours warm done, load average {os.getloadavg()[0]:.2f}")
+        close_all()
     t_final = min(tr["losses"])
-    rows = (
-        ("ours (cold)", cold, cold["iterations"], cold["evaluations"]),
-        ("ours (warm)", warm, warm["iterations"], warm["evaluations"]),
-    )
     print(f"  {'solver':<13}{'iters':>6}{'evals':>6}{'final loss':>12}{'wall s':>9}{'CPU s':>8}")
-    for label, r, iters, evals in rows:
+    for label, r in rows:
         print(
-            f"  {label:<13}{iters:>6}{evals:>6}{r['losses'][-1]:>12.6g}"
+            f"  {label:<13}{r['iterations']:>6}{r['evaluations']:>6}{r['losses'][-1]:>12.6g}"
             f"{r['seconds']:>9.1f}{r['cpu']:>8.1f}"
         )
     print(
         f"  {'torch LBFGS':<13}{tr['iterations']:>6}{len(tr['losses']):>6}{t_final:>12.6g}"
         f"{tr['times'][-1]:>9.1f}{tr['cpu']:>8.1f}  (stopped: {tr['stopped']})"
     )
-    o_final = min(warm["losses"])
+    o_final = min(rows[-1][1]["losses"])
 
-    def fmt(t, within):
-        return f"{t:.1f} s" if t is not None else f"not reached in {within:.1f} s"
+    def fmt(hit, within, evals):
+        if hit is None:
+            return f"not reached in {within:.1f} s ({evals} evaluations)"
+        return f"{hit[0]:.1f} s ({hit[1]} evaluations)"
 
-    for label, r in (("cold", cold), ("warm", warm)):
-        t = reach_time(r["times"], r["losses"], t_final)
-        print(f"  ours ({label}) to torch's final loss {t_final:.6g}: {fmt(t, r['seconds'])}")
-    t = reach_time(tr["times"], tr["losses"], o_final)
-    print(f"  torch to our final loss {o_final:.6g}: {fmt(t, tr['times'][-1])}")
+    for label, r in rows:
+        hit = reach(r["times"], r["evals"], r["losses"], t_final)
+        print(
+            f"  {label} to torch's final loss {t_final:.6g}: "
+            f"{fmt(hit, r['seconds'], r['evaluations'])}"
+        )
+    t_evals = list(range(1, len(tr["losses"]) + 1))
+    hit = reach(tr["times"], t_evals, tr["losses"], o_final)
+    print(
+        f"  torch to our final loss {o_final:.6g}: {fmt(hit, tr['times'][-1], len(tr['losses']))}"
+    )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
