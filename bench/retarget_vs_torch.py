@@ -26,14 +26,17 @@ It reports:
   1. agreement of loss (relative; must be <= 1e-4) and gradient (relative L2 and
      cosine) at the start image and at a perturbed one;
   2. per evaluation of loss + gradient, wall and process CPU time (median of --reps),
-     ours jitted after warm-up and torch eager with 2 threads, measured in alternating
-     rounds so both see the same machine load;
+     ours jitted after warm-up and torch eager with 2 threads, with 2 threads and
+     OMP_WAIT_POLICY=PASSIVE, and with 1 thread, measured in alternating rounds so all
+     see the same machine load (on a loaded machine torch's spinning OpenMP threads
+     cost it 1.4-25x; passive waiting or one thread removes that);
   3. solver to target: our L-BFGS (`reconstruct.minimize` with the CLI's settings for
      the fine scale: optax L-BFGS, zoom line search, memory 10, iteration cap and rtol
      stop) cold (with compilation) and warm, and `torch.optim.LBFGS`
      (line_search_fn='strong_wolfe', the same memory and iteration cap, torch's own
-     tolerances off, stopped after --budget seconds) from the same start; then the time
-     each needed to reach the other's final loss.
+     tolerances off, stopped after --budget seconds, its fastest thread setting from
+     2.) from the same start; then the time (and evaluations) each needed to reach
+     the other's final loss.
 """
 
 import argparse
