@@ -166,8 +166,9 @@ class Worker:
         return self._read()
 
     def close(self):
-        self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-        self.proc.stdin.close()
+        if not self.proc.stdin.closed and self.proc.poll() is None:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
         self.proc.wait(timeout=60)
 
 
@@ -215,7 +216,7 @@ def our_solve(loss_fn, aux, start, cfg, iterations):
     )
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--torch_python",
@@ -231,120 +232,81 @@ def main():
         "--iterations", type=int, default=0, help="both solvers' cap (default: the CLI's)"
     )
     parser.add_argument("--once", action="store_true", help="our solver cold only, no warm run")
-    args = parser.parse_args()
-    if not has_torch(args.torch_python):
-        print(skip_sentence(args.torch_python))
-        return
+    return parser.parse_args()
 
-    load_start = os.getloadavg()
-    device = jax.devices()[0]
-    loss_fn, aux, start, meta = build_problem(args.width, args.fraction)
-    cfg = meta["cfg"]
 
-    def value_fn(z, aux):
-        return loss_fn(z, aux) + reconstruct.RANGE_WEIGHT * reconstruct.range_penalty(z)
-
-    value_and_grad = jax.jit(jax.value_and_grad(value_fn))
-    with tempfile.TemporaryDirectory() as tmp:
-        problem = os.path.join(tmp, "problem.npz")
-        export(problem, loss_fn, aux, start, meta)
-        # torch with 2 threads as shipped, 2 threads whose OpenMP workers sleep instead
-        # of spinning at barriers (on a machine shared with other jobs the spinning
-        # threads are what a waiting thread competes with), and 1 thread.
-        workers = [
-            Worker(args.torch_python, problem, threads, passive)
-            for threads, passive in ((2, False), (2, True), (1, False))
-        ]
-        worker = workers[0]
-        (h, w), (oh, ow) = meta["in_size"], meta["size"]
+def agreement(worker, value_and_grad, start, aux, tmp) -> float:
+    """Prints loss and gradient agreement at the start and a perturbed image; returns
+    the worst relative loss difference."""
+    noise = 0.05 * jax.random.normal(jax.random.key(0), start.shape)
+    print("\nagreement (torch vs ours)")
+    worst = 0.0
+    for label, image in (("start", start), ("start + noise", start + noise)):
+        path, out = os.path.join(tmp, "image.npz"), os.path.join(tmp, "out.npz")
+        np.savez(path, image=np.asarray(image))
+        worker(cmd="eval", image=path, out=out)
+        with np.load(out) as f:
+            t_loss, t_grad = float(f["loss"]), f["grad"].astype(np.float64)
+        o_loss, o_grad = value_and_grad(image, aux)
+        o_loss, o_grad = float(o_loss), np.asarray(o_grad, np.float64)
+        rel = abs(t_loss - o_loss) / abs(o_loss)
+        worst = max(worst, rel)
+        grad_rel = np.linalg.norm(t_grad - o_grad) / np.linalg.norm(o_grad)
+        cos = np.vdot(t_grad, o_grad) / (np.linalg.norm(t_grad) * np.linalg.norm(o_grad))
         print(
-            f"jax {jax.__version__} ({device.platform}), torch {worker.hello['torch']}; "
-            f"{os.cpu_count()} CPU cores; load average at start "
-            f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}"
+            f"  {label:<14} loss ours {o_loss:.7g} torch {t_loss:.7g} rel diff {rel:.1e}; "
+            f"gradient rel L2 diff {grad_rel:.1e}, cosine {cos:.7f}"
         )
-        print(
-            f"problem: astronaut {w}x{h} -> {ow}x{oh}, fine scale; loss on the "
-            f"{start.shape[2]}x{start.shape[1]} output: VGG-19 {tuple(cfg.rec_layers)}, "
-            f"VGG-16 {tuple(cfg.perc_layers)} at scale {cfg.perc_scale}, TV, stats, range"
-        )
+    return worst
 
-        def close_all():
-            for k in workers:
-                k.close()
 
-        # 1. Agreement at the start and at a perturbed image.
-        noise = 0.05 * jax.random.normal(jax.random.key(0), start.shape)
-        print("\nagreement (torch vs ours)")
-        worst = 0.0
-        for label, image in (("start", start), ("start + noise", start + noise)):
-            path, out = os.path.join(tmp, "image.npz"), os.path.join(tmp, "out.npz")
-            np.savez(path, image=np.asarray(image))
-            worker(cmd="eval", image=path, out=out)
-            with np.load(out) as f:
-                t_loss, t_grad = float(f["loss"]), f["grad"].astype(np.float64)
-            o_loss, o_grad = value_and_grad(image, aux)
-            o_loss, o_grad = float(o_loss), np.asarray(o_grad, np.float64)
-            rel = abs(t_loss - o_loss) / abs(o_loss)
-            worst = max(worst, rel)
-            grad_rel = np.linalg.norm(t_grad - o_grad) / np.linalg.norm(o_grad)
-            cos = np.vdot(t_grad, o_grad) / (np.linalg.norm(t_grad) * np.linalg.norm(o_grad))
-            print(
-                f"  {label:<14} loss ours {o_loss:.7g} torch {t_loss:.7g} rel diff {rel:.1e}; "
-                f"gradient rel L2 diff {grad_rel:.1e}, cosine {cos:.7f}"
-            )
-        if worst > 1e-4:
-            print(f"FAIL: the losses differ by {worst:.1e} relative (> 1e-4)")
-            close_all()
-            sys.exit(1)
-        print("  losses agree to <= 1e-4 relative: ok")
-
-        # 2. Per evaluation, alternating rounds: ours, then each torch configuration.
-        jax.block_until_ready(value_and_grad(start, aux))  # compile + warm up
+def time_evaluations(workers, value_and_grad, start, aux, reps):
+    """Alternating rounds (ours, then each torch configuration); prints the medians and
+    returns torch's fastest worker."""
+    jax.block_until_ready(value_and_grad(start, aux))  # compile + warm up
+    for k in workers:
+        k(cmd="time", reps=1)  # warm up
+    walls = {"ours": [], **{k.label: [] for k in workers}}
+    cpus = {name: [] for name in walls}
+    for _ in range(reps):
+        w, c = time.perf_counter(), time.process_time()
+        jax.block_until_ready(value_and_grad(start, aux))
+        walls["ours"].append(time.perf_counter() - w)
+        cpus["ours"].append(time.process_time() - c)
         for k in workers:
-            k(cmd="time", reps=1)  # warm up
-        walls = {"ours": [], **{k.label: [] for k in workers}}
-        cpus = {name: [] for name in walls}
-        for _ in range(args.reps):
-            w, c = time.perf_counter(), time.process_time()
-            jax.block_until_ready(value_and_grad(start, aux))
-            walls["ours"].append(time.perf_counter() - w)
-            cpus["ours"].append(time.process_time() - c)
-            for k in workers:
-                t = k(cmd="time", reps=1)
-                walls[k.label] += t["wall"]
-                cpus[k.label] += t["cpu"]
-        med = statistics.median
-        print(f"\nloss + gradient, one evaluation (median of {args.reps}, alternating)")
-        print(f"  {'':<42}{'wall s':>8}{'CPU s':>8}{'wall / ours':>13}")
-        for name in walls:
-            ratio = med(walls[name]) / med(walls["ours"])
-            print(f"  {name:<42}{med(walls[name]):>8.3f}{med(cpus[name]):>8.3f}{ratio:>12.2f}x")
-        print(f"  load average now {os.getloadavg()[0]:.2f}", flush=True)
-        # The solver comparison uses torch's fastest configuration here.
-        worker = min(workers, key=lambda k: med(walls[k.label]))
-        for k in workers:
-            if k is not worker:
-                k.close()
-        workers = [worker]
+            t = k(cmd="time", reps=1)
+            walls[k.label] += t["wall"]
+            cpus[k.label] += t["cpu"]
+    med = statistics.median
+    print(f"\nloss + gradient, one evaluation (median of {reps}, alternating)")
+    print(f"  {'':<42}{'wall s':>8}{'CPU s':>8}{'wall / ours':>13}")
+    for name in walls:
+        ratio = med(walls[name]) / med(walls["ours"])
+        print(f"  {name:<42}{med(walls[name]):>8.3f}{med(cpus[name]):>8.3f}{ratio:>12.2f}x")
+    print(f"  load average now {os.getloadavg()[0]:.2f}", flush=True)
+    return min(workers, key=lambda k: med(walls[k.label]))
 
-        if args.no_solve:
-            close_all()
-            return
-        # 3. Solver to target: ours cold, torch, ours warm.
-        iterations = args.iterations or cfg.iterations[-1]
-        print(
-            f"\nsolver to target from the same start (iteration cap {iterations}, "
-            f"memory {cfg.memory_size}; ours stops at rtol {cfg.rtol}, torch after "
-            f"{args.budget:.0f} s; {worker.label})"
-        )
-        rows = [("ours (cold)", our_solve(loss_fn, aux, start, cfg, iterations))]
-        print(f"  ours cold done, load average {os.getloadavg()[0]:.2f}", flush=True)
-        tr = worker(cmd="solve", iterations=iterations, budget=args.budget, memory=cfg.memory_size)
-        print(f"  torch done, load average {os.getloadavg()[0]:.2f}", flush=True)
-        if not args.once:
-            rows.append(("ours (warm)", our_solve(loss_fn, aux, start, cfg, iterations)))
-            print(f"  ours warm done, load average {os.getloadavg()[0]:.2f}")
-        close_all()
+
+def solve_both(args, worker, loss_fn, aux, start, cfg):
+    """Ours cold, torch, ours warm from the same start: (our rows, torch's result)."""
+    iterations = args.iterations or cfg.iterations[-1]
+    print(
+        f"\nsolver to target from the same start (iteration cap {iterations}, "
+        f"memory {cfg.memory_size}; ours stops at rtol {cfg.rtol}, torch after "
+        f"{args.budget:.0f} s; {worker.label})"
+    )
+    rows = [("ours (cold)", our_solve(loss_fn, aux, start, cfg, iterations))]
+    print(f"  ours cold done, load average {os.getloadavg()[0]:.2f}", flush=True)
+    tr = worker(cmd="solve", iterations=iterations, budget=args.budget, memory=cfg.memory_size)
+    print(f"  torch done, load average {os.getloadavg()[0]:.2f}", flush=True)
+    if not args.once:
+        rows.append(("ours (warm)", our_solve(loss_fn, aux, start, cfg, iterations)))
+        print(f"  ours warm done, load average {os.getloadavg()[0]:.2f}")
+    return rows, tr
+
+
+def report_solvers(rows, tr):
+    """The solver table and the time each needed to reach the other's final loss."""
     t_final = min(tr["losses"])
     print(f"  {'solver':<13}{'iters':>6}{'evals':>6}{'final loss':>12}{'wall s':>9}{'CPU s':>8}")
     for label, r in rows:
@@ -374,6 +336,58 @@ def main():
     print(
         f"  torch to our final loss {o_final:.6g}: {fmt(hit, tr['times'][-1], len(tr['losses']))}"
     )
+
+
+def main():
+    args = parse_args()
+    if not has_torch(args.torch_python):
+        print(skip_sentence(args.torch_python))
+        return
+    load_start = os.getloadavg()
+    device = jax.devices()[0]
+    loss_fn, aux, start, meta = build_problem(args.width, args.fraction)
+    cfg = meta["cfg"]
+
+    def value_fn(z, aux):
+        return loss_fn(z, aux) + reconstruct.RANGE_WEIGHT * reconstruct.range_penalty(z)
+
+    value_and_grad = jax.jit(jax.value_and_grad(value_fn))
+    with tempfile.TemporaryDirectory() as tmp:
+        problem = os.path.join(tmp, "problem.npz")
+        export(problem, loss_fn, aux, start, meta)
+        # torch with 2 threads as shipped, 2 threads whose OpenMP workers sleep instead
+        # of spinning at barriers (on a machine shared with other jobs the spinning
+        # threads are what a waiting thread competes with), and 1 thread.
+        workers = [
+            Worker(args.torch_python, problem, threads, passive)
+            for threads, passive in ((2, False), (2, True), (1, False))
+        ]
+        (h, w), (oh, ow) = meta["in_size"], meta["size"]
+        print(
+            f"jax {jax.__version__} ({device.platform}), torch {workers[0].hello['torch']}; "
+            f"{os.cpu_count()} CPU cores; load average at start "
+            f"{load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}"
+        )
+        print(
+            f"problem: astronaut {w}x{h} -> {ow}x{oh}, fine scale; loss on the "
+            f"{start.shape[2]}x{start.shape[1]} output: VGG-19 {tuple(cfg.rec_layers)}, "
+            f"VGG-16 {tuple(cfg.perc_layers)} at scale {cfg.perc_scale}, TV, stats, range"
+        )
+        try:
+            worst = agreement(workers[0], value_and_grad, start, aux, tmp)
+            if worst > 1e-4:
+                print(f"FAIL: the losses differ by {worst:.1e} relative (> 1e-4)")
+                sys.exit(1)
+            print("  losses agree to <= 1e-4 relative: ok")
+            # The solver comparison uses torch's fastest configuration here.
+            worker = time_evaluations(workers, value_and_grad, start, aux, args.reps)
+            if args.no_solve:
+                return
+            rows, tr = solve_both(args, worker, loss_fn, aux, start, cfg)
+        finally:
+            for k in workers:
+                k.close()
+    report_solvers(rows, tr)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
