@@ -25,7 +25,8 @@ the optimised HLO; then, unless `--notime`, the median wall and CPU time of
 `--repeats` steps run interleaved (peer, ours, peer, ours, ...) after `--warmup`
 untimed ones, and the ratios ours / peer. Flags shared with bench/train_step.py:
 `--batch`, `--fixed_input` (the image size), `--repeats`, `--warmup`, `--allocator`,
-`--time`.
+`--time`. `--nograd_norm` compiles ours without its `grad_norm` metric (a norm over
+every gradient; XLA:CPU splits the large sums into a reduce-window and a reduce).
 """
 
 import functools
@@ -37,7 +38,9 @@ import sys
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
@@ -49,6 +52,13 @@ _FLAX_EXAMPLES = flags.DEFINE_string(
     "flax_examples",
     "/tmp/flaxpeer/examples",
     "flax's examples/ directory (or examples/imagenet) of a flax checkout.",
+)
+
+_GRAD_NORM = flags.DEFINE_bool(
+    "grad_norm",
+    True,
+    "Keep our step's grad_norm metric; --nograd_norm compiles ours with optax.global_norm "
+    "replaced by a constant (the peer computes no such metric).",
 )
 
 # Imported at the top of the example's train.py / input_pipeline.py, used only by its
@@ -182,13 +192,20 @@ def main(argv):
     mesh = parallel.create_mesh()
     our_config = ts.make_config("resnet50", "bilinear", size)
     our_config.resizer.output_size = (size, size)  # the identity, as in the peer's step
-    ours = ts.Variant(our_config, mesh, seed=0)
+    real_global_norm = optax.global_norm
+    if not _GRAD_NORM.value:
+        optax.global_norm = lambda tree: jnp.zeros((), jnp.float32)
+    try:
+        ours = ts.Variant(our_config, mesh, seed=0)
+    finally:
+        optax.global_norm = real_global_norm
 
     device = jax.devices()[0]
     print(
         f"jax {jax.__version__} on {jax.device_count()} x {device.platform}; "
         f"{host_allocator.loaded_allocator()} malloc; ResNet-50 train step, batch {batch}, "
         f"{size}x{size}, float32; peer: {os.path.abspath(directory)}"
+        + ("" if _GRAD_NORM.value else "; ours without its grad_norm metric")
         + (f" (stubbed imports: {', '.join(stubbed)})" if stubbed else "")
     )
     print("| | peer (flax examples/imagenet) | ours (steps.Steps) | ours / peer |")
