@@ -41,8 +41,8 @@ from learned_resize import (
     models,
     parallel,
     resizers,
-    train,
 )
+from learned_resize import steps as steps_lib
 from learned_resize.flops import IMAGENET_CONFIG, xla_flops
 
 V4_PEAK_TFLOPS = 275.0  # bf16 per chip (Google's published TPU v4 figure)
@@ -65,7 +65,7 @@ def forward_flops(build, shape, batch=4) -> float:
 
 def train_step_flops(config, batches=(2, 4)) -> tuple[float, float]:
     """(per image, per step) FLOPs of the trainer's compiled train step for `config`."""
-    trainer = train.Trainer(config, parallel.create_mesh(), steps_per_epoch=1000)
+    trainer = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=1000, num_steps=1000)
     _, rest = jax.eval_shape(trainer._init_state, jax.random.key(0))
     h, w = config.input_size
     costs = []

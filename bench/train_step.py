@@ -4,8 +4,10 @@ r"""Training-step cost of the learned resizer next to its FLOP cost, per backbon
     python bench/train_step.py                                 # the paper's backbones
     python bench/train_step.py --backbones=small_cnn --channels=1 --num_classes=10 \
         --batch=128 --fixed_input=28 --learned_input=28 --output=8   # configs/default.py
+    python bench/train_step.py --backbones=mobilenet_v2 --batch=2 --fixed_input=64 \
+        --learned_input=128 --output=64 --notime                 # a small, quick check
 
-For each backbone it builds the trainer's real step (`train.Trainer.train_step`:
+For each backbone it builds the trainer's real step (`steps.Steps.train_step`:
 uint8 batch -> normalise -> resizer -> backbone -> loss -> grads -> SGD update,
 state donated) twice: behind the fixed bilinear resizer fed `--fixed_input`
 images (224 -> 224 by default, i.e. the standard pipeline, where the resize is
@@ -18,11 +20,18 @@ compiled step, XLA's forward FLOPs per image, and the learned resizer's time
 and FLOP overheads over the fixed one with their ratio (time overhead / FLOP
 overhead; 1.0 means the resizer's FLOPs cost as much time as the backbone's),
 and the minor page faults per step. It also
-reads the compiled step itself, which does not depend on the machine's load:
-XLA's temporary memory and the number of copy, transpose, reduce and
-reduce-window instructions in the optimised HLO (fusions included), i.e. the
-memory traffic the program does besides the model's arithmetic; `--notime` prints
-only these columns (a change's effect is judged by what it removes). Works
+reads the compiled step itself (`learned_resize/compiled_stats.py`), which does
+not depend on the machine's load: XLA's FLOPs of the whole step (forward, backward,
+update), its temporary, argument and output memory, and the number of copy,
+transpose, reduce and reduce-window instructions in the optimised HLO (fusions
+included), i.e. the memory traffic the program does besides the model's
+arithmetic; `--notime` prints only these columns (a change's effect is judged by
+what it removes). `bench/peer_step.py` prints the same columns for flax's
+examples/imagenet ResNet-50 step next to ours. XLA:CPU's FLOP count of a depthwise
+convolution's kernel gradient is about the channel count times its multiply-adds
+(a 3x3 layer of 144 channels at 56x56, batch 8: 0.065 GFLOP forward, 9.1 for the
+kernel gradient), so the step GFLOP of MobileNet-v2 and EfficientNet-B0 are far
+above 3 x forward. Works
 unchanged on CPU, GPU and TPU (the batch is split over every device; it must be
 divisible by the device count).
 
@@ -32,8 +41,6 @@ for the trainer), `system` (glibc), or `both`: the same measurement once under e
 in two child processes, one table.
 """
 
-import collections
-import re
 import resource
 import subprocess
 import sys
@@ -44,12 +51,13 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import config_lib, host_allocator, models, parallel, train
+from learned_resize import compiled_stats, config_lib, host_allocator, models, parallel
+from learned_resize import steps as steps_lib
 from learned_resize.flops import xla_flops
 
-# The paper's classifiers, plus ResNet-18 (`models.available_classifiers()` has more).
+# The backbones of configs/imagenet.py's table (`models.available_classifiers()` has more).
 PAPER_BACKBONES = (
-    "resnet18", "resnet50", "densenet121", "inception_v2", "mobilenet_v2", "efficientnet_b0",
+    "resnet50", "mobilenet_v2", "efficientnet_b0", "inception_v2", "densenet121",
 )  # fmt: skip
 _BACKBONES = flags.DEFINE_list(
     "backbones", list(PAPER_BACKBONES), "Backbones to measure (names from the model registry)."
@@ -70,25 +78,6 @@ _TIME = flags.DEFINE_bool(
     "time", True, "Time the steps; --notime prints only the compiled-program columns."
 )
 _HEADER = flags.DEFINE_bool("header", True, "Print the header lines (off in --allocator=both).")
-
-
-# HLO opcodes that move or reduce memory without doing the model's arithmetic.
-_COUNTED_OPS = ("copy", "transpose", "reduce", "reduce-window")
-_OPCODE = re.compile(r"= [^=]*? ([a-z][a-z0-9-]*)\(")
-
-
-def hlo_op_counts(compiled) -> dict:
-    """Instructions per opcode in a compiled program, fused computations included.
-
-    Counts the optimised HLO that XLA runs (`compiled.as_text()`), so a change to
-    the model shows here as the copies, transposes and reductions it adds or removes.
-    """
-    counts = collections.Counter()
-    for line in compiled.as_text().splitlines():
-        match = _OPCODE.search(line)
-        if match:
-            counts[match.group(1)] += 1
-    return {op: counts[op] for op in _COUNTED_OPS}
 
 
 def make_config(backbone: str, resizer_kind: str, input_size: int):
@@ -113,7 +102,7 @@ class Variant:
     """One compiled training step with its own state and a fixed random batch."""
 
     def __init__(self, config, mesh, seed: int):
-        trainer = train.Trainer(config, mesh, steps_per_epoch=100)
+        trainer = steps_lib.Steps(config, mesh, steps_per_epoch=100, num_steps=1000)
         self.state, self.rest = trainer.init(jax.random.key(0))
         size = tuple(config.input_size)
         rng = np.random.default_rng(seed)
@@ -124,14 +113,14 @@ class Variant:
         }
         self.batch = parallel.global_batch(batch, mesh)
         self.step = trainer.train_step.lower(self.state, self.batch, self.rest).compile()
-        memory = self.step.memory_analysis()
-        self.temp_bytes = memory.temp_size_in_bytes
-        self.op_counts = hlo_op_counts(self.step)
+        self.stats = compiled_stats.summary(self.step)
+        self.temp_bytes = self.stats["temp_bytes"]
+        self.op_counts = {op: self.stats[op] for op in compiled_stats.COUNTED_OPS}
         self.memory_bytes = (
-            memory.argument_size_in_bytes
-            + memory.output_size_in_bytes
-            - memory.alias_size_in_bytes
-            + memory.temp_size_in_bytes
+            self.stats["argument_bytes"]
+            + self.stats["output_bytes"]
+            - self.stats["alias_bytes"]
+            + self.stats["temp_bytes"]
         )
 
         def forward(params, stats, rest, images):
@@ -189,6 +178,9 @@ def measure(backbone: str, mesh) -> dict:
         "images_per_s": (_BATCH.value / t_fixed, _BATCH.value / t_learned),
         "memory_mb": (fixed.memory_bytes / 1e6, learned.memory_bytes / 1e6),
         "temp_mb": (fixed.temp_bytes / 1e6, learned.temp_bytes / 1e6),
+        "args_mb": (fixed.stats["argument_bytes"] / 1e6, learned.stats["argument_bytes"] / 1e6),
+        "out_mb": (fixed.stats["output_bytes"] / 1e6, learned.stats["output_bytes"] / 1e6),
+        "step_gflop": (fixed.stats["flops"] / 1e9, learned.stats["flops"] / 1e9),
         "ops": (fixed.op_counts, learned.op_counts),
         "gflop": (fixed.forward_flops / 1e9, learned.forward_flops / 1e9),
         "time_overhead": time_overhead,
@@ -199,7 +191,8 @@ def measure(backbone: str, mesh) -> dict:
 
 _COLUMNS = (
     "backbone", "malloc", "step ms (fixed / learned)", "CPU ms/step", "images/s", "step memory MB",
-    "temp MB", "copies", "transposes", "reduces", "reduce-windows", "page faults/step",
+    "temp MB", "args MB", "out MB", "step GFLOP", "copies", "transposes", "reduces",
+    "reduce-windows", "page faults/step",
     "fwd GFLOP/image", "time overhead", "FLOP overhead", "ratio",
 )  # fmt: skip
 
@@ -214,7 +207,10 @@ def format_row(r: dict) -> str:
         pair(r["images_per_s"], ".1f"),
         pair(r["memory_mb"], ".0f"),
         pair(r["temp_mb"], ".0f"),
-        *(f"{r['ops'][0][op]} / {r['ops'][1][op]}" for op in _COUNTED_OPS),
+        pair(r["args_mb"], ".0f"),
+        pair(r["out_mb"], ".0f"),
+        pair(r["step_gflop"], ".1f"),
+        *(f"{r['ops'][0][op]} / {r['ops'][1][op]}" for op in compiled_stats.COUNTED_OPS),
         pair(r["faults"], ".0f"),
         pair(r["gflop"], ".4g"),
         f"{100 * r['time_overhead']:+.1f}%",

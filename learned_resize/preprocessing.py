@@ -8,7 +8,7 @@ output size before decoding, and decode a JPEG at the smallest DCT scale (1/2,
 1/4 or 1/8, PIL's draft mode) whose pixels still cover that region at least at
 the output resolution, so the resize that follows still shrinks. An ImageNet
 photo cropped to 224 px then decodes 4-16x fewer pixels; the README
-("Performance") and bench/input_pipeline.py have the measured speed-up, and
+("Performance" at commit 80bc7f2) and bench/input_pipeline.py have the measured speed-up, and
 tests/test_preprocessing.py bounds the difference from a full decode. Other formats
 (PNG) decode fully, exactly as before.
 """
