@@ -25,7 +25,9 @@ def get_config() -> ml_collections.ConfigDict:
     # only, 1 = crop only). 0.75 was chosen on scikit-image's tuning photos only:
     # `bench/retarget_crop_scan.py --plan_only` (mean subject NCC / artifact over the 4
     # photos, at 3/4 and 1/2 width) gave 98.9/11.9 and 85.5/14.7 at 0, 99.4/11.2 and
-    # 88.7/14.1 at 0.25, 99.7/8.9 and 89.4/12.9 at 0.5, 99.9/7.6 and 89.8/11.3 at 0.75.
+    # 88.7/14.1 at 0.25, 99.7/8.9 and 89.4/12.9 at 0.5, 99.9/7.6 and 89.8/11.3 at 0.75;
+    # the full method (no --plan_only) 99.0/10.1 and 86.2/12.2, 99.3/9.4 and 88.9/11.6,
+    # 99.6/8.3 and 89.5/11.0, 99.8/7.8 and 89.7/10.3: 0.75 is best on all four.
     c.crop_fraction = 0.75
     # Seams are decided on the image scaled by 1/plan_stride (4 = the conv3 grid); a
     # coarse decision, spread smoothly over the finer layers, avoids pixel-seam jaggies.
