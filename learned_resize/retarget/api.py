@@ -1,9 +1,11 @@
 """`retarget(image, size)`: deep-feature retargeting (Arar et al. 2019) as one call.
 
-Pipeline (see PAPERS.md part B):
+Pipeline (see docs/PAPERS.md part B):
   1. VGG-19 features of the input; importance mask from the deepest layer(s).
-  2. One retargeting plan (seam carving on the image scaled by 1/plan_stride, with a
-     large energy bonus inside the mask; or uniform scaling; or a center crop).
+  2. One retargeting plan. Default 'multi' (`multi.py`): a crop of crop_fraction of the
+     reduction placed to keep the most of the mask, then seams for the rest. 'seam' is
+     the paper's method: seam carving on the image scaled by 1/plan_stride, with a
+     large energy bonus inside the mask. Also uniform scaling or a center crop.
   3. Coarse to fine: for each scale s of `scales`, the input scaled by s goes through
      VGG-19, every reconstruction layer is retargeted with the plan to the size that
      layer has for the (scaled) output, and L-BFGS reconstructs the output from them,
@@ -26,10 +28,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from learned_resize.retarget import defaults, image_io, operators, protect, reconstruct, vgg
+from learned_resize.retarget import defaults, image_io, multi, operators, reconstruct, vgg
 from learned_resize.retarget import mask as mask_lib
 
-OPERATORS = ("seam", "uniform", "crop")
+OPERATORS = ("multi", "seam", "uniform", "crop")
 get_config = defaults.get_config
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,6 +61,17 @@ class RetargetResult:
     note: str = ""
 
 
+def check_config(cfg) -> None:
+    """Raises ValueError (one sentence) for an unknown operator or a bad crop_fraction."""
+    if cfg.operator not in OPERATORS:
+        raise ValueError(
+            f"Unknown operator {cfg.operator!r}; choose one of {', '.join(OPERATORS)}."
+        )
+    fraction = cfg.get("crop_fraction", multi.CROP_FRACTION)
+    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"config.crop_fraction must be a number in [0, 1], got {fraction!r}.")
+
+
 check_size = image_io.check_size
 as_float_image = image_io.as_float_image
 MAX_SIDE = image_io.MAX_SIDE
@@ -84,28 +97,37 @@ def make_plan(
     mask_bonus: float = operators.MASK_BONUS,
     fallback: bool = False,
     remove: jax.Array | None = None,
+    crop_fraction: float = multi.CROP_FRACTION,
 ) -> tuple[operators.Plan, str]:
     """(plan, note) of operator for image [H, W, 3] -> size, on a 1/plan_stride grid.
 
     With fallback (and a mask), seams never cross the mask: what the unmasked part
     cannot absorb is cropped around the mask, and note says so ('' otherwise). remove
-    ([H, W], seams only) marks an object the seams take first.
+    ([H, W], seams and multi only) marks an object the seams take first. 'multi' crops
+    crop_fraction of the reduction around the mask first (`multi.multi_plan`).
     """
-    if remove is not None and (operator != "seam" or mask is None):
-        raise ValueError("--remove needs the seam operator (config.operator=seam).")
+    if remove is not None and (operator not in ("seam", "multi") or mask is None):
+        raise ValueError(
+            "--remove needs a seam operator (config.operator=multi or config.operator=seam)."
+        )
     if operator == "uniform":
         return (), ""
     if operator == "crop":
         return operators.crop_plan(image.shape[:2], size), ""
+    m = None if mask is None else mask[0]
     if operator == "seam":
-        height, width = image.shape[:2]
-        grid = (max(2, round(height / plan_stride)), max(2, round(width / plan_stride)))
-        if (fallback or remove is not None) and mask is not None:
-            return protect.protected_seam_plan(image, size, mask[0], grid, mask_bonus, remove)
-        plan = operators.seam_plan(
-            image, size, mask=None if mask is None else mask[0], grid=grid, mask_bonus=mask_bonus
+        return multi.seam_plan_for(image, size, m, plan_stride, mask_bonus, fallback, remove)
+    if operator == "multi":
+        return multi.multi_plan(
+            image,
+            size,
+            m,
+            crop_fraction=crop_fraction,
+            plan_stride=plan_stride,
+            mask_bonus=mask_bonus,
+            fallback=fallback,
+            remove=remove,
         )
-        return plan, ""
     raise ValueError(f"Unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}.")
 
 
@@ -169,6 +191,7 @@ def retarget_details(
     cfg = get_config() if config is None else config
     image = as_float_image(image)
     size = check_size(size, image.shape[:2])
+    check_config(cfg)
     if len(cfg.scales) != len(cfg.iterations):
         raise ValueError("config.scales and config.iterations must have the same length.")
     vgg19 = _load(19) if vgg19 is None else vgg19
@@ -196,6 +219,7 @@ def retarget_details(
         cfg.mask.bonus,
         cfg.mask.fallback,
         remove_mask,
+        cfg.get("crop_fraction", multi.CROP_FRACTION),
     )
     if log and note:
         log(f"note: {note}")

@@ -1,0 +1,90 @@
+"""Scan of the 'multi' operator's crop_fraction on the TUNING photos only.
+
+    python bench/retarget_crop_scan.py                       # 0, 0.25, 0.5, 0.75; full method
+    python bench/retarget_crop_scan.py --plan_only           # the plan on the pixels (fast)
+    python bench/retarget_crop_scan.py --fractions=0,1 --ratios=0.5
+
+Each scikit-image photo (the tuning split of `photos.py`; the held-out photos are never
+read here), scaled to --width, is narrowed to each ratio by the default configuration
+with crop_fraction set to each value, and scored like `retarget_quality.py`: subject
+NCC x100 of the hand-marked box (higher is better) and the artifact score (worst patch,
+lower is better). Prints per photo and the means per fraction and ratio.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from learned_resize.retarget import api, operators, photos, quality, weights
+
+
+def run(image, size, cfg, nets, plan_only: bool) -> np.ndarray:
+    """The retargeted image [h, w, 3]: the full method, or its plan applied to the pixels."""
+    if not plan_only:
+        return np.asarray(api.retarget_details(image, size, config=cfg, **nets, log=None).image)
+    mask = api.importance_mask(image, nets["vgg19"], cfg)
+    plan, _ = api.make_plan(
+        cfg.operator,
+        image,
+        size,
+        mask,
+        cfg.plan_stride,
+        cfg.mask.bonus,
+        cfg.mask.fallback,
+        crop_fraction=cfg.crop_fraction,
+    )
+    return np.asarray(operators.apply_plan(plan, image[None], size)[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fractions", default="0,0.25,0.5,0.75", help="crop_fraction values")
+    parser.add_argument("--ratios", default="0.75,0.5", help="output width / input width")
+    parser.add_argument("--width", type=int, default=256, help="photos are scaled to this width")
+    parser.add_argument("--plan_only", action="store_true", help="skip the reconstruction")
+    args = parser.parse_args()
+    fractions = [float(f) for f in args.fractions.split(",")]
+    ratios = [float(r) for r in args.ratios.split(",")]
+    nets = dict(vgg19=weights.load_vgg(19))
+    if not args.plan_only:
+        nets["vgg16"] = weights.load_vgg(16)
+    scores = {}
+    for name in photos.names("tuning"):
+        photo = photos.load(name)
+        height = round(photo.image.shape[0] * args.width / photo.image.shape[1])
+        image = operators.uniform_scale(api.as_float_image(photo.image)[None], (height, args.width))
+        image = image[0]
+        box = photos.scale_box(photo.box, photo.image.shape[:2], (height, args.width))
+        for ratio in ratios:
+            size = (height, round(ratio * args.width))
+            for fraction in fractions:
+                cfg = api.get_config()
+                cfg.operator, cfg.crop_fraction = "multi", fraction
+                start = time.perf_counter()
+                out = run(image, size, cfg, nets, args.plan_only)
+                img = np.asarray(image)
+                values = (
+                    100 * quality.subject_ncc(img, box, out),
+                    quality.artifact_score(img, out),
+                )
+                scores[(name, ratio, fraction)] = values
+                print(
+                    f"{name} {ratio:g} crop_fraction {fraction:g}: subject {values[0]:6.1f}  "
+                    f"artifact {values[1]:5.1f}  {time.perf_counter() - start:6.1f}s",
+                    flush=True,
+                )
+    names = photos.names("tuning")
+    kind = "plan only" if args.plan_only else "full method"
+    print(f"\nmean over {len(names)} tuning photos ({kind}, {args.width} px wide)")
+    print(f"{'crop_fraction':>13}" + "".join(f"{f'subject/artifact @{r:g}':>26}" for r in ratios))
+    for fraction in fractions:
+        cells = []
+        for ratio in ratios:
+            mean = np.mean([scores[(n, ratio, fraction)] for n in names], axis=0)
+            cells.append(f"{mean[0]:.1f} / {mean[1]:.1f}")
+        print(f"{fraction:>13g}" + "".join(f"{c:>26}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
