@@ -14,6 +14,7 @@ writer would bypass epath and, with the bucket unreachable, block the exit of th
 process for minutes.)
 """
 
+import functools
 import json
 import pathlib
 import shutil
@@ -25,7 +26,31 @@ import jax
 import numpy as np
 from absl import logging
 
+from learned_resize import errors
 from learned_resize import workdir as workdir_lib
+
+
+class WriteError(errors.UserError):
+    """The metrics could not be written (full disk, lost permissions, bucket gone)."""
+
+
+def _one_line_on_failure(method):
+    """An I/O failure of `method` becomes a WriteError: one `error:` line that says what
+    to do, instead of a traceback from TensorBoard's writer."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as e:
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            raise WriteError(
+                f"could not write the metrics under {self.workdir} ({reason}); free space or "
+                "fix access there, then run the same command again to resume from the last "
+                "saved checkpoint."
+            ) from e
+
+    return wrapped
 
 
 class MetricWriter:
@@ -54,6 +79,7 @@ class MetricWriter:
 
         self._tb = tensorboardX.SummaryWriter(tb_dir)
 
+    @_one_line_on_failure
     def write_scalars(self, step: int, scalars: dict, prefix: str = "") -> None:
         if not self.enabled:
             return
@@ -73,6 +99,7 @@ class MetricWriter:
         if time.monotonic() - self._last_flush > self._flush_every:
             self.flush()
 
+    @_one_line_on_failure
     def write_hparams(self, hparams: Mapping, metric_tags: Sequence[str] = ()) -> None:
         """Writes the run's hyperparameters to TensorBoard's HPARAMS dashboard.
 
@@ -93,6 +120,7 @@ class MetricWriter:
             self._tb._get_file_writer().add_summary(summary)
         self._tb.flush()
 
+    @_one_line_on_failure
     def write_image(self, step: int, name: str, image: np.ndarray):
         """Writes HxWx3 uint8 `image` to `<workdir>/images/<name>_<step>.png` and TensorBoard."""
         if not self.enabled:
@@ -102,6 +130,7 @@ class MetricWriter:
         self._tb.add_image(name, image, int(step), dataformats="HWC")
         return str(path)
 
+    @_one_line_on_failure
     def flush(self) -> None:
         if not self.enabled or self._tb is None:
             return
@@ -118,6 +147,7 @@ class MetricWriter:
                 target = self.workdir / "tensorboard" / f.relative_to(local)
                 workdir_lib.write_bytes(target, f.read_bytes())
 
+    @_one_line_on_failure
     def close(self) -> None:
         if not self.enabled or self._tb is None:
             return

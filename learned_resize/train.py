@@ -14,6 +14,7 @@ A run killed at any moment and started again with the same command ends with the
 parameters and results.json as one that was never interrupted (tests/test_resume.py).
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -234,10 +235,17 @@ def train_and_evaluate(
     writer.write_hparams(config.to_dict(), [f"eval/{key}" for _, key in steps.task.columns])
     manager = checkpoints.create_manager(workdir, config)
     try:
-        return _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps)
-    finally:
-        writer.close()
+        results = _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps)
+    except BaseException:
+        # The failure in flight is the one to report: a full disk that also fails the
+        # writers' final flush must not replace it.
+        with contextlib.suppress(errors.UserError):
+            writer.close()
         manager.close()
+        raise
+    writer.close()
+    manager.close()
+    return results
 
 
 def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps) -> dict:

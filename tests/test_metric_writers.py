@@ -8,6 +8,7 @@ import struct
 import ml_collections
 import numpy as np
 import PIL.Image
+import pytest
 from tensorboardX.proto import event_pb2, plugin_hparams_pb2
 
 from learned_resize import metric_writers
@@ -88,3 +89,26 @@ def test_disabled_writer_writes_nothing(tmp_path):
     assert writer.write_image(0, "g", np.zeros((2, 2, 3), np.uint8)) is None
     writer.close()
     assert not (tmp_path / "w").exists()
+
+
+def test_a_full_disk_is_one_user_error_and_close_after_it_is_quiet(tmp_path, monkeypatch):
+    """ENOSPC from TensorBoard's writer becomes metric_writers.WriteError (a UserError:
+    main prints it as one `error:` line) naming the workdir and what to do."""
+    writer = metric_writers.MetricWriter(str(tmp_path / "run"), enabled=True)
+    writer.write_scalars(1, {"loss": 1.0})
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer._tb, "flush", full)
+    with pytest.raises(metric_writers.WriteError) as raised:
+        writer.flush()
+    message = str(raised.value)
+    assert str(tmp_path / "run") in message and "No space left on device" in message
+    assert "free space" in message and "run the same command again" in message
+    monkeypatch.setattr(writer._tb, "close", full)
+    with pytest.raises(metric_writers.WriteError):
+        writer.close()
+    # What was written before the failure is in metrics.jsonl.
+    lines = [json.loads(x) for x in open(tmp_path / "run" / "metrics.jsonl")]
+    assert lines[0]["step"] == 1 and lines[0]["loss"] == 1.0

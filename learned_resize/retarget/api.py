@@ -30,8 +30,8 @@ from flax import nnx
 
 from learned_resize.retarget import defaults, image_io, multi, operators, reconstruct, vgg
 from learned_resize.retarget import mask as mask_lib
+from learned_resize.retarget.plans import OPERATORS, make_plan
 
-OPERATORS = ("multi", "seam", "uniform", "crop")
 get_config = defaults.get_config
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -86,49 +86,6 @@ def features(net: nnx.Module, images: jax.Array, layers) -> dict[str, jax.Array]
     """Jitted net(images, layers) (compiled once per network, shape and layer set)."""
     graph, state = nnx.split(net)
     return _features(graph, state, images, tuple(layers))
-
-
-def make_plan(
-    operator: str,
-    image: jax.Array,
-    size: tuple[int, int],
-    mask: jax.Array | None = None,
-    plan_stride: int = 1,
-    mask_bonus: float = operators.MASK_BONUS,
-    fallback: bool = False,
-    remove: jax.Array | None = None,
-    crop_fraction: float = multi.CROP_FRACTION,
-) -> tuple[operators.Plan, str]:
-    """(plan, note) of operator for image [H, W, 3] -> size, on a 1/plan_stride grid.
-
-    With fallback (and a mask), seams never cross the mask: what the unmasked part
-    cannot absorb is cropped around the mask, and note says so ('' otherwise). remove
-    ([H, W], seams and multi only) marks an object the seams take first. 'multi' crops
-    crop_fraction of the reduction around the mask first (`multi.multi_plan`).
-    """
-    if remove is not None and (operator not in ("seam", "multi") or mask is None):
-        raise ValueError(
-            "--remove needs a seam operator (config.operator=multi or config.operator=seam)."
-        )
-    if operator == "uniform":
-        return (), ""
-    if operator == "crop":
-        return operators.crop_plan(image.shape[:2], size), ""
-    m = None if mask is None else mask[0]
-    if operator == "seam":
-        return multi.seam_plan_for(image, size, m, plan_stride, mask_bonus, fallback, remove)
-    if operator == "multi":
-        return multi.multi_plan(
-            image,
-            size,
-            m,
-            crop_fraction=crop_fraction,
-            plan_stride=plan_stride,
-            mask_bonus=mask_bonus,
-            fallback=fallback,
-            remove=remove,
-        )
-    raise ValueError(f"Unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}.")
 
 
 # The loop-friendly copies of the weights, made once per network object.
@@ -198,18 +155,7 @@ def retarget_details(
     if _uses_perceptual(cfg) and vgg16 is None:
         vgg16 = _load(16)
 
-    mask = importance_mask(image, vgg19, cfg)
-    if protect_mask is not None:
-        user = operators.uniform_scale(
-            jnp.asarray(protect_mask, jnp.float32)[None, ..., None], mask.shape[1:]
-        )
-        mask = jnp.maximum(mask, (user[..., 0] > 0.25).astype(mask.dtype))
-    if remove_mask is not None:
-        remove_mask = jnp.asarray(remove_mask, jnp.float32)
-        mask = mask * (
-            1.0
-            - (operators.uniform_scale(remove_mask[None, ..., None], mask.shape[1:])[..., 0] > 0.25)
-        )
+    mask, remove_mask = _user_masks(importance_mask(image, vgg19, cfg), protect_mask, remove_mask)
     plan, note = make_plan(
         cfg.operator,
         image,
@@ -228,6 +174,40 @@ def retarget_details(
             f"mask covers {float(jnp.mean(mask)):.0%} of the image; plan: {cfg.operator} "
             f"with {len(plan)} stage(s); {time.perf_counter() - start:.1f}s"
         )
+    out, solves = solve(cfg, image, size, plan, vgg19, vgg16, log)
+    uniform = operators.uniform_scale(image[None], size)[0]
+    return RetargetResult(
+        image=out[0],
+        mask=mask[0],
+        plan=plan,
+        uniform=uniform,
+        solves=solves,
+        seconds=time.perf_counter() - start,
+        note=note,
+    )
+
+
+def _user_masks(mask, protect_mask, remove_mask):
+    """(importance mask with the user's protect mask added and remove mask taken out,
+    the remove mask as float32 or None); user masks are [H, W], the mask [1, h, w]."""
+
+    def on_grid(user):
+        scaled = operators.uniform_scale(
+            jnp.asarray(user, jnp.float32)[None, ..., None], mask.shape[1:]
+        )
+        return (scaled[..., 0] > 0.25).astype(mask.dtype)
+
+    if protect_mask is not None:
+        mask = jnp.maximum(mask, on_grid(protect_mask))
+    if remove_mask is not None:
+        remove_mask = jnp.asarray(remove_mask, jnp.float32)
+        mask = mask * (1.0 - on_grid(remove_mask))
+    return mask, remove_mask
+
+
+def solve(cfg, image, size, plan, vgg19, vgg16, log):
+    """Coarse to fine: L-BFGS at each of cfg.scales, each started from the plan-warped
+    input plus the previous scale's change. Returns (output [1, h, w, 3], solve infos)."""
     out, base, solves = None, None, []
     for i, (scale, iterations) in enumerate(zip(cfg.scales, cfg.iterations)):
         loss_fn, aux, scaled = scale_problem(cfg, image, size, plan, scale, vgg19, vgg16)
@@ -248,16 +228,7 @@ def retarget_details(
             log=log,
         )
         solves.append(info)
-    uniform = operators.uniform_scale(image[None], size)[0]
-    return RetargetResult(
-        image=out[0],
-        mask=mask[0],
-        plan=plan,
-        uniform=uniform,
-        solves=solves,
-        seconds=time.perf_counter() - start,
-        note=note,
-    )
+    return out, solves
 
 
 def _start(kind, plan, image, scaled, out, base) -> jax.Array:
