@@ -177,7 +177,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if _CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _CACHE.value)
-        # Every program, not only those over jax's default 1 s: at 256 px the CLI's many
+        # Every program, not only slow ones (2 s before): at 256 px the CLI's many
         # small programs are most of a repeat run's compile time (bench: 19.0 -> 14.9 s).
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     try:
