@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from learned_resize.retarget import api, operators, photos, quality, weights
+from learned_resize.retarget import api, operators, photos, plans, quality, weights
 
 
 def run(image, size, cfg, nets, plan_only: bool) -> np.ndarray:
@@ -24,16 +24,7 @@ def run(image, size, cfg, nets, plan_only: bool) -> np.ndarray:
     if not plan_only:
         return np.asarray(api.retarget_details(image, size, config=cfg, **nets, log=None).image)
     mask = api.importance_mask(image, nets["vgg19"], cfg)
-    plan, _ = api.make_plan(
-        cfg.operator,
-        image,
-        size,
-        mask,
-        cfg.plan_stride,
-        cfg.mask.bonus,
-        cfg.mask.fallback,
-        crop_fraction=cfg.crop_fraction,
-    )
+    plan, _ = plans.plan_for(cfg, image, size, mask)
     return np.asarray(operators.apply_plan(plan, image[None], size)[0])
 
 

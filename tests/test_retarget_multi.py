@@ -6,8 +6,6 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import skimage.data
-from PIL import Image
 
 from learned_resize.retarget import __main__ as cli
 from learned_resize.retarget import api, multi, operators
@@ -132,29 +130,3 @@ def test_cli_reports_a_bad_crop_fraction_in_one_line():
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert lines == ["error: config.crop_fraction must be a number in [0, 1], got 2.0."]
-
-
-@pytest.mark.slow
-def test_cli_default_runs_multi_end_to_end(tmp_path):
-    from tests.test_retarget_reconstruct import _have_weights
-
-    if not _have_weights():
-        pytest.skip("VGG weight cache missing (python -m learned_resize.retarget.weights --fetch)")
-    photo = tmp_path / "cat.png"
-    Image.fromarray(skimage.data.chelsea()[::4, ::4]).save(photo)  # 113 x 75
-    out = tmp_path / "out.png"
-    cmd = [
-        sys.executable,
-        "-m",
-        "learned_resize.retarget",
-        f"--image={photo}",
-        "--size=60x64",
-        f"--out={out}",
-        "--config.iterations=(2, 1)",
-        "--compile_cache=",
-        "--comparison=false",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    assert "-> 60x64 (multi," in proc.stdout
-    assert Image.open(out).size == (60, 64)

@@ -385,5 +385,6 @@ def test_cli_end_to_end_with_real_weights(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (80, 75)
+    assert "-> 80x75 (multi," in proc.stdout  # the default operator
     assert Image.open(tmp_path / "out_comparison.png").size[1] == 75 + 16
     assert "total time" in proc.stdout

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from learned_resize.retarget import defaults, image_io, multi, operators, reconstruct, vgg
+from learned_resize.retarget import defaults, image_io, multi, operators, plans, reconstruct, vgg
 from learned_resize.retarget import mask as mask_lib
-from learned_resize.retarget.plans import OPERATORS, make_plan
+from learned_resize.retarget.plans import OPERATORS, make_plan  # noqa: F401  (api.make_plan)
 
 get_config = defaults.get_config
 
@@ -156,17 +156,7 @@ def retarget_details(
         vgg16 = _load(16)
 
     mask, remove_mask = _user_masks(importance_mask(image, vgg19, cfg), protect_mask, remove_mask)
-    plan, note = make_plan(
-        cfg.operator,
-        image,
-        size,
-        mask,
-        cfg.plan_stride,
-        cfg.mask.bonus,
-        cfg.mask.fallback,
-        remove_mask,
-        cfg.get("crop_fraction", multi.CROP_FRACTION),
-    )
+    plan, note = plans.plan_for(cfg, image, size, mask, remove_mask)
     if log and note:
         log(f"note: {note}")
     if log:

@@ -51,3 +51,18 @@ def make_plan(
             remove=remove,
         )
     raise ValueError(f"Unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}.")
+
+
+def plan_for(cfg, image, size, mask, remove=None) -> tuple[operators.Plan, str]:
+    """`make_plan` with the operator and its settings read from a retarget config."""
+    return make_plan(
+        cfg.operator,
+        image,
+        size,
+        mask,
+        cfg.plan_stride,
+        cfg.mask.bonus,
+        cfg.mask.fallback,
+        remove,
+        cfg.get("crop_fraction", multi.CROP_FRACTION),
+    )
