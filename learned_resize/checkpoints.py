@@ -82,6 +82,14 @@ def wait(manager: ocp.CheckpointManager) -> None:
         raise _write_error(e, manager.directory) from e
 
 
+def close(manager: ocp.CheckpointManager) -> None:
+    """Waits for the async save in flight and closes; a failed write raises WriteError."""
+    try:
+        manager.close()
+    except Exception as e:
+        raise _write_error(e, manager.directory) from e
+
+
 # Meta keys added later, with the value every checkpoint saved before them had.
 _META_DEFAULTS = {"resizer_norm": "batch"}
 

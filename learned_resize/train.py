@@ -238,13 +238,14 @@ def train_and_evaluate(
         results = _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps)
     except BaseException:
         # The failure in flight is the one to report: a full disk that also fails the
-        # writers' final flush must not replace it.
-        with contextlib.suppress(errors.UserError):
+        # writers' final flush or the async save that close() waits for must not replace it.
+        with contextlib.suppress(Exception):
             writer.close()
-        manager.close()
+        with contextlib.suppress(Exception):
+            manager.close()
         raise
     writer.close()
-    manager.close()
+    checkpoints.close(manager)
     return results
 
 
