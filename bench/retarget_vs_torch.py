@@ -12,7 +12,9 @@ torch behind --torch_python (default: $TORCH_PYTHON, else this Python) the bench
 one sentence saying so and exits 0.
 
 The problem is the CLI's finest scale with the default settings: scikit-image's
-astronaut scaled to --width, retargeted (seam plan, mask) to --fraction of its width;
+astronaut scaled to --width, retargeted with the configured plan (default multi; the
+numbers in docs/perf_retarget_vs_torch.md were taken with seam, the default then: the
+loss's cost depends on the sizes, not the plan) to --fraction of its width;
 the loss is `reconstruct.retarget_loss` plus the range penalty, i.e. exactly what
 `reconstruct.minimize` runs L-BFGS on (VGG-19 conv1_1..conv4_1 reconstruction, VGG-16
 conv4_2 perceptual term on the half-scale output against the plan-warped input, TV and
@@ -53,7 +55,7 @@ import jax
 import numpy as np
 import skimage.data
 
-from learned_resize.retarget import api, operators, reconstruct, vgg, weights
+from learned_resize.retarget import api, operators, plans, reconstruct, vgg, weights
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retarget_torch_worker.py")
 
@@ -83,9 +85,7 @@ def build_problem(width: int, fraction: float):
     image = operators.uniform_scale(image[None], (height, width))[0]
     size = (height, round(fraction * width))
     mask = api.importance_mask(image, vgg19, cfg)
-    plan, _ = api.make_plan(
-        cfg.operator, image, size, mask, cfg.plan_stride, cfg.mask.bonus, cfg.mask.fallback
-    )
+    plan, _ = plans.plan_for(cfg, image, size, mask)
     scale = cfg.scales[-1]
     loss_fn, aux, scaled = api.scale_problem(cfg, image, size, plan, scale, vgg19, vgg16)
     start = operators.apply_plan(plan, image[None], scaled.shape[1:3])  # init='plan'

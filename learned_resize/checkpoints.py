@@ -57,7 +57,7 @@ class WriteError(errors.UserError):
 
 
 def _write_error(exc: Exception, directory) -> WriteError:
-    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    reason = errors.brief(exc, 200)
     return WriteError(
         f"could not write a checkpoint under {directory} ({reason}); free space or fix "
         "access there, then run the same command again to resume from the last saved step."

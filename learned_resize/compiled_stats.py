@@ -40,7 +40,7 @@ def xla_flops(compiled) -> float:
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per program.
         analysis = analysis[0]
-    return float(analysis.get("flops", float("nan")))
+    return float(analysis["flops"])
 
 
 def summary(compiled) -> dict:

@@ -36,10 +36,15 @@ class Diverged(UserError):
     """The loss or gradient norm became non-finite; nothing non-finite was saved."""
 
 
+def brief(exc: BaseException, limit: int | None = None) -> str:
+    """exc's message on one line (its newlines folded), cut at `limit` characters; its
+    type's name if the message is empty."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
 def one_line(exc: BaseException) -> str:
     """`error: <message>` on one line (the message's own newlines folded)."""
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return f"error: {message}"
+    return f"error: {brief(exc)}"
 
 
 def show_tracebacks() -> bool:

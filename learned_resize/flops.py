@@ -49,7 +49,7 @@ import ml_collections
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import cli, flops_report, models, resizers
+from learned_resize import cli, compiled_stats, flops_report, models, resizers
 from learned_resize.models import resized
 
 # The recipe's config file (the checkout's; the flops tool runs from a checkout).
@@ -82,10 +82,7 @@ class Cost:
 
 def xla_flops(fn, *args) -> float:
     """FLOPs of `jax.jit(fn)(*args)` per XLA's cost analysis (args may be ShapeDtypeStructs)."""
-    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
-    if isinstance(analysis, (list, tuple)):  # Older JAX: one dict per program.
-        analysis = analysis[0]
-    return float(analysis["flops"])
+    return compiled_stats.xla_flops(jax.jit(fn).lower(*args).compile())
 
 
 def _sub_jaxprs(value):

@@ -43,11 +43,10 @@ def _one_line_on_failure(method):
         try:
             return method(self, *args, **kwargs)
         except OSError as e:
-            reason = " ".join(str(e).split())[:200] or type(e).__name__
             raise WriteError(
-                f"could not write the metrics under {self.workdir} ({reason}); free space or "
-                "fix access there, then run the same command again to resume from the last "
-                "saved checkpoint."
+                f"could not write the metrics under {self.workdir} ({errors.brief(e, 200)}); "
+                "free space or fix access there, then run the same command again to resume "
+                "from the last saved checkpoint."
             ) from e
 
     return wrapped
