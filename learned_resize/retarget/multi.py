@@ -77,8 +77,7 @@ def _width_stage(stage, window, in_size, out_w: int) -> operators.Stage:
     y0, x0, h_c, w_c = window
     height, width = in_size
     if stage is None:  # the crop alone (scaled if rounding left a difference)
-        cols = (jnp.arange(out_w, dtype=jnp.float32) + 0.5) / out_w
-        coords = jnp.broadcast_to(cols, (h_c, out_w))
+        coords = operators.pixel_centres(out_w, h_c)
     else:
         coords = jax.image.resize(stage.coords, (h_c, stage.coords.shape[1]), "linear")
     coords = jnp.pad(coords, ((y0, height - y0 - h_c), (0, 0)), mode="edge")
@@ -88,11 +87,7 @@ def _width_stage(stage, window, in_size, out_w: int) -> operators.Stage:
 def _height_stage(stage, window, in_size, columns: int, out_h: int) -> operators.Stage:
     """The height stage over the full input's rows (it runs on the width stage's output)."""
     y0, _, h_c, _ = window
-    if stage is None:
-        rows = (jnp.arange(out_h, dtype=jnp.float32) + 0.5) / out_h
-        coords = jnp.broadcast_to(rows, (columns, out_h))
-    else:
-        coords = stage.coords
+    coords = operators.pixel_centres(out_h, columns) if stage is None else stage.coords
     return operators.Stage(_offset(coords, y0, h_c, in_size[0]), axis=0)
 
 

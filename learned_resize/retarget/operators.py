@@ -122,6 +122,13 @@ def apply_plan(plan: Plan, x: jax.Array, size: tuple[int, int]) -> jax.Array:
     return x
 
 
+def pixel_centres(count: int, lines: int, offset: int = 0, length: int | None = None):
+    """[lines, count] stage coords: the centres of `count` consecutive pixels starting
+    `offset` pixels into an axis of `length` (default `count`: the axis unchanged)."""
+    coords = (offset + jnp.arange(count, dtype=jnp.float32) + 0.5) / (length or count)
+    return jnp.broadcast_to(coords, (lines, count))
+
+
 def crop_plan(in_size: tuple[int, int], out_size: tuple[int, int]) -> Plan:
     """Center crop as a plan: axes that shrink are cropped, axes that grow are scaled."""
     stages = []
@@ -129,11 +136,9 @@ def crop_plan(in_size: tuple[int, int], out_size: tuple[int, int]) -> Plan:
         n_in, n_out = in_size[axis], out_size[axis]
         if n_out >= n_in:
             continue
-        offset = (n_in - n_out) // 2
-        cols = (offset + jnp.arange(n_out, dtype=jnp.float32) + 0.5) / n_in
         # A height stage runs on the output of the width stage (if any).
         rows = in_size[0] if axis == 1 else min(in_size[1], out_size[1])
-        stages.append(Stage(jnp.broadcast_to(cols, (rows, n_out)), axis))
+        stages.append(Stage(pixel_centres(n_out, rows, (n_in - n_out) // 2, n_in), axis))
     return tuple(stages)
 
 
