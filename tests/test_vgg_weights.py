@@ -212,6 +212,35 @@ def test_caffe_preprocess_by_hand():
     np.testing.assert_allclose(np.asarray(vgg.caffe_preprocess(rgb))[0, 0, 0], expected, atol=1e-4)
 
 
+def _numpy_pool_and_argmax_grad(x, g):
+    """2x2/2 max pool of x [N, H, W, C] by loops, and the gradient sending g to each argmax."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, h // 2, w // 2, c), np.float32)
+    grad = np.zeros_like(x)
+    for i in range(h // 2):
+        for j in range(w // 2):
+            window = x[:, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].reshape(n, 4, c)
+            out[:, i, j] = window.max(axis=1)
+            k = window.argmax(axis=1)
+            for b in range(n):
+                for ch in range(c):
+                    grad[b, 2 * i + k[b, ch] // 2, 2 * j + k[b, ch] % 2, ch] = g[b, i, j, ch]
+    return out, grad
+
+
+@pytest.mark.parametrize("size", [(6, 8), (7, 9)])
+def test_max_pool_values_and_gradient_by_hand(size):
+    # Distinct values (no ties): the pool and its gradient are those of a loop over
+    # windows; odd sizes drop the last row/column as VALID pooling does.
+    rng = np.random.default_rng(0)
+    x = rng.permutation(2 * size[0] * size[1] * 3).reshape(2, *size, 3).astype(np.float32)
+    g = rng.standard_normal((2, size[0] // 2, size[1] // 2, 3)).astype(np.float32)
+    want, want_grad = _numpy_pool_and_argmax_grad(x, g)
+    got, vjp = jax.vjp(vgg.max_pool_2x2, jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(g))[0]), want_grad)
+
+
 # ----------------------------------------------------------------------------- file loaders
 
 

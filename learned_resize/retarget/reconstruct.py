@@ -146,7 +146,7 @@ def vgg_loop_features(
             p = params[name]
             x = jax.nn.relu(_conv(x, p["kernel"], p["kernel_bwd"]) + p["bias"])
         else:
-            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+            x = vgg_lib.max_pool_2x2(x)
         if name in layers:
             features[name] = x
     return features
