@@ -33,6 +33,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from learned_resize import executables
+
 # Energy added inside the importance mask. The gradient energy of an image in [0, 1]
 # is at most 2 per pixel, so a seam never crosses the mask while any other path exists.
 MASK_BONUS = 1e3
@@ -343,10 +345,19 @@ def seam_plan(
     return tuple(stages)
 
 
-def seam_carve(image: jax.Array, size: tuple[int, int], mask: jax.Array | None = None) -> jax.Array:
-    """Classical pixel-space seam carving of image [H, W, 3] to size (h, w)."""
+def _seam_carve(image: jax.Array, mask: jax.Array | None, *, size: tuple[int, int]) -> jax.Array:
     plan = seam_plan(image, size, mask=mask)
     return apply_plan(plan, image[None], size)[0]
+
+
+# One program for plan and resampling, kept on disk: a fresh process loads it without
+# tracing (see learned_resize/executables.py; bench/seam_cold.py times the first call).
+_seam_carve_stored = executables.stored_jit(_seam_carve, static_argnames=("size",))
+
+
+def seam_carve(image: jax.Array, size: tuple[int, int], mask: jax.Array | None = None) -> jax.Array:
+    """Classical pixel-space seam carving of image [H, W, 3] to size (h, w)."""
+    return _seam_carve_stored(image, mask, size=tuple(size))
 
 
 @functools.partial(jax.jit, static_argnames=("size",))

@@ -1,0 +1,150 @@
+"""Compiled programs kept on disk and loaded by a fresh process without tracing.
+
+JAX's persistent compilation cache skips XLA's compile, but a fresh process still
+traces the Python function and lowers it to StableHLO to find the cache entry: for the
+pixel seam carving at 256 px that is most of a 0.2-0.3 s first call, where numba's
+cached `seam-carving` takes 0.06 s (`bench/seam_cold.py`). `stored_jit(fn)` names a
+program by what decides it without tracing it:
+
+  - the function's module and qualified name, and the source of this whole package
+    (so any edit to the code gives new names);
+  - jax and jaxlib versions, the backend, its devices, XLA_FLAGS, x64 mode and the CPU;
+  - the arguments' tree structure, shapes, dtypes (weak or not) and static values.
+
+A hit deserialises the stored executable (~0.02 s); a miss compiles as `jax.jit`
+would and writes the executable atomically (a temporary file renamed into place), so
+concurrent processes never read a partial file. A file that cannot be read or loaded
+is compiled again and replaced; a store that cannot be written is skipped. Only this
+package's functions may be wrapped: the fingerprint covers no other code.
+
+The store is `$LEARNED_RESIZE_CACHE/executables` (default
+`~/.cache/learned_resize/executables`); `LEARNED_RESIZE_EXECUTABLES=0` turns it off,
+leaving plain `jax.jit`.
+"""
+
+import functools
+import hashlib
+import os
+import pathlib
+import pickle
+import platform
+import tempfile
+from collections.abc import Callable
+
+import jax
+import jaxlib
+from jax.experimental import serialize_executable
+
+# What the store did in this process (tests and benches read it).
+STATS = {"loaded": 0, "compiled": 0}
+
+
+def store_dir() -> pathlib.Path | None:
+    """The store's directory, or None when LEARNED_RESIZE_EXECUTABLES=0."""
+    if os.environ.get("LEARNED_RESIZE_EXECUTABLES", "1") == "0":
+        return None
+    env = os.environ.get("LEARNED_RESIZE_CACHE")
+    base = pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "learned_resize"
+    return base / "executables"
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+@functools.cache
+def environment_fingerprint() -> str:
+    """Digest of the package source, the JAX install, the devices and the CPU."""
+    digest = hashlib.sha256()
+    package = pathlib.Path(__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    devices = jax.devices()
+    facts = (
+        jax.__version__,
+        jaxlib.__version__,
+        jax.default_backend(),
+        [d.device_kind for d in devices],
+        os.environ.get("XLA_FLAGS", ""),
+        jax.config.jax_enable_x64,
+        _cpu(),
+    )
+    digest.update(repr(facts).encode())
+    return digest.hexdigest()
+
+
+def _leaf_signature(x) -> str:
+    aval = jax.typeof(x)
+    return f"{aval.str_short()}{'~' if getattr(aval, 'weak_type', False) else ''}"
+
+
+def program_key(fn: Callable, args: tuple, dynamic: dict, static: dict) -> str:
+    """The file name of fn's program for these arguments."""
+    leaves, tree = jax.tree.flatten((args, dynamic))
+    signature = (
+        fn.__module__,
+        fn.__qualname__,
+        str(tree),
+        tuple(_leaf_signature(x) for x in leaves),
+        sorted((k, repr(v)) for k, v in static.items()),
+        environment_fingerprint(),
+    )
+    name = fn.__qualname__.replace("<", "").replace(">", "")
+    return f"{name}-{hashlib.sha256(repr(signature).encode()).hexdigest()[:40]}"
+
+
+def _load(path: pathlib.Path):
+    try:
+        with open(path, "rb") as f:
+            payload, in_tree, out_tree = pickle.load(f)
+        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # noqa: BLE001 (missing, partial or foreign file: compile again)
+        return None
+
+
+def _save(path: pathlib.Path, compiled) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = pickle.dumps(serialize_executable.serialize(compiled))
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+            f.write(data)
+        os.replace(f.name, path)
+    except Exception:  # noqa: BLE001 (read-only or full disk: the program still runs)
+        pass
+
+
+def stored_jit(fn: Callable, *, static_argnames: tuple[str, ...] = ()) -> Callable:
+    """`jax.jit(fn, static_argnames=...)` whose executables live in `store_dir()`.
+
+    Static arguments must be passed by keyword.
+    """
+    jitted = jax.jit(fn, static_argnames=static_argnames)
+    programs = {}
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        directory = store_dir()
+        if directory is None:
+            return jitted(*args, **kwargs)
+        static = {k: v for k, v in kwargs.items() if k in static_argnames}
+        dynamic = {k: v for k, v in kwargs.items() if k not in static_argnames}
+        key = program_key(fn, args, dynamic, static)
+        if key not in programs:
+            path = directory / f"{key}.bin"
+            compiled = _load(path)
+            if compiled is None:
+                compiled = jitted.lower(*args, **kwargs).compile()
+                _save(path, compiled)
+                STATS["compiled"] += 1
+            else:
+                STATS["loaded"] += 1
+            programs[key] = compiled
+        return programs[key](*args, **dynamic)
+
+    return call
