@@ -54,7 +54,7 @@ def _batch():
 
 
 # The primitives that do a network's multiply-adds: convolutions, and the matrix products
-# of dense layers and of 1x1 convolutions (models/pointwise.py, the resizer's CPU out_conv).
+# of dense layers and of 1x1 convolutions (models/conv_forms.py, the resizer's CPU out_conv).
 PRODUCTS = ("conv_general_dilated", "dot_general")
 
 

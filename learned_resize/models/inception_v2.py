@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models.conv_forms import Conv
 from learned_resize.models.layers import batch_norm, check_input, classifier, conv
-from learned_resize.models.pointwise import Conv
 
 # Trainable parameters of slim's inception_v2 with a 1000-way head (see above).
 REFERENCE_PARAMS_1000_CLASSES = 11_178_336

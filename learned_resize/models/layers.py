@@ -1,6 +1,6 @@
 """Layers every backbone builds the same way.
 
-Each returns a plain `flax.nnx` module (or `pointwise.Conv`), so the attribute a
+Each returns a plain `flax.nnx` module (or `conv_forms.Conv`), so the attribute a
 backbone stores it under stays its parameter path and checkpoints are unchanged.
 Parameters and BatchNorm statistics are float32 whatever the compute dtype.
 """
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.pointwise import Conv
+from learned_resize.models.conv_forms import Conv
 
 
 def conv(
