@@ -52,7 +52,8 @@ def test_program_names_follow_shapes_dtypes_weak_types_and_static_values():
     def key(x, y, power=2):
         return executables.program_key(_scale, (x, y), {}, {"power": power})
 
-    assert key(x32, y) == key(jnp.zeros((2, 3)), jnp.full((2, 3), 5.0, jnp.float32))  # values do not count
+    # Values do not count.
+    assert key(x32, y) == key(jnp.zeros((2, 3)), jnp.full((2, 3), 5.0, jnp.float32))
     others = [
         key(jnp.ones((3, 2)), y),
         key(x32.astype(jnp.bfloat16), y),
@@ -64,9 +65,7 @@ def test_program_names_follow_shapes_dtypes_weak_types_and_static_values():
     assert key(x32, y).startswith("_scale-")
 
 
-def test_a_damaged_file_is_compiled_again_and_an_unwritable_store_still_runs(
-    tmp_path, monkeypatch
-):
+def test_a_damaged_file_is_compiled_again_and_an_unwritable_store_still_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("LEARNED_RESIZE_CACHE", str(tmp_path))
     monkeypatch.setenv("LEARNED_RESIZE_EXECUTABLES", "1")
     x, y = jnp.arange(6.0).reshape(2, 3), jnp.ones((2, 3))

@@ -15,8 +15,9 @@ gradients above all, far below its dense rate: eight of those layers' shapes at
 batch 8, forward and both gradients, took 2.18 s as XLA convolutions and 0.17 s as the
 k*k shifted, strided slices of the padded input times the kernel's taps, summed, with
 no more temporary memory (`bench/depthwise.py`). The gradient is written by hand (a
-custom VJP keeping only the input and kernel) and is again a sum of taps. Products are summed in float32 whatever the compute dtype, as a convolution
-accumulates. Other platforms keep XLA's convolution (`jax.lax.platform_dependent`).
+custom VJP keeping only the input and kernel) and is again a sum of taps. Products
+are summed in float32 whatever the compute dtype, as a convolution accumulates. Other
+platforms keep XLA's convolution (`jax.lax.platform_dependent`).
 
 Every other convolution (larger kernels with mixed channels, dilation, masks, 1-D or
 3-D inputs, explicit `out_sharding`) is `nnx.Conv` itself; so is every convolution
