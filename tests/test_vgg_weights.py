@@ -228,14 +228,24 @@ def _numpy_pool_and_argmax_grad(x, g):
     return out, grad
 
 
-@pytest.mark.parametrize("size", [(6, 8), (7, 9)])
-def test_max_pool_values_and_gradient_by_hand(size):
-    # Distinct values (no ties): the pool and its gradient are those of a loop over
-    # windows; odd sizes drop the last row/column as VALID pooling does.
+@pytest.mark.parametrize("size, ties", [((6, 8), False), ((7, 9), False), ((6, 8), True)])
+def test_max_pool_values_and_gradient_by_hand(size, ties):
+    # The pool and its gradient are those of a loop over windows sending the gradient
+    # to the first maximum in row-major order (numpy's argmax, as select-and-scatter
+    # and PyTorch do), also where a window holds equal maxima; odd sizes drop the last
+    # row/column as VALID pooling does.
     rng = np.random.default_rng(0)
-    x = rng.permutation(2 * size[0] * size[1] * 3).reshape(2, *size, 3).astype(np.float32)
+    if ties:  # three values only: most windows hold equal maxima
+        x = rng.integers(0, 3, (2, *size, 3)).astype(np.float32)
+    else:
+        x = rng.permutation(2 * size[0] * size[1] * 3).reshape(2, *size, 3).astype(np.float32)
     g = rng.standard_normal((2, size[0] // 2, size[1] // 2, 3)).astype(np.float32)
     want, want_grad = _numpy_pool_and_argmax_grad(x, g)
+    reduce_window = lambda x: jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
+    )
+    _, xla_vjp = jax.vjp(reduce_window, jnp.asarray(x))
+    np.testing.assert_array_equal(np.asarray(xla_vjp(jnp.asarray(g))[0]), want_grad)
     got, vjp = jax.vjp(vgg.max_pool_2x2, jnp.asarray(x))
     np.testing.assert_array_equal(np.asarray(got), want)
     np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(g))[0]), want_grad)

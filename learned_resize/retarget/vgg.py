@@ -74,21 +74,46 @@ def caffe_preprocess(image_rgb01: jax.Array) -> jax.Array:
     return bgr - jnp.asarray(CAFFE_MEAN_BGR, jnp.float32)
 
 
+def _windows(x: jax.Array) -> jax.Array:
+    """[N, H, W, C] -> [N, H/2, W/2, C, 4]: each 2x2 window's values in row-major order."""
+    n, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    return x.transpose(0, 1, 3, 5, 2, 4).reshape(n, h // 2, w // 2, c, 4)
+
+
+@jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2 max pooling with stride 2 (VALID: an odd last row or column is dropped), [N, H, W, C].
 
-    Written as a reshape and a max over the window axes rather than `reduce_window`:
-    the values are the same, but the gradient is reduce-max's (the output gradient
-    sent to the window's maximum) instead of XLA's select-and-scatter, which is slow on
-    XLA:CPU (the three pools of VGG-19 to conv4_1 at 384x512, forward and backward:
-    0.32 s as `reduce_window`, 0.10 s this way: `bench/max_pool.py`).
-    The two gradients differ only where a window holds several equal maxima (reduce-max
-    splits the gradient among them): after a ReLU that is a window of zeros, whose
-    gradient the ReLU zeroes in both.
+    The gradient goes to the first maximum of each window in row-major order, as
+    `reduce_window`'s select-and-scatter (and PyTorch) send it; written by hand with
+    elementwise masks, because select-and-scatter is slow on XLA:CPU (the three pools
+    of VGG-19 to conv4_1 at 384x512, forward and backward: 0.32 s as `reduce_window`,
+    0.10 s this way: `bench/max_pool.py`). Autodiff of a max would split it among
+    equal maxima, which flat image regions have in plenty (the retargeting loss's
+    gradient at a plan-warped start moved by 5% relative L2 that way).
     """
     n, h, w, c = x.shape
-    x = x[:, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+    return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _max_pool_fwd(x):
+    y = max_pool_2x2(x)
+    return y, (x, y)
+
+
+def _max_pool_bwd(residuals, g):
+    x, y = residuals
+    n, h, w, c = x.shape
+    hit = _windows(x) == y[..., None]
+    first = hit & (jnp.cumsum(hit, axis=-1) == 1)
+    dx = jnp.where(first, g[..., None], 0).astype(x.dtype)
+    dx = dx.reshape(n, h // 2, w // 2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3)
+    dx = dx.reshape(n, h // 2 * 2, w // 2 * 2, c)
+    return (jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class VGG(nnx.Module):
