@@ -122,11 +122,14 @@ def test_other_convolutions_are_flax_own():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v2", "inception_v2"])
+@pytest.mark.parametrize(
+    "backbone", ["resnet18", "mobilenet_v2", "efficientnet_b0", "inception_v2"]
+)
 def test_sgd_step_matches_flax_convolutions(backbone):
     """One SGD step ends at the same weights with nnx.Conv for every convolution
     (`conv_forms.plain()`): ResNet-18 has 1x1 convs, MobileNet-v2 1x1 and depthwise 3x3
-    ones (stride 1 and 2), Inception-v2 a depthwise 7x7 stem with channel multiplier 8.
+    ones (stride 1 and 2), EfficientNet-B0 depthwise 5x5 ones too, Inception-v2 a
+    depthwise 7x7 stem with channel multiplier 8.
 
     One step: later steps of a randomly labelled net amplify float rounding chaotically
     (flax against itself with the input scaled by 1 + 1e-6 differs by ~5% of the update
