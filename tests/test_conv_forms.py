@@ -11,6 +11,20 @@ from learned_resize.models import conv_forms
 from learned_resize.models.conv_forms import Conv
 
 
+def _same_values_and_gradients(ours, theirs, x, expected, atol):
+    """Both modules give `expected` (numpy) at x, and the same gradients of a loss."""
+    np.testing.assert_allclose(ours(jnp.asarray(x)), expected, rtol=1e-5, atol=atol)
+    np.testing.assert_allclose(theirs(jnp.asarray(x)), expected, rtol=1e-5, atol=atol)
+
+    def grads(module):
+        graphdef, params = nnx.split(module, nnx.Param)
+        loss = lambda p, x: jnp.sum(jnp.sin(nnx.merge(graphdef, p)(x)))
+        return jax.grad(loss, (0, 1))(params, jnp.asarray(x))
+
+    for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(theirs))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=atol)
+
+
 @pytest.mark.parametrize(
     "stride, padding, use_bias, size",
     [
@@ -31,16 +45,7 @@ def test_pointwise_conv_matches_numpy_and_flax(stride, padding, use_bias, size):
     kernel = np.asarray(ours.kernel[...])[0, 0]
     bias = np.arange(4.0) if use_bias else 0.0
     expected = x[:, ::stride, ::stride] @ kernel + bias  # numpy: subsample, then mix channels
-    np.testing.assert_allclose(ours(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(theirs(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-6)
-
-    def grads(module):
-        graphdef, params = nnx.split(module, nnx.Param)
-        loss = lambda p, x: jnp.sum(jnp.sin(nnx.merge(graphdef, p)(x)))
-        return jax.grad(loss, (0, 1))(params, jnp.asarray(x))
-
-    for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(theirs))):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    _same_values_and_gradients(ours, theirs, x, expected, atol=1e-6)
 
 
 def _numpy_depthwise(x, kernel, stride, pads):
@@ -80,16 +85,7 @@ def test_depthwise_taps_match_numpy_and_flax(kernel, stride, padding, multiplier
     assert ours._depthwise_pads(jnp.asarray(x)) == pads
     expected = _numpy_depthwise(x, np.asarray(ours.kernel[...]), stride, pads)
     expected += np.arange(3.0 * multiplier)
-    np.testing.assert_allclose(ours(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(theirs(jnp.asarray(x)), expected, rtol=1e-5, atol=1e-5)
-
-    def grads(module):
-        graphdef, params = nnx.split(module, nnx.Param)
-        loss = lambda p, x: jnp.sum(jnp.sin(nnx.merge(graphdef, p)(x)))
-        return jax.grad(loss, (0, 1))(params, jnp.asarray(x))
-
-    for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(theirs))):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    _same_values_and_gradients(ours, theirs, x, expected, atol=1e-5)
 
 
 def test_depthwise_taps_accumulate_bf16_products_in_float32():
