@@ -9,9 +9,11 @@ program by what decides it without tracing it:
   - the function's module and qualified name, and the source of this whole package
     (so any edit to the code gives new names);
   - jax and jaxlib versions, the backend, its devices, XLA_FLAGS, x64 mode and the CPU;
-  - the arguments' tree structure, shapes, dtypes (weak or not) and static values.
+  - the arguments' tree structure, shapes, dtypes (weak or not), devices and static
+    values.
 
-A hit deserialises the stored executable (~0.02 s); a miss compiles as `jax.jit`
+A hit deserialises the stored executable onto the devices it was compiled for (~0.02 s;
+if it then cannot run, it is compiled again); a miss compiles as `jax.jit`
 would and writes the executable atomically (a temporary file renamed into place), so
 concurrent processes never read a partial file. A file that cannot be read or loaded
 is compiled again and replaced; a store that cannot be written is skipped. Only this
@@ -81,7 +83,15 @@ def environment_fingerprint() -> str:
 
 def _leaf_signature(x) -> str:
     aval = jax.typeof(x)
-    return f"{aval.str_short()}{'~' if getattr(aval, 'weak_type', False) else ''}"
+    weak = "~" if getattr(aval, "weak_type", False) else ""
+    sharding = getattr(x, "sharding", None)  # where an array lives decides the program's devices
+    devices = sorted(d.id for d in sharding.device_set) if sharding is not None else ""
+    return f"{aval.str_short()}{weak}{devices}"
+
+
+def _device_ids(compiled) -> list[int]:
+    shardings = jax.tree.leaves(compiled.input_shardings)
+    return sorted({d.id for s in shardings for d in s.device_set})
 
 
 def program_key(fn: Callable, args: tuple, dynamic: dict, static: dict) -> str:
@@ -102,8 +112,16 @@ def program_key(fn: Callable, args: tuple, dynamic: dict, static: dict) -> str:
 def _load(path: pathlib.Path):
     try:
         with open(path, "rb") as f:
-            payload, in_tree, out_tree = pickle.load(f)
-        return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+            payload, in_tree, out_tree, ids = pickle.load(f)
+        # On the devices it was compiled for: by default the loader would spread it
+        # over every local device (with 8 of them, a 1-device program then expects
+        # 8 shards of each argument).
+        devices = [d for d in jax.devices() if d.id in ids]
+        if len(devices) != len(ids):
+            return None
+        return serialize_executable.deserialize_and_load(
+            payload, in_tree, out_tree, execution_devices=devices
+        )
     except Exception:  # noqa: BLE001 (missing, partial or foreign file: compile again)
         return None
 
@@ -111,7 +129,7 @@ def _load(path: pathlib.Path):
 def _save(path: pathlib.Path, compiled) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = pickle.dumps(serialize_executable.serialize(compiled))
+        data = pickle.dumps((*serialize_executable.serialize(compiled), _device_ids(compiled)))
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
             f.write(data)
         os.replace(f.name, path)
@@ -135,16 +153,23 @@ def stored_jit(fn: Callable, *, static_argnames: tuple[str, ...] = ()) -> Callab
         static = {k: v for k, v in kwargs.items() if k in static_argnames}
         dynamic = {k: v for k, v in kwargs.items() if k not in static_argnames}
         key = program_key(fn, args, dynamic, static)
-        if key not in programs:
-            path = directory / f"{key}.bin"
-            compiled = _load(path)
-            if compiled is None:
-                compiled = jitted.lower(*args, **kwargs).compile()
-                _save(path, compiled)
-                STATS["compiled"] += 1
+        if key in programs:
+            return programs[key](*args, **dynamic)
+        path = directory / f"{key}.bin"
+        loaded = _load(path)
+        if loaded is not None:
+            try:
+                out = loaded(*args, **dynamic)
+            except Exception:  # noqa: BLE001 (a program this process cannot run: compile)
+                loaded = None
             else:
                 STATS["loaded"] += 1
-            programs[key] = compiled
-        return programs[key](*args, **dynamic)
+                programs[key] = loaded
+                return out
+        compiled = jitted.lower(*args, **kwargs).compile()
+        _save(path, compiled)
+        STATS["compiled"] += 1
+        programs[key] = compiled
+        return compiled(*args, **dynamic)
 
     return call

@@ -87,3 +87,24 @@ def test_a_damaged_file_is_compiled_again_and_an_unwritable_store_still_runs(tmp
         executables.stored_jit(_scale, static_argnames=("power",))(x, y, power=3), want
     )
     np.testing.assert_allclose(jax.jit(_scale, static_argnames="power")(x, y, power=3), want)
+
+
+def test_a_stored_program_loads_and_runs_in_a_process_with_many_devices(tmp_path, monkeypatch):
+    # conftest gives this process 8 CPU devices; a 1-device program must load onto the
+    # device it was compiled for (by default the loader spreads it over all 8).
+    assert len(jax.devices()) > 1
+    monkeypatch.setenv("LEARNED_RESIZE_CACHE", str(tmp_path))
+    monkeypatch.setenv("LEARNED_RESIZE_EXECUTABLES", "1")
+    x, y = jnp.arange(6.0).reshape(2, 3), jnp.ones((2, 3))
+    want = np.arange(6.0).reshape(2, 3) ** 2 + 1
+    np.testing.assert_allclose(
+        executables.stored_jit(_scale, static_argnames=("power",))(x, y, power=2), want
+    )
+    before = dict(executables.STATS)
+    fresh = executables.stored_jit(_scale, static_argnames=("power",))  # as a new process would
+    np.testing.assert_allclose(fresh(x, y, power=2), want)
+    assert executables.STATS == {"loaded": before["loaded"] + 1, "compiled": before["compiled"]}
+    # An argument on another device is another program.
+    on_last = jax.device_put(x, jax.devices()[-1]), jax.device_put(y, jax.devices()[-1])
+    np.testing.assert_allclose(fresh(*on_last, power=2), want)
+    assert executables.STATS["compiled"] == before["compiled"] + 1
