@@ -41,13 +41,18 @@ from jax.experimental import serialize_executable
 STATS = {"loaded": 0, "compiled": 0}
 
 
+def cache_root() -> pathlib.Path:
+    """$LEARNED_RESIZE_CACHE, or ~/.cache/learned_resize: the package's user cache
+    (this store, the VGG weights)."""
+    env = os.environ.get("LEARNED_RESIZE_CACHE")
+    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "learned_resize"
+
+
 def store_dir() -> pathlib.Path | None:
     """The store's directory, or None when LEARNED_RESIZE_EXECUTABLES=0."""
     if os.environ.get("LEARNED_RESIZE_EXECUTABLES", "1") == "0":
         return None
-    env = os.environ.get("LEARNED_RESIZE_CACHE")
-    base = pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "learned_resize"
-    return base / "executables"
+    return cache_root() / "executables"
 
 
 def _cpu() -> str:

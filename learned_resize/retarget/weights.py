@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from learned_resize import executables
 from learned_resize.retarget import torch_pickle
 from learned_resize.retarget import weight_readers as readers
 
@@ -62,8 +63,7 @@ _WHEELS = {
 
 def default_cache_dir() -> pathlib.Path:
     """$LEARNED_RESIZE_CACHE, or ~/.cache/learned_resize."""
-    env = os.environ.get("LEARNED_RESIZE_CACHE")
-    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "learned_resize"
+    return executables.cache_root()
 
 
 def cache_path(depth: int, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
