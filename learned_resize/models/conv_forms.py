@@ -26,6 +26,7 @@ traced inside `plain()`, for benches and tests.
 
 import contextlib
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -131,7 +132,7 @@ def _taps_bwd(strides, pads, residuals, g):
     oh, ow = g.shape[1:3]
     g32 = g.astype(jnp.float32)
     dxp = 0.0
-    for a, b, _ in _windows(xp, kernel.shape[:2], strides, (oh, ow)):
+    for a, b in itertools.product(range(kernel.shape[0]), range(kernel.shape[1])):
         # This tap's contribution placed back on the padded grid: g * k at rows
         # a, a + sh, ... (interior padding sh - 1), zero elsewhere.
         rows = (a, hp - a - sh * (oh - 1) - 1, sh - 1)
