@@ -11,23 +11,10 @@ import pytest
 import skimage.data
 from flax import nnx
 from PIL import Image
+from stand_in_vgg import nets, small_config
 
 from learned_resize.retarget import __main__ as cli
 from learned_resize.retarget import api, operators, reconstruct, vgg
-
-
-class TinyNet(nnx.Module):
-    """Stand-in for VGG with its interface: linear conv, avg pool, conv + ReLU."""
-
-    def __init__(self, *, rngs):
-        self.conv1_1 = nnx.Conv(3, 6, (3, 3), padding=1, rngs=rngs)
-        self.conv2_1 = nnx.Conv(6, 8, (3, 3), padding=1, rngs=rngs)
-
-    def __call__(self, x, layers):
-        feats = {"conv1_1": self.conv1_1(x)}
-        feats["pool1"] = nnx.avg_pool(feats["conv1_1"], (2, 2), (2, 2))
-        feats["conv2_1"] = jax.nn.relu(self.conv2_1(feats["pool1"]))
-        return {name: feats[name] for name in layers}
 
 
 def _identity_loss(image, aux):
@@ -149,11 +136,6 @@ def test_progress_is_reported_per_chunk(capsys):
     assert len(info.losses) == 4 and all(a >= b for a, b in zip(info.losses, info.losses[1:]))
 
 
-@functools.cache
-def _nets():
-    return TinyNet(rngs=nnx.Rngs(0)), TinyNet(rngs=nnx.Rngs(1))
-
-
 def _numpy_conv(x, kernel, bias):
     """SAME 3x3 convolution, NHWC x HWIO, in numpy."""
     p = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -167,7 +149,7 @@ def _numpy_conv(x, kernel, bias):
 
 
 def test_retarget_loss_matches_numpy_terms():
-    net19, net16 = _nets()
+    net19, net16 = nets()
     rng = np.random.default_rng(3)
     image = rng.random((1, 8, 6, 3)).astype(np.float32)
     t_rec = rng.random((1, 8, 6, 6)).astype(np.float32)
@@ -248,7 +230,7 @@ def test_perceptual_input_is_antialiased_scaling():
 def test_lbfgs_inverts_a_linear_conv_layer():
     # conv1_1 of TinyNet is linear with more output than input channels, so the only
     # image reproducing the target's conv features is the target itself.
-    net, _ = _nets()
+    net, _ = nets()
     target = jax.random.uniform(jax.random.key(2), (1, 8, 8, 3), minval=0.15, maxval=0.85)
     spec = reconstruct.LossSpec(nnx.graphdef(net), ("conv1_1",))
     aux = dict(
@@ -269,16 +251,9 @@ def test_lbfgs_inverts_a_linear_conv_layer():
 
 
 def test_retarget_end_to_end_with_stand_in_networks():
-    net19, net16 = _nets()
-    cfg = api.get_config()
-    cfg.mask.layers = ("conv2_1",)
+    net19, net16 = nets()
+    cfg = small_config(api)
     cfg.mask.image_side = 24  # the input's own size
-    cfg.rec_layers = ("conv1_1", "conv2_1")
-    cfg.rec_weights = (1.0, 1.0)
-    cfg.perc_layers = ("pool1",)
-    cfg.plan_stride = 2
-    cfg.scales = (0.5, 1.0)
-    cfg.iterations = (5, 3)
     image = jax.random.uniform(jax.random.key(3), (16, 24, 3))
     result = api.retarget_details(image, (16, 18), config=cfg, vgg19=net19, vgg16=net16, log=None)
     assert result.image.shape == (16, 18, 3)

@@ -26,9 +26,19 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
-from learned_resize.retarget import defaults, image_io, multi, operators, plans, reconstruct, vgg
+from learned_resize.retarget import (
+    buckets,
+    defaults,
+    image_io,
+    multi,
+    operators,
+    plans,
+    reconstruct,
+    vgg,
+)
 from learned_resize.retarget import mask as mask_lib
 from learned_resize.retarget.plans import OPERATORS, make_plan  # noqa: F401  (api.make_plan)
 
@@ -46,7 +56,7 @@ class RetargetResult:
       image: [h, w, 3] float32 in [0, 1], the retargeted image.
       mask: [h_m, w_m] importance mask on the deepest mask layer's grid.
       plan: the retargeting plan (normalised coordinates, any resolution).
-      uniform: [h, w, 3] the linearly scaled input.
+      work_size: (input, output) (h, w) sizes the work was done at (`buckets.py`).
       note: '' or the sentence saying the plan fell back to cropping.
       solves: one `reconstruct.SolveInfo` per scale.
       seconds: wall time of the whole call.
@@ -55,14 +65,14 @@ class RetargetResult:
     image: jax.Array
     mask: jax.Array
     plan: operators.Plan
-    uniform: jax.Array
+    work_size: tuple[tuple[int, int], tuple[int, int]]
     solves: list[reconstruct.SolveInfo]
     seconds: float
     note: str = ""
 
 
 def check_config(cfg) -> None:
-    """Raises ValueError (one sentence) for an unknown operator or a bad crop_fraction."""
+    """Raises ValueError (one sentence) for an unknown operator, a bad crop_fraction or bucket."""
     if cfg.operator not in OPERATORS:
         raise ValueError(
             f"Unknown operator {cfg.operator!r}; choose one of {', '.join(OPERATORS)}."
@@ -70,6 +80,12 @@ def check_config(cfg) -> None:
     fraction = cfg.get("crop_fraction", multi.CROP_FRACTION)
     if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
         raise ValueError(f"config.crop_fraction must be a number in [0, 1], got {fraction!r}.")
+    bucket = cfg.get("bucket", 0)
+    if isinstance(bucket, bool) or not isinstance(bucket, int) or not 0 <= bucket <= 256:
+        raise ValueError(
+            f"config.bucket must be a whole number of px in [0, 256] (0 = exact sizes), "
+            f"got {bucket!r}."
+        )
 
 
 check_size = image_io.check_size
@@ -155,8 +171,16 @@ def retarget_details(
     if _uses_perceptual(cfg) and vgg16 is None:
         vgg16 = _load(16)
 
+    # Nearby photo sizes share one bucket, and so every compiled program (buckets.py).
+    work_in, work_out = buckets.working_sizes(image.shape[:2], size, cfg.get("bucket", 0))
+    if work_in != image.shape[:2]:
+        image = jax.device_put(buckets.resize_image(np.asarray(image), work_in))
+    protect_mask, remove_mask = (
+        None if m is None else buckets.resize_mask(np.asarray(m, np.float32), work_in)
+        for m in (protect_mask, remove_mask)
+    )
     mask, remove_mask = _user_masks(importance_mask(image, vgg19, cfg), protect_mask, remove_mask)
-    plan, note = plans.plan_for(cfg, image, size, mask, remove_mask)
+    plan, note = plans.plan_for(cfg, image, work_out, mask, remove_mask)
     if log and note:
         log(f"note: {note}")
     if log:
@@ -164,13 +188,12 @@ def retarget_details(
             f"mask covers {float(jnp.mean(mask)):.0%} of the image; plan: {cfg.operator} "
             f"with {len(plan)} stage(s); {time.perf_counter() - start:.1f}s"
         )
-    out, solves = solve(cfg, image, size, plan, vgg19, vgg16, log)
-    uniform = operators.uniform_scale(image[None], size)[0]
+    out, solves = solve(cfg, image, work_out, plan, vgg19, vgg16, log)
     return RetargetResult(
-        image=out[0],
+        image=jax.device_put(buckets.resize_image(np.asarray(out[0]), size)),
         mask=mask[0],
         plan=plan,
-        uniform=uniform,
+        work_size=(work_in, work_out),
         solves=solves,
         seconds=time.perf_counter() - start,
         note=note,

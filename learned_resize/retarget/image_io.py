@@ -11,7 +11,6 @@ import io
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -133,24 +132,25 @@ def as_float_image(image) -> jax.Array:
     Floats outside [0, 1] are refused rather than clipped (a 0-255 float image would
     otherwise turn white); RGBA is composited over white.
     """
-    x = jnp.asarray(image)
+    # numpy, not jnp: eager jnp ops compile a small program for every new photo size.
+    x = np.asarray(image)
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or x.shape[-1] not in (1, 3, 4):
         raise ValueError(f"Expected an image shaped [H, W, 3], got shape {tuple(x.shape)}.")
-    if x.dtype == jnp.uint8:
-        x = x.astype(jnp.float32) / 255.0
-    elif jnp.issubdtype(x.dtype, jnp.integer):
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    elif np.issubdtype(x.dtype, np.integer):
         raise ValueError(f"Integer images must be uint8, got {x.dtype}; scale to [0, 1] floats.")
-    x = x.astype(jnp.float32)
-    lo, hi = float(jnp.min(x)), float(jnp.max(x))
+    x = x.astype(np.float32)
+    lo, hi = float(np.min(x)), float(np.max(x))
     if lo < -1e-6 or hi > 1.0 + 1e-6:
         raise ValueError(
             f"Float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
             "divide 0-255 data by 255."
         )
     if x.shape[-1] == 1:
-        x = jnp.repeat(x, 3, axis=-1)
+        x = np.repeat(x, 3, axis=-1)
     if x.shape[-1] == 4:
         x = x[..., :3] * x[..., 3:] + (1.0 - x[..., 3:])
-    return jnp.clip(x, 0.0, 1.0)
+    return jax.device_put(np.clip(x, 0.0, 1.0))  # jnp.asarray compiles a copy per shape
