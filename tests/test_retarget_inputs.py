@@ -134,3 +134,12 @@ def test_progress_lines_get_a_bar(capsys):
     first, second = capsys.readouterr().out.splitlines()
     assert first == "[#####...............] [1/2 64x48] iter   10/40  loss 1.5"
     assert second == "mask covers 20% of the image"
+
+
+def test_uint8_conversion_is_xlas_to_the_bit():
+    # as_float_image runs in numpy (no per-size compilation); its values must be those of
+    # the jnp conversion it replaced, or seam baselines move (231 pixels of one photo
+    # changed level when it divided in numpy).
+    x = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    expected = np.asarray(jnp.asarray(x).astype(jnp.float32) / 255.0)
+    np.testing.assert_array_equal(np.asarray(api.as_float_image(x))[..., 0], expected)

@@ -126,7 +126,7 @@ def run(argv_image, size_flags, out: str, config, write_comparison: bool, masks=
     """The CLI's work; raises ValueError / FileNotFoundError on user errors.
 
     Every input is read and checked (size, masks, output names) before the weights
-    load and anything compiles; images of the same size share one compilation.
+    load and anything compiles; images in one size bucket share one compilation.
     """
     start = time.perf_counter()
     api.check_config(config)

@@ -1,6 +1,9 @@
 """`retarget(image, size)`: deep-feature retargeting (Arar et al. 2019) as one call.
 
 Pipeline (see docs/PAPERS.md part B):
+  0. Size buckets (`buckets.py`, config.bucket): the photo's sides of at least 8 buckets
+     (128 px) are rounded to multiples of 16 and the output likewise; the result is resized
+     to the exact size at the end, so nearby photo sizes share every compiled program.
   1. VGG-19 features of the input; importance mask from the deepest layer(s).
   2. One retargeting plan. Default 'multi' (`multi.py`): a crop of crop_fraction of the
      reduction placed to keep the most of the mask, then seams for the rest. 'seam' is
