@@ -36,6 +36,7 @@ from learned_resize.retarget import (
     buckets,
     defaults,
     image_io,
+    loop_vgg,
     multi,
     operators,
     plans,
@@ -114,7 +115,7 @@ _SPLIT_CACHE: dict[int, tuple[nnx.Module, tuple]] = {}
 def _split(net: nnx.Module) -> tuple:
     cached = _SPLIT_CACHE.get(id(net))
     if cached is None or cached[0] is not net:
-        cached = (net, reconstruct.split_network(net))
+        cached = (net, loop_vgg.split_network(net))
         if len(_SPLIT_CACHE) >= 4:  # keep only the last few networks alive
             _SPLIT_CACHE.pop(next(iter(_SPLIT_CACHE)))
         _SPLIT_CACHE[id(net)] = cached

@@ -29,14 +29,14 @@ its value (relative change), or when the line search cannot improve.
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from learned_resize.retarget import vgg as vgg_lib
+from learned_resize.retarget import loop_vgg
 
 # Weight of the quadratic penalty on pixels outside [0, 1] (mean over elements).
 RANGE_WEIGHT = 10.0
@@ -80,97 +80,6 @@ def feature_loss(
     return total
 
 
-# ----------------------------------------------------------------------------------
-# Networks inside the optimisation loop.
-#
-# XLA:CPU runs the convolutions of autodiff's backward pass 3-4x slower inside a while
-# loop than in a plain jitted function (measured here: VGG-19 to conv4_1 at 96x128,
-# 1.76 s vs 0.53 s per loss-and-gradient evaluation). The transposed convolution
-# autodiff emits uses a reversed kernel with swapped feature dimensions; outside a loop
-# XLA re-lays it out once, inside it falls back to a slow kernel. `_conv` below is the
-# same 3x3 SAME convolution with a custom VJP whose input gradient uses a flipped and
-# transposed copy of the kernel prepared once, outside the loop (0.50 s inside the
-# loop). It drops the kernel gradient, which reconstruction never needs.
-
-_DIMS = ("NHWC", "HWIO", "NHWC")
-
-
-@jax.custom_vjp
-def _conv(x: jax.Array, kernel: jax.Array, kernel_bwd: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DIMS
-    )
-
-
-def _conv_fwd(x, kernel, kernel_bwd):
-    return _conv(x, kernel, kernel_bwd), kernel_bwd
-
-
-def _conv_bwd(kernel_bwd, g):
-    dx = jax.lax.conv_general_dilated(
-        g, kernel_bwd, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DIMS
-    )
-    return dx, None, None
-
-
-_conv.defvjp(_conv_fwd, _conv_bwd)
-
-
-def vgg_loop_params(net: vgg_lib.VGG) -> dict[str, dict[str, jax.Array]]:
-    """The weights of a `vgg.VGG` for `vgg_loop_features`, with backward kernels added."""
-    return _with_backward_kernels(nnx.to_pure_dict(nnx.state(net)))
-
-
-@jax.jit
-def _with_backward_kernels(params):
-    # One compiled call instead of an eager flip and transpose per layer.
-    return {
-        name: {
-            "kernel": p["kernel"],
-            "bias": p["bias"],
-            "kernel_bwd": jnp.flip(p["kernel"], (0, 1)).transpose(0, 1, 3, 2),
-        }
-        for name, p in params.items()
-    }
-
-
-def vgg_loop_features(
-    params: Mapping, depth: int, image: jax.Array, layers: Sequence[str]
-) -> dict[str, jax.Array]:
-    """`vgg.VGG(depth)(image, layers)` computed with the loop-friendly convolution."""
-    names = vgg_lib.layer_names(depth)
-    x = vgg_lib.caffe_preprocess(image)
-    features = {}
-    for name in names[: max(names.index(n) for n in layers) + 1]:
-        if name.startswith("conv"):
-            p = params[name]
-            x = jax.nn.relu(_conv(x, p["kernel"], p["kernel_bwd"]) + p["bias"])
-        else:
-            x = vgg_lib.max_pool_2x2(x)
-        if name in layers:
-            features[name] = x
-    return features
-
-
-def split_network(net: nnx.Module) -> tuple[int | nnx.GraphDef, object]:
-    """(static, params) of a feature network for `LossSpec` and the loss's aux.
-
-    A `vgg.VGG` becomes (depth, `vgg_loop_params`) and runs through the loop-friendly
-    forward; any other module with the same call signature (e.g. a test stand-in)
-    becomes (GraphDef, State) and runs as itself.
-    """
-    if isinstance(net, vgg_lib.VGG):
-        return net.depth, vgg_loop_params(net)
-    return nnx.split(net)
-
-
-def network_features(static, params, image: jax.Array, layers) -> dict[str, jax.Array]:
-    """Features of the network described by (static, params) from `split_network`."""
-    if isinstance(static, int):
-        return vgg_loop_features(params, static, image, layers)
-    return nnx.merge(static, params)(image, layers)
-
-
 @dataclasses.dataclass(frozen=True)
 class LossSpec:
     """The static (hashable) part of the retargeting loss: networks and layer names.
@@ -202,7 +111,7 @@ def perceptual_input(image: jax.Array, scale: float) -> jax.Array:
 
 
 def _terms(image: jax.Array, aux: Mapping, spec: LossSpec) -> dict[str, jax.Array]:
-    feats = network_features(spec.rec_net, aux["rec_params"], image, spec.rec_layers)
+    feats = loop_vgg.network_features(spec.rec_net, aux["rec_params"], image, spec.rec_layers)
     terms = {
         "rec": feature_loss(feats, aux["rec_targets"], aux["rec_weights"]),
         "tv": total_variation(image),
@@ -210,7 +119,9 @@ def _terms(image: jax.Array, aux: Mapping, spec: LossSpec) -> dict[str, jax.Arra
     }
     if spec.perc_net is not None and spec.perc_layers:
         small = perceptual_input(image, spec.perc_scale)
-        feats = network_features(spec.perc_net, aux["perc_params"], small, spec.perc_layers)
+        feats = loop_vgg.network_features(
+            spec.perc_net, aux["perc_params"], small, spec.perc_layers
+        )
         terms["perc"] = feature_loss(feats, aux["perc_targets"], aux["perc_weights"])
     return terms
 

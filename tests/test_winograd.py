@@ -1,0 +1,45 @@
+"""Winograd F(2x2, 3x3) convolution (`retarget/winograd.py`) against a numpy loop."""
+
+import numpy as np
+import pytest
+
+from learned_resize.retarget import winograd
+
+
+def _numpy_conv(x, kernel):
+    """SAME 3x3 convolution, NHWC x HWIO, stride 1, in float64 numpy."""
+    p = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = x.shape[1:3]
+    return sum(
+        np.einsum("nhwi,io->nhwo", p[:, i : i + h, j : j + w], kernel[i, j])
+        for i in range(3)
+        for j in range(3)
+    )
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 8, 10, 5, 7), (1, 7, 9, 4, 3), (1, 1, 1, 3, 2), (1, 2, 5, 16, 8)]
+)
+def test_winograd_equals_a_direct_convolution(shape):
+    n, h, w, c, k = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, c, k)).astype(np.float32)
+    got = np.asarray(winograd.conv3x3(x, winograd.transform_kernel(kernel)))
+    expected = _numpy_conv(x, kernel)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+
+
+def test_kernel_transform_by_hand():
+    # G g G^T for a kernel of ones: G's rows sum to 1, 1.5, 0.5, 1 -> outer product.
+    u = np.asarray(winograd.transform_kernel(np.ones((3, 3, 1, 1), np.float32)))
+    rows = np.array([1.0, 1.5, 0.5, 1.0])
+    np.testing.assert_allclose(u.reshape(4, 4), np.outer(rows, rows))
+
+
+def test_only_wide_3x3_layers_take_winograd():
+    assert winograd.use_for((3, 3, 256, 512)) and winograd.use_for((3, 3, 512, 256))
+    assert not winograd.use_for((3, 3, 128, 256))  # conv3_1: measured slower
+    assert not winograd.use_for((3, 3, 64, 64))
+    assert not winograd.use_for((1, 1, 512, 512))
