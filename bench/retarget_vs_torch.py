@@ -76,9 +76,11 @@ def has_torch(python: str) -> bool:
     return probe.returncode == 0
 
 
-def build_problem(width: int, fraction: float):
+def build_problem(width: int, fraction: float, winograd_min_pixels: int | None = None):
     """(value_fn, aux, start, meta) of the CLI's finest scale for the astronaut."""
     cfg = api.get_config()
+    if winograd_min_pixels is not None:
+        cfg.winograd_min_pixels = winograd_min_pixels
     vgg19, vgg16 = weights.load_vgg(19), weights.load_vgg(16)
     image = api.as_float_image(skimage.data.astronaut())
     height = round(image.shape[0] * width / image.shape[1])
@@ -229,6 +231,12 @@ def parse_args():
     parser.add_argument("--budget", type=float, default=200.0, help="torch solve limit, s")
     parser.add_argument("--no_solve", action="store_true", help="skip the solver comparison")
     parser.add_argument(
+        "--winograd_min_pixels",
+        type=int,
+        default=None,
+        help="override config.winograd_min_pixels (0: Winograd at any size)",
+    )
+    parser.add_argument(
         "--iterations", type=int, default=0, help="both solvers' cap (default: the CLI's)"
     )
     parser.add_argument("--once", action="store_true", help="our solver cold only, no warm run")
@@ -345,7 +353,7 @@ def main():
         return
     load_start = os.getloadavg()
     device = jax.devices()[0]
-    loss_fn, aux, start, meta = build_problem(args.width, args.fraction)
+    loss_fn, aux, start, meta = build_problem(args.width, args.fraction, args.winograd_min_pixels)
     cfg = meta["cfg"]
 
     def value_fn(z, aux):
@@ -371,7 +379,9 @@ def main():
         print(
             f"problem: astronaut {w}x{h} -> {ow}x{oh}, fine scale; loss on the "
             f"{start.shape[2]}x{start.shape[1]} output: VGG-19 {tuple(cfg.rec_layers)}, "
-            f"VGG-16 {tuple(cfg.perc_layers)} at scale {cfg.perc_scale}, TV, stats, range"
+            f"VGG-16 {tuple(cfg.perc_layers)} at scale {cfg.perc_scale}, TV, stats, range; "
+            f"Winograd {'on' if oh * ow >= cfg.winograd_min_pixels else 'off'} at this size "
+            f"(config.winograd_min_pixels={cfg.winograd_min_pixels})"
         )
         try:
             worst = agreement(workers[0], value_and_grad, start, aux, tmp)

@@ -99,12 +99,13 @@ def _device_ids(compiled) -> list[int]:
     return sorted({d.id for s in shardings for d in s.device_set})
 
 
-def program_key(fn: Callable, args: tuple, dynamic: dict, static: dict) -> str:
-    """The file name of fn's program for these arguments."""
+def program_key(fn: Callable, args: tuple, dynamic: dict, static: dict, name: str = "") -> str:
+    """The file name of fn's program for these arguments (name: what a closure captured)."""
     leaves, tree = jax.tree.flatten((args, dynamic))
     signature = (
         fn.__module__,
         fn.__qualname__,
+        name,
         str(tree),
         tuple(_leaf_signature(x) for x in leaves),
         sorted((k, repr(v)) for k, v in static.items()),
@@ -142,10 +143,11 @@ def _save(path: pathlib.Path, compiled) -> None:
         pass
 
 
-def stored_jit(fn: Callable, *, static_argnames: tuple[str, ...] = ()) -> Callable:
+def stored_jit(fn: Callable, *, static_argnames: tuple[str, ...] = (), name: str = "") -> Callable:
     """`jax.jit(fn, static_argnames=...)` whose executables live in `store_dir()`.
 
-    Static arguments must be passed by keyword.
+    Static arguments must be passed by keyword. A closure must describe what it captured
+    in name (a stable string: the same text for the same program in every process).
     """
     jitted = jax.jit(fn, static_argnames=static_argnames)
     programs = {}
@@ -157,7 +159,7 @@ def stored_jit(fn: Callable, *, static_argnames: tuple[str, ...] = ()) -> Callab
             return jitted(*args, **kwargs)
         static = {k: v for k, v in kwargs.items() if k in static_argnames}
         dynamic = {k: v for k, v in kwargs.items() if k not in static_argnames}
-        key = program_key(fn, args, dynamic, static)
+        key = program_key(fn, args, dynamic, static, name)
         if key in programs:
             return programs[key](*args, **dynamic)
         path = directory / f"{key}.bin"

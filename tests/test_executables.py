@@ -108,3 +108,41 @@ def test_a_stored_program_loads_and_runs_in_a_process_with_many_devices(tmp_path
     on_last = jax.device_put(x, jax.devices()[-1]), jax.device_put(y, jax.devices()[-1])
     np.testing.assert_allclose(fresh(*on_last, power=2), want)
     assert executables.STATS["compiled"] == before["compiled"] + 1
+
+
+_SOLVE_CHILD = """
+import functools, json
+import jax.numpy as jnp, numpy as np
+from learned_resize import executables
+from learned_resize.retarget import reconstruct
+
+def quadratic(z, aux):  # a named loss: the name below is what the solver's key records
+    return jnp.mean(jnp.square(z - aux["target"])) + reconstruct.total_variation(z)
+
+loss = functools.partial(quadratic)
+loss.program_name = "test quadratic + TV, v1"
+target = np.random.default_rng(1).random((1, 12, 16, 3)).astype(np.float32)
+out, info = reconstruct.minimize(
+    loss, jnp.full_like(target, 0.5), {"target": target}, iterations=8, chunk=4, log=None
+)
+print(json.dumps({"stats": executables.STATS, "out": np.asarray(out).tolist(),
+                  "evals": info.evaluations}))
+"""
+
+
+def test_a_named_loss_has_its_solver_stored_and_loaded_by_a_fresh_process(tmp_path):
+    def child(store):
+        env = dict(os.environ, LEARNED_RESIZE_CACHE=str(tmp_path), LEARNED_RESIZE_EXECUTABLES=store)
+        done = subprocess.run(
+            [sys.executable, "-c", _SOLVE_CHILD], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.splitlines()[-1])
+
+    first, second, plain = child("1"), child("1"), child("0")
+    assert first["stats"] == {"loaded": 0, "compiled": 1}
+    assert second["stats"] == {"loaded": 1, "compiled": 0}  # no tracing of the solver
+    assert plain["stats"] == {"loaded": 0, "compiled": 0}
+    for other in (second, plain):
+        np.testing.assert_array_equal(np.array(other["out"]), np.array(first["out"]))
+        assert other["evals"] == first["evals"]

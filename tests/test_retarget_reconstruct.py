@@ -196,6 +196,8 @@ def test_loop_friendly_vgg_matches_the_module_and_its_gradient(depth, size):
     # second case; the others by lax's convolution.
     assert params["conv3_2"]["fwd"].ndim == 3 and params["conv4_1"]["bwd"].ndim == 3
     assert params["conv3_1"]["fwd"].ndim == 4
+    _, plain = loop_vgg.split_network(net, winograd=False)  # below winograd_min_pixels
+    assert all(p["fwd"].ndim == 4 and p["bwd"].ndim == 4 for p in plain.values())
     image = jax.random.uniform(jax.random.key(4), (1, *size, 3))
     layers = ("conv1_2", "pool2", "conv3_1", "conv4_1")
 

@@ -1,9 +1,11 @@
 """Winograd F(2x2, 3x3) convolution (`retarget/winograd.py`) against a numpy loop."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from learned_resize.retarget import winograd
+from learned_resize.retarget import api, operators, vgg, winograd
 
 
 def _numpy_conv(x, kernel):
@@ -43,3 +45,26 @@ def test_only_wide_3x3_layers_take_winograd():
     assert not winograd.use_for((3, 3, 128, 256))  # conv3_1: measured slower
     assert not winograd.use_for((3, 3, 64, 64))
     assert not winograd.use_for((1, 1, 512, 512))
+
+
+@pytest.mark.parametrize("min_pixels, expected_ndim", [(0, 3), (32 * 32, 3), (32 * 32 + 1, 4)])
+def test_scale_problem_takes_winograd_from_the_configured_output_size(min_pixels, expected_ndim):
+    # config.winograd_min_pixels: the 32x32 output's scale uses Winograd kernels
+    # ([16, C, K]) for conv3_2 when it has at least that many pixels, HWIO otherwise.
+    net19, net16 = vgg.VGG(19, rngs=nnx.Rngs(0)), vgg.VGG(16, rngs=nnx.Rngs(1))
+    cfg = api.get_config()
+    cfg.winograd_min_pixels = min_pixels
+    image = jnp.full((32, 40, 3), 0.5)
+    plan = operators.crop_plan((32, 40), (32, 32))
+    _, aux, _ = api.scale_problem(cfg, image, (32, 32), plan, 1.0, net19, net16)
+    assert aux["rec_params"]["conv3_2"]["fwd"].ndim == expected_ndim
+    assert aux["perc_params"]["conv3_2"]["bwd"].ndim == expected_ndim
+
+
+@pytest.mark.parametrize("value", [-1, True])
+def test_bad_winograd_min_pixels_is_refused_in_one_sentence(value):
+    cfg = api.get_config()
+    with cfg.ignore_type():
+        cfg.winograd_min_pixels = value
+    with pytest.raises(ValueError, match="config.winograd_min_pixels must be a whole number"):
+        api.check_config(cfg)

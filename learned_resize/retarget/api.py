@@ -76,7 +76,7 @@ class RetargetResult:
 
 
 def check_config(cfg) -> None:
-    """Raises ValueError (one sentence) for an unknown operator, a bad crop_fraction or bucket."""
+    """Raises ValueError (one sentence) for an unknown operator or a bad number setting."""
     if cfg.operator not in OPERATORS:
         raise ValueError(
             f"Unknown operator {cfg.operator!r}; choose one of {', '.join(OPERATORS)}."
@@ -84,6 +84,9 @@ def check_config(cfg) -> None:
     fraction = cfg.get("crop_fraction", multi.CROP_FRACTION)
     if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
         raise ValueError(f"config.crop_fraction must be a number in [0, 1], got {fraction!r}.")
+    pixels = cfg.get("winograd_min_pixels", 0)
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
+        raise ValueError(f"config.winograd_min_pixels must be a whole number >= 0, got {pixels!r}.")
     bucket = cfg.get("bucket", 0)
     if isinstance(bucket, bool) or not isinstance(bucket, int) or not 0 <= bucket <= 256:
         raise ValueError(
@@ -108,24 +111,30 @@ def features(net: nnx.Module, images: jax.Array, layers) -> dict[str, jax.Array]
     return _features(graph, state, images, tuple(layers))
 
 
-# The loop-friendly copies of the weights, made once per network object.
-_SPLIT_CACHE: dict[int, tuple[nnx.Module, tuple]] = {}
+# The loop-friendly copies of the weights, made once per network object and setting.
+_SPLIT_CACHE: dict[tuple[int, bool], tuple[nnx.Module, tuple]] = {}
 
 
-def _split(net: nnx.Module) -> tuple:
-    cached = _SPLIT_CACHE.get(id(net))
+def _split(net: nnx.Module, winograd: bool = True) -> tuple:
+    key = (id(net), bool(winograd))
+    cached = _SPLIT_CACHE.get(key)
     if cached is None or cached[0] is not net:
-        cached = (net, loop_vgg.split_network(net))
+        cached = (net, loop_vgg.split_network(net, winograd))
         if len(_SPLIT_CACHE) >= 4:  # keep only the last few networks alive
             _SPLIT_CACHE.pop(next(iter(_SPLIT_CACHE)))
-        _SPLIT_CACHE[id(net)] = cached
+        _SPLIT_CACHE[key] = cached
     return cached[1]
 
 
 @functools.lru_cache(maxsize=8)
 def _loss_fn(spec: reconstruct.LossSpec) -> Callable:
-    # One function object per spec, so `minimize` reuses its compiled solver.
-    return functools.partial(reconstruct.retarget_loss, spec=spec)
+    # One function object per spec, so `minimize` reuses its compiled solver. VGG specs
+    # (networks named by depth) describe themselves stably, so the solver is stored on
+    # disk and a fresh process loads it without tracing.
+    fn = functools.partial(reconstruct.retarget_loss, spec=spec)
+    if isinstance(spec.rec_net, int) and isinstance(spec.perc_net, (int, type(None))):
+        fn.program_name = f"retarget_loss {spec!r}"
+    return fn
 
 
 def _load(depth: int) -> nnx.Module:
@@ -324,8 +333,12 @@ def scale_problem(
     use_perc = _uses_perceptual(cfg)
     rec_layers = tuple(cfg.rec_layers)
     perc_layers = tuple(cfg.perc_layers) if use_perc else ()
-    rec_static, rec_params = _split(vgg19)
-    perc_static, perc_params = _split(vgg16) if use_perc else (None, None)
+    in_s = tuple(max(1, round(n * scale)) for n in image.shape[:2])
+    out_s = tuple(max(1, round(n * scale)) for n in size)
+    # Winograd for the wide layers where the output is large enough to repay its compile.
+    fast = out_s[0] * out_s[1] >= cfg.get("winograd_min_pixels", 0)
+    rec_static, rec_params = _split(vgg19, fast)
+    perc_static, perc_params = _split(vgg16, fast) if use_perc else (None, None)
     spec = reconstruct.LossSpec(
         rec_static, rec_layers, perc_static, perc_layers, float(cfg.perc_scale) if use_perc else 1.0
     )
@@ -336,8 +349,6 @@ def scale_problem(
     else:
         raise ValueError(f"config.stats must be 'input' or 'imagenet', got {cfg.stats!r}.")
 
-    in_s = tuple(max(1, round(n * scale)) for n in image.shape[:2])
-    out_s = tuple(max(1, round(n * scale)) for n in size)
     img_s = operators.uniform_scale(image[None], in_s) if scale != 1 else image[None]
     feats = features(vgg19, img_s, rec_layers)
     shapes = vgg.layer_shapes(vgg19, out_s, rec_layers)

@@ -79,6 +79,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.scales = (0.5, 1.0)
     c.iterations = (40, 20)
     c.rtol = 1e-3
+    # On CPU, VGG layers with >= 256 channels in and out run by Winograd's F(2x2, 3x3)
+    # inside the loss (`winograd.py`) at scales whose output has at least this many
+    # pixels (0 = every scale; a huge number = never). It runs faster and compiles
+    # slower: `bench/retarget.py` with it at every scale against none, cold / warm s,
+    # 256 px 23.2 / 8.2 vs 20.4 / 9.9, 512 px 45.5 / 37.5 vs 51.2 / 45.7. 2**17
+    # (~362x362) sits between the two, set from those runs, not from quality data.
+    c.winograd_min_pixels = 2**17
     c.chunk = 10  # iterations between progress lines
     c.memory_size = 10  # L-BFGS history
     c.max_linesearch_steps = 20

@@ -50,12 +50,12 @@ def _conv_bwd(kernel_bwd, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def vgg_loop_params(net: vgg_lib.VGG) -> dict[str, dict[str, jax.Array]]:
+def vgg_loop_params(net: vgg_lib.VGG, fast: bool = True) -> dict[str, dict[str, jax.Array]]:
     """The weights of a `vgg.VGG` for `vgg_loop_features`: per layer the forward and
     backward (flipped, transposed) kernels, Winograd-transformed where `winograd.use_for`
-    says so on CPU, and the bias."""
+    says so on CPU (unless fast is False), and the bias."""
     params = nnx.to_pure_dict(nnx.state(net))
-    on_cpu = jax.default_backend() == "cpu"
+    on_cpu = fast and jax.default_backend() == "cpu"
     winograd_layers = tuple(
         name for name, p in params.items() if on_cpu and winograd.use_for(p["kernel"].shape)
     )
@@ -92,15 +92,15 @@ def vgg_loop_features(
     return features
 
 
-def split_network(net: nnx.Module) -> tuple[int | nnx.GraphDef, object]:
+def split_network(net: nnx.Module, winograd: bool = True) -> tuple[int | nnx.GraphDef, object]:
     """(static, params) of a feature network for `LossSpec` and the loss's aux.
 
     A `vgg.VGG` becomes (depth, `vgg_loop_params`) and runs through the loop-friendly
-    forward; any other module with the same call signature (e.g. a test stand-in)
-    becomes (GraphDef, State) and runs as itself.
+    forward (Winograd layers on CPU unless winograd is False); any other module with the
+    same call signature (e.g. a test stand-in) becomes (GraphDef, State) and runs as itself.
     """
     if isinstance(net, vgg_lib.VGG):
-        return net.depth, vgg_loop_params(net)
+        return net.depth, vgg_loop_params(net, winograd)
     return nnx.split(net)
 
 

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from learned_resize import executables
 from learned_resize.retarget import loop_vgg
 
 # Weight of the quadratic penalty on pixels outside [0, 1] (mean over elements).
@@ -229,7 +230,13 @@ def _chunk_runner(loss_fn: Callable, memory_size: int, max_linesearch_steps: int
         z, state, it, evals, done = jax.lax.while_loop(cond, body, init_carry)
         return z, _strong(state), it, evals, optax.tree.get(state, "value"), done
 
-    return jax.jit(init), jax.jit(run)
+    # A loss that can name itself stably (api's VGG losses) gets its solver stored on
+    # disk: a fresh process then loads it without tracing (learned_resize/executables.py).
+    name = getattr(loss_fn, "program_name", None)
+    if name is None:
+        return jax.jit(init), jax.jit(run)
+    name = f"{name}; memory {memory_size}; line search {max_linesearch_steps}"
+    return jax.jit(init), executables.stored_jit(run, name=name)
 
 
 def _strong(tree):
