@@ -230,12 +230,7 @@ def parse_args():
     parser.add_argument("--reps", type=int, default=5, help="timed evaluations per side")
     parser.add_argument("--budget", type=float, default=200.0, help="torch solve limit, s")
     parser.add_argument("--no_solve", action="store_true", help="skip the solver comparison")
-    parser.add_argument(
-        "--winograd_min_pixels",
-        type=int,
-        default=None,
-        help="override config.winograd_min_pixels (0: Winograd at any size)",
-    )
+    parser.add_argument("--winograd_min_pixels", type=int, help="0: Winograd at any size")
     parser.add_argument(
         "--iterations", type=int, default=0, help="both solvers' cap (default: the CLI's)"
     )
