@@ -100,3 +100,18 @@ def test_cli_refuses_a_bad_bucket_in_one_line(tmp_path):
         "error: config.bucket must be a whole number of px in [0, 256] (0 = exact sizes), got -1."
     ]
     assert not out.exists()
+
+
+def test_a_fallback_note_says_its_px_are_the_working_sizes():
+    cfg = small_config(api)
+    cfg.mask.image_side = 40
+    cfg.bucket = 4
+    cfg.operator = "seam"
+    image = np.random.default_rng(6).uniform(size=(39, 41, 3)).astype(np.float32)
+    net19, net16 = nets()
+    keep = np.ones((39, 41), np.float32)  # everything protected: seams cannot take any
+    result = api.retarget_details(
+        image, (39, 29), config=cfg, vgg19=net19, vgg16=net16, log=None, protect_mask=keep
+    )
+    assert "cannot absorb" in result.note
+    assert result.note.endswith("(px of the 40x40 working size, `config.bucket`)")

@@ -185,7 +185,8 @@ def retarget_details(
         vgg16 = _load(16)
 
     # Nearby photo sizes share one bucket, and so every compiled program (buckets.py).
-    work_in, work_out = buckets.working_sizes(image.shape[:2], size, cfg.get("bucket", 0))
+    size_in = image.shape[:2]
+    work_in, work_out = buckets.working_sizes(size_in, size, cfg.get("bucket", 0))
     if work_in != image.shape[:2]:
         image = jax.device_put(buckets.resize_image(np.asarray(image), work_in))
     protect_mask, remove_mask = (
@@ -194,6 +195,8 @@ def retarget_details(
     )
     mask, remove_mask = _user_masks(importance_mask(image, vgg19, cfg), protect_mask, remove_mask)
     plan, note = plans.plan_for(cfg, image, work_out, mask, remove_mask)
+    if note and work_in != tuple(size_in):
+        note += f" (px of the {work_in[1]}x{work_in[0]} working size, `config.bucket`)"
     if log and note:
         log(f"note: {note}")
     if log:
