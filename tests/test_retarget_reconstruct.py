@@ -221,10 +221,12 @@ def test_loop_friendly_vgg_matches_the_module_and_its_gradient(depth, size):
 
     (f_ours, g_ours), (f_ref, g_ref) = ours(image, params), ref(image, state)
     for name in layers:
-        # Winograd's rounding scales with its tiles' magnitudes, not each output's: the
+        # Layers before conv3_2 keep the direct convolution's bound. After the Winograd
+        # layers the rounding scales with the tiles' magnitudes, not each output's: the
         # bound is relative to the layer's largest value (~1e-6 of it measured).
-        scale = float(jnp.abs(f_ref[name]).max())
-        np.testing.assert_allclose(f_ours[name], f_ref[name], rtol=1e-5, atol=1e-5 * scale)
+        after_winograd = name == "conv4_1"
+        atol = 1e-5 * float(jnp.abs(f_ref[name]).max()) if after_winograd else 1e-4
+        np.testing.assert_allclose(f_ours[name], f_ref[name], rtol=1e-5, atol=atol)
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-5 * float(jnp.abs(g_ref).max()))
 
 
