@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from learned_resize import iqa, models, precision, resizers
+from learned_resize import models, precision, resizers
+from learned_resize.models import score_head as score_head_lib
 
 
 class ResizedClassifier(nnx.Module):
@@ -64,7 +65,7 @@ def build_model(config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> Resized
     )
     score_head = None
     if iqa_task:
-        score_head = iqa.ScoreHead(
+        score_head = score_head_lib.ScoreHead(
             classifier.num_features,
             num_bins=config.data.num_classes,
             dropout_rate=config.model.head_dropout,
