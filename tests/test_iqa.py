@@ -8,6 +8,7 @@ from flax import nnx
 from scipy import stats
 
 from learned_resize import iqa
+from learned_resize.models import score_head
 
 
 def _numpy_emd(p, q, r=2.0):
@@ -158,7 +159,7 @@ def test_histogram_from_counts():
 
 def test_score_head_matches_numpy_and_dropout():
     d = 16
-    head = iqa.ScoreHead(d, dropout_rate=0.75, rngs=nnx.Rngs(params=0, dropout=1))
+    head = score_head.ScoreHead(d, dropout_rate=0.75, rngs=nnx.Rngs(params=0, dropout=1))
     x = np.random.default_rng(5).normal(size=(4, d)).astype(np.float32)
     probs = head(jnp.asarray(x), train=False)
     assert probs.shape == (4, 10) and probs.dtype == jnp.float32
@@ -174,13 +175,13 @@ def test_score_head_matches_numpy_and_dropout():
     assert not np.allclose(p1, probs) and not np.allclose(p1, p2)
     np.testing.assert_allclose(np.sum(p1, -1), 1.0, rtol=1e-5)
     # bf16 compute still returns float32 distributions; params stay float32.
-    head16 = iqa.ScoreHead(d, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    head16 = score_head.ScoreHead(d, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     out = head16(jnp.asarray(x), train=False)
     assert out.dtype == jnp.float32 and head16.dense.kernel[...].dtype == jnp.float32
     with pytest.raises(ValueError, match="pooled features"):
         head(jnp.ones((2, 3, 3, d)), train=False)
     with pytest.raises(ValueError, match="dropout_rate"):
-        iqa.ScoreHead(d, dropout_rate=1.0, rngs=nnx.Rngs(0))
+        score_head.ScoreHead(d, dropout_rate=1.0, rngs=nnx.Rngs(0))
 
 
 def test_score_head_training_step_reduces_emd():
@@ -188,7 +189,7 @@ def test_score_head_training_step_reduces_emd():
     rng = np.random.default_rng(6)
     x = jnp.asarray(rng.normal(size=(32, 8)), jnp.float32)
     target = jnp.asarray(_random_hist(rng, 32), jnp.float32)
-    head = iqa.ScoreHead(8, dropout_rate=0.1, rngs=nnx.Rngs(params=0, dropout=1))
+    head = score_head.ScoreHead(8, dropout_rate=0.1, rngs=nnx.Rngs(params=0, dropout=1))
     graphdef, params, rest = nnx.split(head, nnx.Param, ...)
     key = jax.random.key(7)
 
@@ -214,7 +215,7 @@ def test_score_head_with_nnx_transforms_uses_own_stream():
     rng = np.random.default_rng(8)
     x = jnp.asarray(rng.normal(size=(16, 8)), jnp.float32)
     target = jnp.asarray(_random_hist(rng, 16), jnp.float32)
-    head = iqa.ScoreHead(8, rngs=nnx.Rngs(params=0, dropout=1))
+    head = score_head.ScoreHead(8, rngs=nnx.Rngs(params=0, dropout=1))
 
     @nnx.jit
     def loss_and_grad(model):
