@@ -10,6 +10,7 @@ compilation.
 import copy
 import difflib
 import math
+import os
 
 import jax
 import ml_collections
@@ -240,6 +241,93 @@ def _check_positive(name: str, value) -> None:
         raise errors.UserError(f"config.{name} must be a finite number > 0, got {value!r}.")
 
 
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise errors.UserError(f"config.{name} must be True or False, got {value!r}.")
+
+
+def _check_str(name: str, value, example: str) -> None:
+    if not isinstance(value, str):
+        raise errors.UserError(f"config.{name} must be a string, got {value!r}; e.g. {example}.")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_range(name: str, value, low, high, interval: str, example) -> None:
+    """`value` a finite number in the interval `interval` ('[0, 1)', '(0, 1]', '[0, inf)')."""
+    ok = _is_number(value)
+    if ok:
+        ok = value >= low if interval[0] == "[" else value > low
+    if ok and high is not None:
+        ok = value <= high if interval[-1] == "]" else value < high
+    if not ok:
+        raise errors.UserError(
+            f"config.{name} must be a finite number in {interval}, got {value!r}; e.g. {example}."
+        )
+
+
+def _check_normalisation(data: ml_collections.ConfigDict) -> None:
+    """config.data.mean and .std: finite numbers, the std's > 0, one per channel."""
+    for key in ("mean", "std"):
+        values = data[key]
+        if isinstance(values, str) or not isinstance(values, tuple | list):
+            raise errors.UserError(
+                f"config.data.{key} must be a tuple of numbers, one per channel, got "
+                f"{values!r}; e.g. (0.5,) for grayscale."
+            )
+        for v in values:
+            if not _is_number(v) or (key == "std" and v <= 0):
+                need = "finite and > 0" if key == "std" else "finite"
+                raise errors.UserError(
+                    f"config.data.{key}={tuple(values)!r} has the value {v!r}; every value must "
+                    f"be {need} (the {key} of the images' pixels scaled to [0, 1])."
+                )
+
+
+def _check_optim(optim: ml_collections.ConfigDict) -> None:
+    """config.optim's values beyond the learning rate and schedule."""
+    _check_range("optim.momentum", optim.momentum, 0, 1, "[0, 1)", 0.9)
+    _check_bool("optim.nesterov", optim.nesterov)
+    _check_range("optim.weight_decay", optim.weight_decay, 0, 1, "[0, 1)", "1e-4")
+    _check_range("optim.decay_rate", optim.decay_rate, 0, 1, "(0, 1]", 0.94)
+    _check_range("optim.decay_epochs", optim.decay_epochs, 0, None, "(0, inf)", 2.0)
+    _check_range("optim.warmup_epochs", optim.warmup_epochs, 0, None, "[0, inf)", 5.0)
+    _check_range("optim.label_smoothing", optim.label_smoothing, 0, 1, "[0, 1)", 0.1)
+    _check_range("optim.grad_clip_norm", optim.grad_clip_norm, 0, None, "[0, inf)", "1.0 (0: off)")
+
+
+def _check_init_from(config: ml_collections.ConfigDict) -> None:
+    """config.init_from's values (whether the checkpoints exist: train.preflight)."""
+    init = config.init_from
+    _check_str("init_from.path", init.path, "'' or a workdir")
+    _check_str("init_from.resizer_path", init.resizer_path, "'' or a workdir")
+    if isinstance(init.parts, str) or not isinstance(init.parts, tuple | list):
+        raise errors.UserError(
+            f"config.init_from.parts must be a tuple of part names, got {init.parts!r}; "
+            "e.g. ('classifier',)."
+        )
+    if init.path and not init.parts:
+        raise errors.UserError(
+            f"config.init_from.path={init.path} is set but config.init_from.parts is empty, so "
+            "nothing would be loaded; name the parts, e.g. ('classifier',), or clear the path."
+        )
+    takes_resizer = init.resizer_path or (init.path and "resizer" in init.parts)
+    if takes_resizer and config.resizer.kind != "learned":
+        key = "resizer_path" if init.resizer_path else "parts"
+        raise errors.UserError(
+            f"config.init_from.{key} loads a learned resizer but config.resizer.kind="
+            f"{config.resizer.kind!r} has none; set config.resizer.kind='learned' or do not "
+            "load the resizer."
+        )
+    if init.path and "score_head" in init.parts and config.task != "iqa":
+        raise errors.UserError(
+            f"config.init_from.parts names 'score_head' but config.task={config.task!r} has no "
+            "score head; drop 'score_head' from config.init_from.parts."
+        )
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises errors.UserError (one sentence) for any bad value, before anything is built."""
     _check_choice("task", config.task, TASKS)
@@ -266,6 +354,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_int("keep_checkpoints", config.keep_checkpoints, 1)
     _check_int("eval_every_steps", config.eval_every_steps, 0)
     _check_int("num_eval_images", config.num_eval_images, 0)
+    if config.num_eval_images > config.batch_size:
+        raise errors.UserError(
+            f"config.num_eval_images={config.num_eval_images} is more than one eval batch "
+            f"(config.batch_size={config.batch_size}); use at most {config.batch_size}."
+        )
+    _check_int("num_train_steps", config.num_train_steps, -1)
+    _check_range("num_epochs", config.num_epochs, 0, None, "[0, inf)", 90)
+    _check_int("resizer.num_filters", config.resizer.num_filters, 1)
+    _check_int("resizer.num_res_blocks", config.resizer.num_res_blocks, 0)
+    _check_choice("resizer.interpolation", config.resizer.interpolation, resizers.FIXED_METHODS)
+    _check_bool("resizer.antialias", config.resizer.antialias)
+    _check_range("model.head_dropout", config.model.head_dropout, 0, 1, "[0, 1)", 0.75)
+    _check_optim(config.optim)
     n = jax.device_count()
     if config.batch_size % n:
         raise errors.UserError(
@@ -286,6 +387,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     from learned_resize import data_sources  # (it reads base_config's defaults)
 
     data_sources.data_options(config)  # config.data's values: checked where they are read
+    for key in ("data_dir", "manual_dir", "train_split", "eval_split"):
+        _check_str(f"data.{key}", config.data[key], "''")
+    _check_int("data.num_classes", config.data.num_classes, 1)
+    _check_bool("data.flip", config.data.flip)
+    _check_bool("data.jpeg_draft", config.data.jpeg_draft)
+    _check_normalisation(config.data)
     for key in ("mean", "std"):
         if len(config.data[key]) != config.data.channels:
             raise errors.UserError(
@@ -298,6 +405,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "config.init_from.parts may only name 'classifier', 'resizer' and 'score_head', "
             f"got {sorted(bad_parts)}."
         )
+    _check_init_from(config)
 
 
 def _check_size_pair(name: str, pair) -> tuple[int, int]:
@@ -306,3 +414,91 @@ def _check_size_pair(name: str, pair) -> tuple[int, int]:
     except (TypeError, ValueError):
         raise errors.UserError(f"config.{name} must be a pair of integers, got {pair!r}.") from None
     return a, b
+
+
+# Workdirs this process will train, in stage order (train.preflight records each), so that
+# a later stage's init_from may name an earlier stage's run before it has a checkpoint.
+_PLANNED_RUNS: dict[str, ml_collections.ConfigDict] = {}
+
+
+def _run_key(path) -> str:
+    from learned_resize import workdir as workdir_lib
+
+    return os.fspath(workdir_lib.as_path(path)).rstrip("/")
+
+
+def plan_run(workdir, config: ml_collections.ConfigDict) -> None:
+    """Records that this process trains `config` in `workdir` (see check_init_sources)."""
+    _PLANNED_RUNS[_run_key(workdir)] = config
+
+
+def _source_meta(key: str, path: str) -> dict:
+    """The model meta of the newest checkpoint under `path` (config.init_from.`key`)."""
+    from learned_resize import checkpoints
+    from learned_resize import workdir as workdir_lib
+
+    if not workdir_lib.as_path(path).exists():
+        raise errors.UserError(
+            f"config.init_from.{key}={path} does not exist; give the workdir of a finished run "
+            "(or its checkpoints/ directory), or '' to start from scratch."
+        )
+    try:
+        directory, steps = checkpoints.checkpoint_steps(path)
+    except errors.UserError:
+        raise errors.UserError(
+            f"config.init_from.{key}={path} holds no finished checkpoint; train a run there "
+            "first or give the workdir of one that has a checkpoints/ directory."
+        ) from None
+    meta = workdir_lib.read_json(directory / str(steps[0]) / "meta" / "metadata")
+    if not isinstance(meta, dict):
+        raise errors.UserError(
+            f"config.init_from.{key}={path}: the newest checkpoint (step {steps[0]}) has no "
+            "readable meta/metadata; give the workdir of an intact run."
+        )
+    return meta
+
+
+def check_init_sources(config: ml_collections.ConfigDict, workdir) -> None:
+    """Refuses an init_from source that will not give the requested parts: a missing path, a
+    path without a finished checkpoint, or a checkpoint of another model. Reads only the
+    small meta files. Skipped when `workdir` resumes from its own checkpoints (init_from is
+    then not read); a source that is an earlier stage of this process is judged by that
+    stage's config."""
+    from learned_resize import checkpoints
+    from learned_resize import workdir as workdir_lib
+
+    init = config.init_from
+    own = workdir_lib.as_path(workdir) / checkpoints.CHECKPOINT_DIR
+    if own.is_dir() and any(p.name.isdigit() for p in own.iterdir()):
+        return
+    sources = []
+    if init.path:
+        parts = [p for p in init.parts if p != "resizer" or not init.resizer_path]
+        sources.append(("path", init.path, parts))
+    if init.resizer_path:
+        sources.append(("resizer_path", init.resizer_path, ["resizer"]))
+    expected = checkpoints.model_meta(config)
+    for key, path, parts in sources:
+        planned = _PLANNED_RUNS.get(_run_key(path))
+        if planned is not None and not workdir_lib.as_path(path).exists():
+            found = checkpoints.model_meta(planned)
+        else:
+            found = _source_meta(key, path)
+        found = {"resizer_norm": "batch", **found}  # (checkpoints saved before the key)
+        if "resizer" in parts and found.get("resizer") != "learned":
+            raise errors.UserError(
+                f"config.init_from.{key}={path} has no learned resizer (its resizer is "
+                f"{found.get('resizer')!r}); give a run with config.resizer.kind='learned' or "
+                "drop 'resizer' from config.init_from.parts."
+            )
+        keys = ["channels"]
+        keys += ["model"] if "classifier" in parts else []
+        keys += ["task", "num_classes"] if "score_head" in parts else []
+        keys += ["resizer_filters", "resizer_blocks", "resizer_norm"] if "resizer" in parts else []
+        diffs = [f"{k}={found.get(k)!r} (this config: {expected[k]!r})" for k in keys]
+        diffs = [d for k, d in zip(keys, diffs) if found.get(k) != expected[k]]
+        if diffs:
+            raise errors.UserError(
+                f"config.init_from.{key}={path} is a checkpoint of another model "
+                f"({', '.join(diffs)}); give a run of this model or change the config to match."
+            )

@@ -68,13 +68,23 @@ def dataset_info(config) -> input_pipeline.DatasetInfo:
 
 def preflight(config: ml_collections.ConfigDict, workdir) -> None:
     """A stage's checks that need the data or the workdir, before anything is written or
-    compiled: the data dir exists, the dataset opens and has config.data.num_classes
-    classes, and the workdir holds no other model's checkpoints."""
+    compiled: the data and manual dirs exist, the dataset opens, has
+    config.data.num_classes classes and at least config.batch_size training images, the
+    workdir holds no other model's checkpoints, and config.init_from's sources hold
+    checkpoints with the requested parts (`config_lib.check_init_sources`)."""
+    from learned_resize import config_lib
+
     data_dir = config.data.data_dir
     if data_dir and not workdir_lib.as_path(data_dir).exists():
         raise errors.UserError(
             f"config.data.data_dir={data_dir} does not exist; fix the path (or create the "
             "directory to prepare the dataset there)."
+        )
+    manual_dir = config.data.manual_dir
+    if manual_dir and not workdir_lib.as_path(manual_dir).is_dir():
+        raise errors.UserError(
+            f"config.data.manual_dir={manual_dir} is not a directory; point it at the "
+            "dataset's source files, or set it to '' for the default location."
         )
     info = dataset_info(config)
     if info.num_classes != config.data.num_classes:
@@ -82,7 +92,15 @@ def preflight(config: ml_collections.ConfigDict, workdir) -> None:
             f"config.data.num_classes={config.data.num_classes} but {config.data.name} has "
             f"{info.num_classes} classes; set --config.data.num_classes={info.num_classes}."
         )
+    if config.batch_size > info.num_train:
+        raise errors.UserError(
+            f"config.batch_size={config.batch_size} is more than the {info.num_train} training "
+            f"images of {config.data.name} (split {config.data.train_split!r}); use a batch of "
+            f"at most {info.num_train}."
+        )
     checkpoints.check_workdir(workdir, config)
+    config_lib.check_init_sources(config, workdir)
+    config_lib.plan_run(workdir, config)
 
 
 def finished_results(workdir, num_steps: int) -> dict | None:
