@@ -12,7 +12,8 @@ host_allocator.py).
 
 So the CPU formulation is chosen once, when this module is imported (at start-up:
 `main.py` re-executes under tcmalloc before importing anything of JAX's): "taps"
-under tcmalloc, "xla" (XLA's own convolution) otherwise. `use_formulation` changes
+under tcmalloc, "xla" (XLA's own convolution) otherwise, and always "xla" when the
+CPU forms are switched off (`models/cpu/__init__.py`). `use_formulation` changes
 it for benchmarks and tests; it affects only programs traced afterwards. Other
 platforms always run XLA's convolution and its own gradients.
 """
@@ -23,11 +24,14 @@ import jax
 import jax.numpy as jnp
 
 from learned_resize import host_allocator
+from learned_resize.models import cpu
 
 FORMULATIONS = ("taps", "xla")
 
 
 def _start_up_formulation() -> str:
+    if not cpu.enabled():
+        return "xla"
     return "taps" if host_allocator.loaded_allocator() == "tcmalloc" else "xla"
 
 

@@ -32,7 +32,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-_plain = False
+from learned_resize.models import cpu
+
+# With the CPU forms switched off (models/cpu/__init__.py) every convolution is nnx.Conv's.
+_plain = not cpu.enabled()
 
 
 @contextlib.contextmanager

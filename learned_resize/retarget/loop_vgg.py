@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learned_resize.models import cpu
 from learned_resize.retarget import vgg as vgg_lib
 from learned_resize.retarget import winograd
 
@@ -55,7 +56,7 @@ def vgg_loop_params(net: vgg_lib.VGG, fast: bool = True) -> dict[str, dict[str, 
     backward (flipped, transposed) kernels, Winograd-transformed where `winograd.use_for`
     says so on CPU (unless fast is False), and the bias."""
     params = nnx.to_pure_dict(nnx.state(net))
-    on_cpu = fast and jax.default_backend() == "cpu"
+    on_cpu = fast and cpu.enabled() and jax.default_backend() == "cpu"
     winograd_layers = tuple(
         name for name, p in params.items() if on_cpu and winograd.use_for(p["kernel"].shape)
     )
