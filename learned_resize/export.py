@@ -3,7 +3,10 @@ r"""A trained learned resizer as a `jax.export` artifact you can use anywhere.
     python -m learned_resize.export --checkpoint=W/learned --out=resizer.jaxexport
 
 writes `resizer.jaxexport` (the serialized `jax.export.Exported`: inference mode,
-weights embedded) and `resizer.json` (its settings). In any JAX program, without
+weights embedded) and `resizer.json` (its settings). Existing files are replaced only
+with `--overwrite`, and the checkpoint's own files (its folder, the run's config.json)
+never: the command stops with one `error:` line before it reads anything. In any JAX
+program, without
 this package's training code (only jax and numpy are imported to load it):
 
     from learned_resize import export
@@ -269,6 +272,28 @@ def write(path: str, serialized: bytes, settings: dict) -> None:
         json.dump(settings, f, indent=2, default=list)
 
 
+def _config_files(checkpoint: str) -> list[str]:
+    """The config.json files `run_config` may read for checkpoint (those that exist)."""
+    path = os.path.abspath(checkpoint)
+    found = []
+    for candidate in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        file = os.path.join(candidate, "config.json")
+        if os.path.isfile(file):
+            found.append(file)
+    return found
+
+
+def check_outputs(out: str, checkpoint: str, overwrite: bool = False) -> None:
+    """Refuses, before any work, an artifact or JSON that is the checkpoint or one of its
+    files (its folder, the run's config.json), or that exists (unless overwrite)."""
+    from learned_resize import no_overwrite
+
+    inputs = [("--checkpoint", checkpoint)]
+    inputs += [("--checkpoint's config", f) for f in _config_files(checkpoint)]
+    outputs = [("--out", out), ("settings file", settings_path(out))]
+    no_overwrite.check_outputs(outputs, inputs, overwrite)
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -277,15 +302,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="artifact path, e.g. resizer.jaxexport")
     parser.add_argument("--input_size", default="", help="H,W to export for (default: the run's)")
     parser.add_argument("--platforms", default="cpu", help="comma-separated: cpu,cuda,tpu")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing artifact and JSON (never the checkpoint's files)",
+    )
     args = parser.parse_args(argv)
     try:
         input_size = _parse_size(args.input_size) if args.input_size else None
         platforms = tuple(p for p in args.platforms.split(",") if p)
         if set(platforms) - {"cpu", "cuda", "rocm", "tpu"} or not platforms:
             raise ValueError(f"--platforms={args.platforms!r}; use some of cpu,cuda,rocm,tpu.")
-        for path in (args.out, settings_path(args.out)):
-            if os.path.exists(path):
-                raise ValueError(f"{path} exists; remove it or choose another --out.")
+        check_outputs(args.out, args.checkpoint, args.overwrite)
         resizer, config = restore_resizer(args.checkpoint)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

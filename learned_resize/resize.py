@@ -14,7 +14,9 @@ antialiasing) and by the trained resizer, and written as `OUT/<name>.png`:
 each enlarged `--zoom` times with nearest neighbours (default: to about 256 px high)
 so that 8x8 outputs can be seen. The learned output is clipped to [0, 1] for the
 PNG: it is what the classifier sees, not a picture. Existing files in `--out` are
-never overwritten: the command stops before it starts if one would be.
+replaced only with `--overwrite`, and an input (an image in `--images`, the
+checkpoint's files) never: the command stops with one `error:` line before it starts
+if one would be.
 """
 
 import argparse
@@ -34,6 +36,11 @@ def _arguments(argv):
     parser.add_argument("--out", required=True, help="directory for the PNGs")
     parser.add_argument("--zoom", type=int, default=0, help="enlargement (0: to ~256 px)")
     parser.add_argument("--batch_size", type=int, default=16, help="images per call")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing PNGs in --out (never an input image or the checkpoint)",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,13 +74,19 @@ def _image_files(directory: str) -> list[str]:
     return files
 
 
-def _targets(files: list[str], out: str) -> list[str]:
+def _targets(
+    files: list[str], out: str, images: str, checkpoint: str, overwrite: bool = False
+) -> list[str]:
+    """OUT/<stem>.png per file; refused (one sentence) if one would replace an input, or
+    an existing file without overwrite."""
+    from learned_resize import export, no_overwrite
+
     targets = [os.path.join(out, os.path.splitext(os.path.basename(f))[0] + ".png") for f in files]
-    taken = [t for t in targets if os.path.exists(t)]
-    if taken:
-        raise ValueError(f"{taken[0]} exists; choose an empty --out or move the old results.")
     if len(set(targets)) < len(targets):
         raise ValueError("two files in --images share a name stem; rename one of them.")
+    inputs = [("--images", images), *(("--images", f) for f in files)]
+    inputs += [("--checkpoint", checkpoint), ("--checkpoint", export.settings_path(checkpoint))]
+    no_overwrite.check_outputs([("output", t) for t in targets], inputs, overwrite)
     return targets
 
 
@@ -111,12 +124,19 @@ def _progress(done: int, total: int, skipped: int) -> None:
     print(f"\r[{bar}] {done}/{total} images{note}", end=end, file=sys.stderr, flush=True)
 
 
-def run(checkpoint: str, images: str, out: str, zoom: int = 0, batch_size: int = 16) -> int:
+def run(
+    checkpoint: str,
+    images: str,
+    out: str,
+    zoom: int = 0,
+    batch_size: int = 16,
+    overwrite: bool = False,
+) -> int:
     """Writes OUT/<name>.png for every readable image; returns how many were written."""
     from learned_resize import resampling
 
     files = _image_files(images)
-    targets = _targets(files, out)
+    targets = _targets(files, out, images, checkpoint, overwrite)
     resize = _load(checkpoint)
     settings = resize.settings
     out_h = settings["output_size"][0]
@@ -153,7 +173,9 @@ def main(argv=None) -> int:
     try:
         if args.zoom < 0 or args.batch_size < 1:
             raise ValueError("--zoom must be >= 0 and --batch_size >= 1.")
-        written = run(args.checkpoint, args.images, args.out, args.zoom, args.batch_size)
+        written = run(
+            args.checkpoint, args.images, args.out, args.zoom, args.batch_size, args.overwrite
+        )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -15,7 +15,17 @@ or `--config.operator=seam` (see `defaults.get_config`). The default operator is
 (non-zero pixels kept intact), `--remove=mask.png` (object removal: seams take it
 first; operators multi and seam), enlarging (`--size=` larger than the input) and
 both sides at once. Inputs: EXIF orientation applied, ICC profiles converted to sRGB,
-16-bit scaled, transparency over white; the output suffix is checked before any work.
+16-bit scaled, transparency over white. A grey photo (mode L, or RGB with three equal
+channels) is written back as grey (mode L: the luma of the result). A mask must be drawn
+on the photo: of its size, or of exactly its aspect ratio (then resized by nearest
+neighbour, with a one-line note); any other size is refused.
+
+Nothing the user owns is overwritten: an output (or its comparison image) that is an
+input (--image, --protect, --remove; by any spelling, symlink or hard link) is refused,
+and so is an existing file unless `--overwrite` is given (an input never is replaced,
+even then). Every refusal, like every bad setting (`api.check_config`), size or output
+suffix, is one `error:` line and exit status 1, before any weights load or anything
+compiles.
 
 Needs the VGG weight cache: `python -m learned_resize.retarget.weights --fetch`.
 """
@@ -32,6 +42,7 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
+from learned_resize import no_overwrite
 from learned_resize.retarget import api, image_io, report
 
 _IMAGE = flags.DEFINE_string("image", None, "Input photo (PNG, JPEG...); default: astronaut.")
@@ -44,6 +55,9 @@ _OUT = flags.DEFINE_string(
 _PROTECT = flags.DEFINE_string("protect", None, "Mask image: non-zero pixels are kept intact.")
 _REMOVE = flags.DEFINE_string("remove", None, "Mask image of an object the seams remove first.")
 _COMPARISON = flags.DEFINE_bool("comparison", True, "Also write <out>_comparison.png.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace existing output files (an input is never replaced)."
+)
 _CACHE = flags.DEFINE_string(
     "compile_cache",
     os.path.join(os.path.expanduser("~"), ".cache", "learned_resize", "jax"),
@@ -122,19 +136,53 @@ def jobs(image_flag: str | None, out: str) -> list[tuple[str | None, pathlib.Pat
     return [(str(p), out_dir / f"{p.stem}.png") for p in inputs]
 
 
-def run(argv_image, size_flags, out: str, config, write_comparison: bool, masks=(None, None)):
+def check_writes(
+    pairs, write_comparison: bool, image_flag: str | None, masks, overwrite: bool
+) -> None:
+    """Refuses outputs that are inputs, repeat each other, or exist (unless overwrite)."""
+    outputs = []
+    for _, out_path in pairs:
+        outputs.append(("output", out_path))
+        if write_comparison:
+            fix = "choose another --out or pass --nocomparison"
+            outputs.append(("comparison image", comparison_path(out_path), fix))
+    inputs = [("--image", image_flag), ("--protect", masks[0]), ("--remove", masks[1])]
+    inputs += [("--image", path) for path, _ in pairs]
+    no_overwrite.check_outputs(outputs, inputs, overwrite)
+
+
+def save(image, path, gray: bool) -> None:
+    """Writes image [H, W, 3] in [0, 1] to path; as one channel (mode L) when gray."""
+    pixels = report.to_uint8(image)
+    Image.fromarray(pixels[..., 0] if gray else pixels).save(path)
+
+
+def run(
+    argv_image,
+    size_flags,
+    out: str,
+    config,
+    write_comparison: bool,
+    masks=(None, None),
+    overwrite: bool = False,
+):
     """The CLI's work; raises ValueError / FileNotFoundError on user errors.
 
-    Every input is read and checked (size, masks, output names) before the weights
+    Every input is read and checked (settings, outputs, size, masks) before the weights
     load and anything compiles; images in one size bucket share one compilation.
     """
     start = time.perf_counter()
     api.check_config(config)
+    pairs = jobs(argv_image, out)
+    check_writes(pairs, write_comparison, argv_image, masks, overwrite)
     todo = []
-    for path, out_path in jobs(argv_image, out):
+    for path, out_path in pairs:
         image = read_image(path)
         size = api.check_size(parse_size(*size_flags, image.shape[:2]), image.shape[:2])
-        user = [None if m is None else image_io.read_mask(m, image.shape[:2]) for m in masks]
+        user = [
+            None if m is None else image_io.read_mask(m, image.shape[:2], f"{flag}={m}", print)
+            for flag, m in zip(("--protect", "--remove"), masks)
+        ]
         todo.append((path, image, size, user, out_path))
     from learned_resize.retarget import weights  # after the cheap checks
 
@@ -156,7 +204,7 @@ def run(argv_image, size_flags, out: str, config, write_comparison: bool, masks=
             remove_mask=user[1],
             log=progress,
         )
-        Image.fromarray(report.to_uint8(result.image)).save(out_path)
+        save(result.image, out_path, image_io.is_gray(image))
         iters = "+".join(str(s.iterations) for s in result.solves)
         evals = sum(s.evaluations for s in result.solves)
         print(
@@ -193,6 +241,7 @@ def main(argv):
             _CONFIG.value,
             _COMPARISON.value,
             (_PROTECT.value, _REMOVE.value),
+            _OVERWRITE.value,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

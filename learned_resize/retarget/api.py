@@ -23,6 +23,7 @@ one line says so (`protect.py`).
 
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Callable
 
@@ -57,7 +58,8 @@ class RetargetResult:
     """Everything `retarget_details` computed.
 
     Attributes:
-      image: [h, w, 3] float32 in [0, 1], the retargeted image.
+      image: [h, w, 3] float32 in [0, 1], the retargeted image (three equal channels
+        for a grey input).
       mask: [h_m, w_m] importance mask on the deepest mask layer's grid.
       plan: the retargeting plan (normalised coordinates, any resolution).
       work_size: (input, output) (h, w) sizes the work was done at (`buckets.py`).
@@ -75,24 +77,129 @@ class RetargetResult:
     note: str = ""
 
 
+def _is_whole(value, low: int, high: float = float("inf")) -> bool:
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return whole and low <= value <= high
+
+
+def _is_number(value, low: float, high: float = float("inf"), low_open: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return False
+    if not math.isfinite(value) or value > high:
+        return False
+    return value > low if low_open else value >= low
+
+
+def _is_sequence(value) -> bool:
+    return isinstance(value, (tuple, list))
+
+
+def _check_choice(cfg, name: str, choices) -> None:
+    value = cfg.get(name, choices[0])
+    if value not in choices:
+        raise ValueError(f"config.{name} must be one of {', '.join(choices)}, got {value!r}.")
+
+
+def _check_layers(cfg, layers: str, weights: str, allow_empty: bool) -> None:
+    names, values = cfg[layers], cfg[weights]
+    if not _is_sequence(names) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"config.{layers} must be a tuple of layer names, got {names!r}.")
+    if not names and not allow_empty:
+        raise ValueError(f"config.{layers} must name at least one layer.")
+    if (
+        not _is_sequence(values)
+        or len(values) != len(names)
+        or not all(_is_number(v, 0.0) for v in values)
+    ):
+        raise ValueError(
+            f"config.{weights} must be {len(names)} finite number(s) >= 0, one per layer of "
+            f"config.{layers}, got {values!r}."
+        )
+
+
 def check_config(cfg) -> None:
-    """Raises ValueError (one sentence) for an unknown operator or a bad number setting."""
+    """Raises ValueError (one sentence) for an unknown choice or an absurd number setting.
+
+    Everything `get_config` defines is checked here, before any weights load or anything
+    compiles, so that a typo costs nothing.
+    """
     if cfg.operator not in OPERATORS:
         raise ValueError(
             f"Unknown operator {cfg.operator!r}; choose one of {', '.join(OPERATORS)}."
         )
     fraction = cfg.get("crop_fraction", multi.CROP_FRACTION)
-    if not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+    if not _is_number(fraction, 0.0, 1.0):
         raise ValueError(f"config.crop_fraction must be a number in [0, 1], got {fraction!r}.")
     pixels = cfg.get("winograd_min_pixels", 0)
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
+    if not _is_whole(pixels, 0):
         raise ValueError(f"config.winograd_min_pixels must be a whole number >= 0, got {pixels!r}.")
     bucket = cfg.get("bucket", 0)
-    if isinstance(bucket, bool) or not isinstance(bucket, int) or not 0 <= bucket <= 256:
+    if not _is_whole(bucket, 0, 256):
         raise ValueError(
             f"config.bucket must be a whole number of px in [0, 256] (0 = exact sizes), "
             f"got {bucket!r}."
         )
+    scales, iterations = cfg.scales, cfg.iterations
+    if not _is_sequence(scales) or not scales or not all(_is_number(s, 0, 1, True) for s in scales):
+        raise ValueError(
+            f"config.scales must be one or more fractions of the output size in (0, 1], "
+            f"e.g. (0.5, 1.0), got {scales!r}."
+        )
+    if (
+        not _is_sequence(iterations)
+        or len(iterations) != len(scales)
+        or not all(_is_whole(n, 1) for n in iterations)
+    ):
+        raise ValueError(
+            f"config.iterations must be {len(scales)} whole number(s) >= 1, one per scale of "
+            f"config.scales={tuple(scales)}, got {iterations!r}."
+        )
+    for name, low, high in (
+        ("plan_stride", 1, 64),
+        ("chunk", 1, float("inf")),
+        ("memory_size", 1, 1000),
+        ("max_linesearch_steps", 1, 1000),
+    ):
+        if not _is_whole(cfg.get(name, low), low, high):
+            bound = "" if high == float("inf") else f" and <= {high}"
+            raise ValueError(
+                f"config.{name} must be a whole number >= {low}{bound}, got {cfg[name]!r}."
+            )
+    for name in ("rtol", "tol", "alpha", "beta", "gamma", "tv_weight", "stats_weight"):
+        if not _is_number(cfg.get(name, 0.0), 0.0):
+            raise ValueError(f"config.{name} must be a finite number >= 0, got {cfg[name]!r}.")
+    perc_scale = cfg.get("perc_scale", 1.0)
+    if not _is_number(perc_scale, 0.0, 1.0, low_open=True):
+        raise ValueError(f"config.perc_scale must be a number in (0, 1], got {perc_scale!r}.")
+    _check_layers(cfg, "rec_layers", "rec_weights", allow_empty=False)
+    _check_layers(cfg, "perc_layers", "perc_weights", allow_empty=True)
+    _check_choice(cfg, "perc_target", ("plan", "uniform"))
+    _check_choice(cfg, "stats", ("input", "imagenet"))
+    _check_choice(cfg, "init", ("plan", "uniform"))
+    _check_mask_config(cfg.mask)
+
+
+def _check_mask_config(m) -> None:
+    layers = m.layers
+    if not _is_sequence(layers) or not layers or not all(isinstance(n, str) for n in layers):
+        raise ValueError(f"config.mask.layers must name at least one layer, got {layers!r}.")
+    if not _is_number(m.threshold, 0.0, 1.0):
+        raise ValueError(f"config.mask.threshold must be a number in [0, 1], got {m.threshold!r}.")
+    if not _is_whole(m.image_side, 16, image_io.MAX_SIDE):
+        raise ValueError(
+            f"config.mask.image_side must be a whole number of px in "
+            f"[16, {image_io.MAX_SIDE}], got {m.image_side!r}."
+        )
+    for name in ("open_size", "close_size"):
+        if not _is_whole(m[name], 1, 64):
+            raise ValueError(
+                f"config.mask.{name} must be a whole number of grid cells in [1, 64] (1 = off), "
+                f"got {m[name]!r}."
+            )
+    if not _is_number(m.bonus, 0.0):
+        raise ValueError(f"config.mask.bonus must be a finite number >= 0, got {m.bonus!r}.")
+    if not isinstance(m.get("fallback", True), bool):
+        raise ValueError(f"config.mask.fallback must be True or False, got {m.fallback!r}.")
 
 
 check_size = image_io.check_size
@@ -156,6 +263,10 @@ def retarget_details(
 ) -> RetargetResult:
     """Retargets image to size by reconstruction from retargeted VGG-19 features.
 
+    A grey photo ([H, W], one channel, or three equal ones) is retargeted as its one
+    channel repeated, and the result brought back to grey (BT.601 luma of its channels,
+    repeated in all three): the colour VGG losses would otherwise tint it.
+
     Args:
       image: [H, W, 3] uint8, or float in [0, 1].
       size: output (height, width) in pixels.
@@ -176,10 +287,9 @@ def retarget_details(
     start = time.perf_counter()
     cfg = get_config() if config is None else config
     image = as_float_image(image)
+    gray = image_io.is_gray(image)
     size = check_size(size, image.shape[:2])
     check_config(cfg)
-    if len(cfg.scales) != len(cfg.iterations):
-        raise ValueError("config.scales and config.iterations must have the same length.")
     vgg19 = _load(19) if vgg19 is None else vgg19
     if _uses_perceptual(cfg) and vgg16 is None:
         vgg16 = _load(16)
@@ -205,8 +315,11 @@ def retarget_details(
             f"with {len(plan)} stage(s); {time.perf_counter() - start:.1f}s"
         )
     out, solves = solve(cfg, image, work_out, plan, vgg19, vgg16, log)
+    result = buckets.resize_image(np.asarray(out[0]), size)
+    if gray:  # the VGG losses pull the channels apart; a grey photo stays grey
+        result = image_io.to_gray(result)
     return RetargetResult(
-        image=jax.device_put(buckets.resize_image(np.asarray(out[0]), size)),
+        image=jax.device_put(result),
         mask=mask[0],
         plan=plan,
         work_size=(work_in, work_out),

@@ -4,7 +4,9 @@
 converts an embedded ICC profile to sRGB (the VGG weights were trained on sRGB),
 scales 16-bit and 32-bit integer images by their range instead of clipping them, and
 composites transparency over white. `read_mask` reads a user mask (any mode; non-zero
-= on). Output names are checked before any work (`check_output`).
+= on) drawn on the photo (its size, or its exact aspect ratio). Output names are checked
+before any work (`check_output`). A grey photo (`is_gray`) is retargeted as one channel
+repeated three times, and its result brought back to grey (`to_gray`).
 """
 
 import io
@@ -86,13 +88,55 @@ def read_image(path) -> np.ndarray:
     return image
 
 
-def read_mask(path, size: tuple[int, int]) -> np.ndarray:
-    """User mask at path, resized (nearest) to size (h, w): float32 {0, 1}, on = non-zero."""
+def read_mask(path, size: tuple[int, int], flag: str = "mask", log=None) -> np.ndarray:
+    """User mask at path for a photo of size (h, w): float32 {0, 1}, on = non-zero.
+
+    A mask of the photo's size is used as it is; one of exactly the photo's aspect ratio
+    (a mask drawn on a smaller or larger copy) is resized by nearest neighbour, with one
+    line to log saying so; any other size is refused.
+
+    Args:
+      path: the mask file (any mode; its alpha channel if it has one).
+      size: the photo's (height, width).
+      flag: how the mask is named in messages, e.g. "--protect=keep.png".
+      log: printer for the resizing note, or None.
+
+    Raises:
+      FileNotFoundError, ValueError: missing, unreadable, or of another aspect ratio.
+    """
     im = ImageOps.exif_transpose(_open(path))
     if "A" in im.getbands():
         im = im.getchannel("A")
-    im = im.convert("L").resize((size[1], size[0]), Image.Resampling.NEAREST)
+    (h, w), (mw, mh) = size, im.size
+    if (mh, mw) != (h, w):
+        if mw * h != w * mh:
+            raise ValueError(
+                f"{flag} is {mw}x{mh} but the photo is {w}x{h}; draw the mask on the photo "
+                "(same size, or at least the same aspect ratio)."
+            )
+        if log:
+            log(f"note: {flag} is {mw}x{mh}, resized to the photo's {w}x{h} (nearest neighbour).")
+    im = im.convert("L").resize((w, h), Image.Resampling.NEAREST)
     return (np.asarray(im) > 0).astype(np.float32)
+
+
+def is_gray(image) -> bool:
+    """Whether image [H, W] or [H, W, C] holds one channel: C == 1 or R == G == B exactly."""
+    x = np.asarray(image)
+    if x.ndim == 2 or x.shape[-1] == 1:
+        return True
+    return bool((x[..., 0] == x[..., 1]).all() and (x[..., 1] == x[..., 2]).all())
+
+
+# ITU-R BT.601 luma weights: what PIL's convert("L") uses.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def to_gray(image) -> np.ndarray:
+    """[H, W, 3] floats -> the same shape with every channel the luma (BT.601) of the pixel."""
+    x = np.asarray(image, np.float32)
+    luma = np.clip(x[..., :3] @ np.asarray(LUMA, np.float32), 0.0, 1.0)
+    return np.repeat(luma[..., None], 3, axis=-1)
 
 
 def check_output(out) -> pathlib.Path:
