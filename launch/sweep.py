@@ -22,10 +22,12 @@ starting from one baseline trained once (`--init_from`):
         --stage=learned --init_from=W/baseline --num_filters=16,32 \
         --num_res_blocks=1,2,3,4 --input_sizes=224,256,320,368,448
 
-Arguments after `--` go to every run. `--dry_run` prints the commands only;
-`--collect` prints (and writes to WORKDIR/sweep_results.md) a markdown table of
-every point's final metrics, read from its results.json, or for unfinished points
-from the last entries of its metrics.jsonl.
+Arguments after `--` go to every run. Every point's config is built and checked as the
+trainer checks it (`config_lib.validate_config` on each of its stages) before anything
+runs or is written, so a bad value is one `error:` line (exit status 1) for the whole
+sweep. `--dry_run` prints the commands only; `--collect` prints (and writes to
+WORKDIR/sweep_results.md) a markdown table of every point's final metrics, read from its
+results.json, or for unfinished points from the last entries of its metrics.jsonl.
 """
 
 import itertools
@@ -38,7 +40,7 @@ import sys
 from absl import app, flags
 from etils import epath  # local paths and gs:// alike, as Orbax uses
 
-from learned_resize import errors
+from learned_resize import cli, errors
 
 # allow_override: the test process also imports the retargeting CLI, which has its own
 # --config; only one of them ever parses the command line.
@@ -80,11 +82,11 @@ def _parse_size(text: str) -> tuple[int, int]:
         h, _, w = text.lower().partition("x")
         size = (int(h), int(w or h))
     except ValueError:
-        raise ValueError(
+        raise errors.UserError(
             f"--input_sizes value {text!r} is not a size; give e.g. 448 or 368x320."
         ) from None
     if min(size) <= 0:
-        raise ValueError(f"--input_sizes value {text!r} must be positive.")
+        raise errors.UserError(f"--input_sizes value {text!r} must be positive; e.g. 448.")
     return size
 
 
@@ -92,7 +94,7 @@ def _parse_ints(name: str, values) -> list[int]:
     try:
         return [int(v) for v in values]
     except ValueError:
-        raise ValueError(f"--{name} takes integers, got {','.join(values)}.") from None
+        raise errors.UserError(f"--{name} takes integers, got {','.join(values)}.") from None
 
 
 def grid_points(num_filters=(), num_res_blocks=(), input_sizes=()) -> list[dict]:
@@ -109,7 +111,9 @@ def grid_points(num_filters=(), num_res_blocks=(), input_sizes=()) -> list[dict]
     ]
     axes = [a for a in axes if a[2]]
     if not axes:
-        raise ValueError("Nothing to sweep; give --num_filters, --num_res_blocks or --input_sizes.")
+        raise errors.UserError(
+            "Nothing to sweep; give --num_filters, --num_res_blocks or --input_sizes."
+        )
     points = []
     for values in itertools.product(*(a[2] for a in axes)):
         parts, overrides = [], {}
@@ -185,7 +189,7 @@ def collect(workdir: str) -> str:
     """A markdown table of every point of the sweep in `workdir` (see `--collect`)."""
     path = epath.Path(workdir) / SWEEP_FILE
     if not path.exists():
-        raise FileNotFoundError(
+        raise errors.UserError(
             f"No {SWEEP_FILE} in {workdir}; run the sweep there first (without --collect)."
         )
     sweep = json.loads(path.read_text())
@@ -238,10 +242,69 @@ def _write(workdir: str, name: str, text: str) -> None:
     path.write_text(text)
 
 
+def _flag_error(argv, exc: Exception) -> errors.UserError:
+    try:
+        return cli.explain_flag_error(argv, exc)
+    except errors.UserError as e:  # (the config file itself does not load)
+        return e
+
+
+def point_configs(config: str, workdir: str, point: dict, stage: str = "", extra=()) -> list:
+    """The (stage name, config) pairs `learned_resize.main` would train for one point.
+
+    The point's overrides and the `--config.*` arguments in `extra` are applied as the
+    trainer's flags apply them; raises errors.UserError for an unknown key or stage.
+    """
+    from ml_collections import config_flags
+
+    from learned_resize import config_lib
+
+    names = list(cli.load_config(config).stages.keys())
+    if stage and stage not in names:
+        raise errors.UserError(
+            f"--stage={stage} is not a stage of {config} (its config.stages: "
+            f"{', '.join(names) or 'none'}); give one of them, or no --stage."
+        )
+    cmd = point_command(config, workdir, point, stage, "", extra)
+    argv = ["main", f"--config={config}", *(a for a in cmd if a.startswith("--config."))]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", None, flag_values=values, lock_config=True, sys_argv=argv
+    )
+    try:
+        values(argv)
+        parsed = values.config
+        parsed.keys  # noqa: B018  (the file is loaded lazily: load errors surface here)
+    except Exception as e:  # config_flags raises assorted types (see cli.explain_flag_error).
+        raise _flag_error(argv, e) from None
+    point_dir = os.path.join(workdir, point["name"])
+    stages = config_lib.stage_configs(parsed, point_dir, cli.cli_config_keys(argv))
+    return [(name, c) for name, _, c in stages if not stage or name == stage]
+
+
+def validate_points(config: str, workdir: str, points, stage: str = "", extra=()) -> None:
+    """Checks every point's configs as the trainer would; the first bad one is an error."""
+    from learned_resize import config_lib
+
+    for point in points:
+        for name, stage_config in point_configs(config, workdir, point, stage, extra):
+            try:
+                config_lib.validate_config(stage_config)
+            except errors.UserError as e:
+                where = f"point {point['name']}" + (f", stage {name}" if stage else "")
+                raise errors.UserError(f"{where}: {errors.brief(e)}") from None
+
+
 def main(argv):
-    extra = argv[1:]  # everything after `--`
+    try:
+        _main(argv[1:])  # everything after `--`
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        errors.exit_with(e, errors.EXIT_USER_ERROR)  # UserError is a ValueError
+
+
+def _main(extra) -> None:
     if not _WORKDIR.value:
-        raise app.UsageError("Give --workdir, the sweep directory.")
+        raise errors.UserError("give --workdir, the sweep directory.")
     workdir = _absolute(_WORKDIR.value)
     if _COLLECT.value:
         table = collect(workdir)
@@ -249,18 +312,19 @@ def main(argv):
         _write(workdir, RESULTS_FILE, table + "\n")
         return
     if not _CONFIG.value:
-        raise app.UsageError("Give --config, the config file each point trains.")
+        raise errors.UserError("give --config, the config file each point trains.")
     if _INIT_FROM.value and not _STAGE.value:
-        raise app.UsageError("--init_from needs --stage (the stage it initialises).")
-    try:
-        points = grid_points(
-            _parse_ints("num_filters", _NUM_FILTERS.value),
-            _parse_ints("num_res_blocks", _NUM_RES_BLOCKS.value),
-            [_parse_size(s) for s in _INPUT_SIZES.value],
-        )
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+        raise errors.UserError("--init_from needs --stage (the stage it initialises).")
+    points = grid_points(
+        _parse_ints("num_filters", _NUM_FILTERS.value),
+        _parse_ints("num_res_blocks", _NUM_RES_BLOCKS.value),
+        [_parse_size(s) for s in _INPUT_SIZES.value],
+    )
     init_from = _absolute(_INIT_FROM.value) if _INIT_FROM.value else ""
+    import jax  # The checks below need no accelerator; the runs get this host's.
+
+    jax.config.update("jax_platforms", "cpu")
+    validate_points(_CONFIG.value, workdir, points, _STAGE.value, extra)
     commands = [
         point_command(_CONFIG.value, workdir, p, _STAGE.value, init_from, extra) for p in points
     ]
@@ -275,7 +339,19 @@ def main(argv):
     print("\n" + table)
     _write(workdir, RESULTS_FILE, table + "\n")
     if failed:
-        sys.exit(f"{len(failed)} of {len(points)} points failed: {', '.join(failed)}.")
+        raise errors.UserError(
+            f"{len(failed)} of {len(points)} points failed: {', '.join(failed)}."
+        )
+
+
+def parse_flags(argv) -> list[str]:
+    """absl's flag parse; a bad flag is one `error:` line (exit status 1), no usage text."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = f"{errors.brief(e)}; see --helpfull for the flags and their values."
+        errors.exit_with(errors.UserError(message), errors.EXIT_USER_ERROR)
+        raise  # not reached
 
 
 def _absolute(path: str) -> str:
@@ -284,4 +360,4 @@ def _absolute(path: str) -> str:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

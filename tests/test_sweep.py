@@ -89,11 +89,78 @@ def test_stage_sweep_commands_are_accepted_by_the_imagenet_config(tmp_path):
     assert tuple(stages["baseline"][1].input_size) == (224, 224)  # untouched
 
 
-def test_bad_sweep_arguments_fail_in_one_sentence(tmp_path):
-    out = _run_sweep("--config=configs/tiny.py", f"--workdir={tmp_path}", "--input_sizes=big")
-    assert out.returncode != 0 and "is not a size" in out.stderr
+# (sweep arguments, a fragment of the one `error:` line). {tmp}: a scratch dir.
+BAD_SWEEPS = [
+    (["--config=configs/tiny.py", "--input_sizes=big"], "--input_sizes value 'big' is not a size"),
+    (["--config=configs/tiny.py", "--input_sizes=0"], "--input_sizes value '0' must be positive"),
+    (["--config=configs/tiny.py", "--num_filters=a"], "--num_filters takes integers, got a"),
+    (["--config=configs/tiny.py"], "Nothing to sweep"),
+    (["--num_filters=8"], "give --config"),
+    (["--config=configs/tiny.py", "--init_from=x", "--num_filters=8"], "--init_from needs --stage"),
+    (["--config=configs/tiny.py", "--nosuchflag"], "Unknown command line flag 'nosuchflag'"),
+    (["--config=configs/nope.py", "--num_filters=8"], "config file configs/nope.py does not exist"),
+    (["--collect"], "No sweep.json in {tmp}/sweep; run the sweep there first"),
+    (
+        ["--config=configs/tiny.py", "--num_res_blocks=1,-1", "--dry_run"],
+        "point r-1: config.resizer.num_res_blocks must be an integer >= 0, got -1.",
+    ),
+    (
+        ["--config=configs/tiny.py", "--num_filters=0"],
+        "point n0: config.resizer.num_filters must be an integer >= 1, got 0.",
+    ),
+    (
+        ["--config=configs/imagenet_resnet50.py", "--stage=nosuch", "--num_filters=8"],
+        "--stage=nosuch is not a stage of configs/imagenet_resnet50.py",
+    ),
+    (
+        ["--config=configs/imagenet_resnet50.py", "--stage=learned", "--num_res_blocks=-1"],
+        "point r-1, stage learned: config.resizer.num_res_blocks must be an integer >= 0",
+    ),
+    (
+        ["--config=configs/tiny.py", "--num_filters=8", "--", "--config.optim.momentum=1"],
+        "point n8: config.optim.momentum must be a finite number in [0, 1), got 1.0",
+    ),
+    (
+        ["--config=configs/tiny.py", "--num_filters=8", "--", "--config.optim.lr=1"],
+        "unknown config key config.optim.lr; did you mean config.optim.learning_rate?",
+    ),
+]
+
+
+@pytest.mark.parametrize("args, fragment", BAD_SWEEPS, ids=[" ".join(a) for a, _ in BAD_SWEEPS])
+def test_bad_sweep_arguments_fail_in_one_line(tmp_path, args, fragment):
+    """Exit status 1, one `error:` line on stderr (no usage text, no traceback), and
+    nothing run or written."""
+    workdir = tmp_path / "sweep"
+    out = _run_sweep(f"--workdir={workdir}", *args)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert len(lines) == 1, out.stderr[-2000:]
+    assert lines[0].startswith("error: ") and fragment.format(tmp=tmp_path) in lines[0]
+    assert out.stdout == ""
+    assert not workdir.exists()
+
+
+def test_collect_on_an_empty_folder_is_one_line(tmp_path):
     out = _run_sweep(f"--workdir={tmp_path}", "--collect")
-    assert out.returncode != 0 and "run the sweep there first" in out.stderr
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"error: No sweep.json in {tmp_path}; run the sweep there first (without --collect)."
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_point_configs_are_the_trainers():
+    """validate_points builds each point's stages as learned_resize.main would."""
+    point = sweep.grid_points(num_filters=[8], num_res_blocks=[2])[0]
+    stages = sweep.point_configs("configs/imagenet_resnet50.py", "/w", point, "learned")
+    assert [name for name, _ in stages] == ["learned"]
+    learned = stages[0][1]
+    assert (learned.resizer.num_filters, learned.resizer.num_res_blocks) == (8, 2)
+    assert learned.init_from.path == "/w/n8_r2/baseline"
+    sweep.validate_points("configs/imagenet_resnet50.py", "/w", [point], "learned")
+    plain = sweep.point_configs("configs/tiny.py", "/w", point, extra=["--config.seed=3"])
+    assert [(name, c.seed, c.resizer.num_filters) for name, c in plain] == [("run", 3, 8)]
 
 
 @pytest.mark.slow

@@ -8,11 +8,16 @@ job so that the hosts do not all build the same files at the same time:
 
 Full Fashion-MNIST (70,000 PNG-encoded images) takes about a minute on 2 CPU cores.
 Catalog datasets such as imagenet2012 are prepared with `tfds build` instead.
+
+A mistake (a bad flag, a missing source dir) is one line `error: ...` on stderr, exit
+status 1, as for `learned_resize.main`.
 """
+
+import os
 
 from absl import app, flags
 
-from learned_resize import datasets
+from learned_resize import cli, datasets, errors
 
 _DATASET = flags.DEFINE_enum(
     "dataset", "fashion_mnist_local", sorted(datasets.LOCAL_BUILDERS), "Dataset to prepare."
@@ -25,16 +30,45 @@ _MANUAL_DIR = flags.DEFINE_string(
 )
 
 
-def main(argv):
+def _prepare(argv) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise errors.UserError(f"unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    manual_dir = _MANUAL_DIR.value
+    if manual_dir and not os.path.isdir(os.path.expanduser(manual_dir)):
+        raise errors.UserError(
+            f"--manual_dir={manual_dir} is not a directory; point it at {_DATASET.value}'s "
+            "source files, or leave it out for the default location."
+        )
     data_dir = datasets.resolve_data_dir(_DATA_DIR.value)
-    seconds = datasets.prepare(_DATASET.value, data_dir, _MANUAL_DIR.value)
+    try:
+        seconds = datasets.prepare(_DATASET.value, data_dir, manual_dir)
+    except FileNotFoundError as e:  # The builders' hints name the trainer's config key.
+        raise errors.UserError(
+            errors.brief(e).replace("config.data.manual_dir", "--manual_dir")
+        ) from None
     if seconds:
         print(f"Prepared {_DATASET.value} in {data_dir} in {seconds:.1f} s.")
     else:
         print(f"{_DATASET.value} is already prepared in {data_dir}.")
 
 
+def main(argv):
+    cli.setup_logging()  # progress on stdout: stderr is for warnings and `error: ...`
+    try:
+        _prepare(argv)
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        errors.exit_with(e, errors.EXIT_USER_ERROR)  # UserError is a ValueError
+
+
+def parse_flags(argv) -> list[str]:
+    """absl's flag parse; a bad flag is one `error:` line (exit status 1), no usage text."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = f"{errors.brief(e)}; see --helpfull for the flags and their values."
+        errors.exit_with(errors.UserError(message), errors.EXIT_USER_ERROR)
+        raise  # not reached
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
