@@ -2,15 +2,21 @@
 
 A checkpoint holds the train state as plain nested dicts of arrays (`params`,
 `batch_stats`, `opt_state`, `step`) plus a small JSON `meta` item describing the
-model (classifier, resizer, sizes). The meta item lets a run refuse another model's
-checkpoint in one sentence before anything is written or compiled.
+model (`model_meta`: backbone, classes, channels, the resizer and its sizes). The meta
+item lets a resume, `--mode=eval` and `config.init_from` refuse another model's
+checkpoint in one sentence naming the differing values, before anything is written or
+compiled.
 
 Resuming walks back from the newest step to the newest one that restores; an
 unreadable step is renamed `<step>.unreadable` (kept, never deleted) so that the
-run can save that step again.
+run can save that step again. Each skipped step costs one `warning:` line on stderr:
+the libraries' own logging of the failed read is silenced while reading.
 """
 
+import contextlib
+import logging as std_logging
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -28,16 +34,28 @@ PARTS = ("classifier", "resizer", "score_head")
 
 
 def model_meta(config: ml_collections.ConfigDict) -> dict:
-    """What a checkpoint must agree on to be restored into this config's model."""
+    """What a checkpoint must agree on to be restored into this config's model.
+
+    Everything that changes a parameter's shape (task, backbone, classes, channels, the
+    resizer's kind, filters, residual blocks and norm) and everything that changes what
+    the parameters mean without changing a shape: the resizer's input and output sizes,
+    its interpolation and antialiasing (a learned resizer corrects that fixed resize, a
+    classifier was trained on its output). Data settings (crop, normalisation) are the
+    data's, not the model's: they are not recorded.
+    """
     return {
         "task": config.task,
         "model": config.model.name,
         "num_classes": int(config.data.num_classes),
         "channels": int(config.data.channels),
         "resizer": config.resizer.kind,
+        "input_size": [int(s) for s in config.input_size],
+        "output_size": [int(s) for s in config.resizer.output_size],
         "resizer_filters": int(config.resizer.num_filters),
         "resizer_blocks": int(config.resizer.num_res_blocks),
         "resizer_norm": config.resizer.norm,
+        "resizer_interpolation": config.resizer.interpolation,
+        "resizer_antialias": bool(config.resizer.antialias),
     }
 
 
@@ -90,24 +108,122 @@ def close(manager: ocp.CheckpointManager) -> None:
         raise _write_error(e, manager.directory) from e
 
 
-# Meta keys added later, with the value every checkpoint saved before them had.
+# How each meta key is named in the sentence that refuses a checkpoint.
+_LABELS = {
+    "task": "task",
+    "model": "backbone",
+    "num_classes": "classes",
+    "channels": "channels",
+    "resizer": "resizer kind",
+    "input_size": "input size",
+    "output_size": "resizer output size",
+    "resizer_filters": "resizer filters",
+    "resizer_blocks": "resizer residual blocks",
+    "resizer_norm": "resizer norm",
+    "resizer_interpolation": "resizer interpolation",
+    "resizer_antialias": "resizer antialias",
+}
+# Settings that only a learned resizer has parameters for (a fixed one ignores them).
+_LEARNED_ONLY = ("resizer_filters", "resizer_blocks", "resizer_norm", "resizer_interpolation")
+_SIZES = ("input_size", "output_size")
+
+# Meta keys added later, with the value every checkpoint saved before them had. The keys
+# added after it (the sizes, interpolation, antialias) are not checked against a
+# checkpoint that lacks them: no parameter's shape tells them (every backbone here ends
+# in a global average pool and the learned resizer is fully convolutional), and what
+# the shapes do tell (channels, classes, filters, blocks) every saved meta records.
 _META_DEFAULTS = {"resizer_norm": "batch"}
 
 
-def _check_meta(found: dict, expected: dict, where: str, keys=None) -> None:
-    keys = keys or expected.keys()
+def _value(key: str, value):
+    """A meta value as compared and shown: sizes as tuples (JSON stores lists)."""
+    if key in _SIZES and value is not None:
+        return tuple(int(v) for v in value)
+    return value
+
+
+def meta_differences(found: dict, expected: dict, keys=None) -> list[str]:
+    """`expected`'s values that `found` (a saved meta) contradicts, each as
+    'resizer output size (8, 8) (this config: (20, 20))'.
+
+    Args:
+      found: the checkpoint's meta; keys it lacks (saved before they were recorded) are
+        not compared.
+      expected: `model_meta` of this config.
+      keys: the keys to compare; default all, the learned resizer's own settings only
+        when both resizers are learned.
+    """
     found = {**_META_DEFAULTS, **found}
-    diffs = [
-        f"{k}={found.get(k)!r} (this config: {expected[k]!r})"
-        for k in keys
-        if found.get(k) != expected[k]
-    ]
-    if diffs:
-        raise errors.UserError(
-            f"the checkpoint at {where} is of a different model ({', '.join(diffs)}); "
-            "point to a checkpoint of this model, use another workdir, or change the config "
-            "to match it."
+    if keys is None:
+        both_learned = found.get("resizer") == expected.get("resizer") == "learned"
+        keys = [k for k in expected if both_learned or k not in _LEARNED_ONLY]
+    diffs = []
+    for key in keys:
+        if key not in found or _value(key, found[key]) == _value(key, expected[key]):
+            continue
+        diffs.append(
+            f"{_LABELS.get(key, key)} {_value(key, found[key])!r} "
+            f"(this config: {_value(key, expected[key])!r})"
         )
+    return diffs
+
+
+def _refuse(where: str, diffs: list[str]) -> errors.UserError:
+    return errors.UserError(
+        f"the checkpoint at {where} is of a different model: {', '.join(diffs)}; point to a "
+        "checkpoint of this model, use another workdir, or change the config to match it."
+    )
+
+
+def _check_meta(found: dict, expected: dict, where: str) -> None:
+    diffs = meta_differences(found, expected)
+    if diffs:
+        raise _refuse(where, diffs)
+
+
+def _scale(meta: dict) -> tuple[float, ...] | None:
+    if not all(k in meta for k in _SIZES):
+        return None
+    return tuple(i / o for i, o in zip(meta["input_size"], meta["output_size"], strict=True))
+
+
+def check_parts_meta(found: dict, expected: dict, parts, where: str) -> None:
+    """Refuses a source whose `parts` (of 'classifier', 'resizer', 'score_head') do not
+    fit this config's model, in one sentence.
+
+    Only what the loaded parts depend on is compared. A classifier may be fine-tuned at
+    another input size (the head's sizes are then checked leaf by leaf by `merge_parts`),
+    so sizes do not matter for it. A learned resizer is convolutional: it runs at any
+    absolute size, but its filters were trained for one ratio between its input and
+    output grids (448 -> 224 is a 2x downscale, 28 -> 8 a 3.5x one, a different task), so
+    for the resizer the scale factor input/output must match (within 0.1%), not the sizes.
+    """
+    found = {**_META_DEFAULTS, **found}
+    if "resizer" in parts and found.get("resizer") != "learned":
+        raise errors.UserError(
+            f"the checkpoint at {where} has no learned resizer (resizer="
+            f"{found.get('resizer')!r}); take the resizer from a run with "
+            "config.resizer.kind='learned'."
+        )
+    keys = ["channels"]
+    if "classifier" in parts:  # Head sizes may differ (IQA from ImageNet): shapes decide.
+        keys += ["model"]
+    if "score_head" in parts:
+        keys += ["task", "num_classes"]
+    if "resizer" in parts:
+        keys += [*_LEARNED_ONLY, "resizer_antialias"]
+    diffs = meta_differences(found, expected, keys)
+    if "resizer" in parts:
+        have, want = _scale(found), _scale(expected)
+        if have is not None and want is not None and not np.allclose(have, want, rtol=1e-3):
+            diffs.append(
+                f"resizer scale {_value('input_size', found['input_size'])} -> "
+                f"{_value('output_size', found['output_size'])} (this config: "
+                f"{_value('input_size', expected['input_size'])} -> "
+                f"{_value('output_size', expected['output_size'])})"
+            )
+    if diffs:
+        raise _refuse(where, diffs)
 
 
 def _step_dirs(directory: epath.Path) -> list[int]:
@@ -117,16 +233,65 @@ def _step_dirs(directory: epath.Path) -> list[int]:
     return sorted(ocp.utils.checkpoint_steps(directory), reverse=True)
 
 
-def check_workdir(workdir, config: ml_collections.ConfigDict) -> None:
-    """Refuses a workdir whose checkpoints are of another model: reads only the small
-    JSON meta files, so it runs before anything is written or compiled."""
-    directory = workdir_lib.as_path(workdir) / CHECKPOINT_DIR
-    expected = model_meta(config)
+def _check_newest_meta(directory: epath.Path, expected: dict) -> None:
+    """Checks the newest readable meta under a checkpoints `directory` against `expected`;
+    reads only the small JSON files, so it runs before anything is written or compiled."""
     for step in _step_dirs(directory):
         found = workdir_lib.read_json(directory / str(step) / "meta" / "metadata")
         if found is not None:  # The newest readable meta decides.
             _check_meta(found, expected, os.fspath(directory / str(step)))
             return
+
+
+def check_workdir(workdir, config: ml_collections.ConfigDict) -> None:
+    """Refuses a workdir whose checkpoints are of another model (before anything is
+    written or compiled)."""
+    _check_newest_meta(workdir_lib.as_path(workdir) / CHECKPOINT_DIR, model_meta(config))
+
+
+def check_checkpoint(path, config: ml_collections.ConfigDict) -> None:
+    """Refuses a checkpoint (`--checkpoint=`, any form `checkpoint_steps` takes) of another
+    model, before anything is compiled."""
+    directory, steps = checkpoint_steps(path)
+    if len(steps) == 1 and directory.name != CHECKPOINT_DIR:  # One step's directory.
+        found = workdir_lib.read_json(directory / str(steps[0]) / "meta" / "metadata")
+        if found is not None:
+            _check_meta(found, model_meta(config), os.fspath(directory / str(steps[0])))
+        return
+    _check_newest_meta(directory, model_meta(config))
+
+
+# Python loggers that a failed read floods: Orbax (absl), tensorstore, and asyncio's
+# "unhandled exception during asyncio.run() shutdown" with a TensorStore spec per array.
+_READER_LOGGERS = ("absl", "orbax", "tensorstore", "asyncio")
+
+
+@contextlib.contextmanager
+def _quiet_readers():
+    """Silences _READER_LOGGERS while a checkpoint is read: a torn checkpoint costs the one
+    warning `_skip` prints, not thousands of lines of tracebacks."""
+    loggers = [std_logging.getLogger(name) for name in _READER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(std_logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _skip(where: str, exc: Exception, kept_as: str | None) -> None:
+    """One line on stderr for an unreadable step (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    kept = f"kept as {kept_as}, " if kept_as else ""
+    print(
+        f"warning: checkpoint {where} is unreadable ({type(exc).__name__}: "
+        f"{errors.brief(exc, 160)}); {kept}trying the previous step.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _set_aside(directory: epath.Path, step: int) -> None:
@@ -156,24 +321,18 @@ def restore_newest(
     for step in _step_dirs(directory):
         where = os.fspath(directory / str(step))
         try:
-            found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            with _quiet_readers():
+                found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
             _check_meta(found["meta"], meta, where)
-            restored = manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-            )
+            with _quiet_readers():
+                restored = manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+                )
             return restored["state"], step
         except errors.UserError:
             raise
         except Exception as e:  # A torn or corrupt step: any reader error.
-            reason = " ".join(str(e).split())[:160]
-            logging.warning(
-                "Checkpoint %s is unreadable (%s: %s); kept as %s.unreadable, trying the "
-                "previous step.",
-                where,
-                type(e).__name__,
-                reason,
-                where,
-            )
+            _skip(where, e, f"{where}.unreadable")
             _set_aside(directory, step)
             manager.reload()
     return None, 0
@@ -220,17 +379,22 @@ def restore_for_eval(path, abstract_state: dict, meta: dict) -> tuple[dict, int]
         for step in steps:
             where = os.fspath(directory / str(step))
             try:
-                found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-            except Exception:
-                logging.warning("Checkpoint %s is unreadable; trying the previous step.", where)
+                with _quiet_readers():
+                    found = manager.restore(
+                        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+                    )
+            except Exception as e:
+                _skip(where, e, None)
                 continue
             _check_meta(found["meta"], meta, where)
             try:
-                restored = manager.restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-                )
-            except Exception:
-                logging.warning("Checkpoint %s is unreadable; trying the previous step.", where)
+                with _quiet_readers():
+                    restored = manager.restore(
+                        step,
+                        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)),
+                    )
+            except Exception as e:
+                _skip(where, e, None)
                 continue
             return restored["state"], step
     raise errors.UserError(
@@ -252,37 +416,38 @@ def load_parts(path, parts, meta: dict) -> dict:
     where = f"{directory}/{step}"
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     with ocp.CheckpointManager(directory, item_handlers=handlers) as manager:
-        found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        found_meta = found["meta"]
-        keys = ["channels"]
-        if "classifier" in parts:  # Head sizes may differ (IQA from ImageNet): shapes decide.
-            keys += ["model"]
-        if "score_head" in parts:
-            keys += ["task", "num_classes"]
-        if "resizer" in parts:
-            if found_meta.get("resizer") != "learned":
-                raise errors.UserError(
-                    f"the checkpoint at {where} has no learned resizer (resizer="
-                    f"{found_meta.get('resizer')!r}); take the resizer from a run with "
-                    "config.resizer.kind='learned'."
-                )
-            keys += ["resizer_filters", "resizer_blocks", "resizer_norm"]
-        _check_meta(found_meta, meta, where, keys)
+        try:
+            with _quiet_readers():
+                found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        except Exception as e:
+            raise _unreadable_source(where, e) from e
+        check_parts_meta(found["meta"], meta, parts, where)
         # Restore every array whole onto this process's first device, not onto the
         # saving run's device layout: the source may come from another topology (a pod
         # slice's checkpoint initialising a run on one GPU, or the reverse).
         local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
-            manager.item_metadata(step)["state"],
-        )
-        state = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
-        )["state"]
+        try:
+            with _quiet_readers():
+                target = jax.tree.map(
+                    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                    manager.item_metadata(step)["state"],
+                )
+                state = manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+                )["state"]
+        except Exception as e:
+            raise _unreadable_source(where, e) from e
     return {
         k: {part: jax.tree.map(np.asarray, state[k][part]) for part in parts if part in state[k]}
         for k in ("params", "batch_stats")
     }
+
+
+def _unreadable_source(where: str, exc: Exception) -> errors.UserError:
+    return errors.UserError(
+        f"the checkpoint at {where} is unreadable ({type(exc).__name__}: "
+        f"{errors.brief(exc, 160)}); initialise from an intact run (config.init_from)."
+    )
 
 
 def _leaves_by_path(tree) -> dict:

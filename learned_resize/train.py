@@ -4,14 +4,25 @@ One linear story, in the style of big_vision's train.py:
 
   1. finished already? (results.json at the final step) -> return its metrics;
   2. data sizes, and refuse another model's checkpoints -- before writing or compiling;
-  3. the compiled steps (`steps.Steps`), config.json, metric writer, checkpoint manager;
+  3. the compiled steps (`steps.Steps`) and the checkpoint manager;
   4. state: the newest readable checkpoint, else a fresh init (+ `config.init_from` parts);
+     only once these checks have passed is anything written: the config (below), the
+     metric writer;
   5. the loop: step, log (loss/grad-norm must stay finite), checkpoint (never a non-finite
      state), periodic eval, preemption;
   6. the final eval -> results.json, and for IQA per-example predictions.
 
 A run killed at any moment and started again with the same command ends with the same
 parameters and results.json as one that was never interrupted (tests/test_resume.py).
+
+What a run never rewrites: `config.json` is written once, by the first run in a workdir.
+A later run there whose config values differ (more steps, another learning rate: a
+checkpoint of another model is refused before this point) keeps its config as
+`config_history/1.json`, then `2.json`, ... (the next free number; a run with the
+values of the newest one writes nothing), so config.json is always the config the
+workdir was started with and the history lists every change, in order. A diverged,
+refused or failed run therefore leaves config.json, results.json and the earlier
+checkpoints byte-identical. `results.json` is written only by a run that finished.
 """
 
 import contextlib
@@ -38,6 +49,8 @@ from learned_resize import steps as steps_lib
 from learned_resize import workdir as workdir_lib
 
 log = metric_writers.log
+
+CONFIG_HISTORY = "config_history"
 
 # Fault injection for the tests: SIGKILL (LEARNED_RESIZE_KILL_AT) or SIGTERM
 # (LEARNED_RESIZE_TERM_AT) this process at a named point, e.g. learned:step3 (after
@@ -245,20 +258,28 @@ def train_and_evaluate(
         return done
     mesh = parallel.create_mesh()
     steps = steps_lib.Steps(config, mesh, steps_per_epoch, num_steps)
-    if jax.process_index() == 0:
-        workdir_lib.write_text(
-            workdir / workdir_lib.CONFIG_FILE, config.to_json_best_effort(indent=2)
-        )
-    writer = metric_writers.MetricWriter(workdir)
-    writer.write_hparams(config.to_dict(), [f"eval/{key}" for _, key in steps.task.columns])
     manager = checkpoints.create_manager(workdir, config)
+    writer = None
     try:
-        results = _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps)
+        if watcher.signalled():
+            raise errors.Preempted("preempted during start-up")
+        state, rest, step = initialise(steps, manager, config)
+        # Every check has passed (preflight, the checkpoint's meta, init_from's sources,
+        # and in the CLI the workdir lock): only now is anything of this run written.
+        if jax.process_index() == 0:
+            record_config(workdir, config)
+        writer = metric_writers.MetricWriter(workdir)
+        writer.write_hparams(config.to_dict(), [f"eval/{key}" for _, key in steps.task.columns])
+        results = _run(
+            name, config, workdir, steps, mesh, writer, manager, watcher, num_steps,
+            (state, rest, step),
+        )  # fmt: skip
     except BaseException:
         # The failure in flight is the one to report: a full disk that also fails the
         # writers' final flush or the async save that close() waits for must not replace it.
-        with contextlib.suppress(Exception):
-            writer.close()
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
         with contextlib.suppress(Exception):
             manager.close()
         raise
@@ -267,11 +288,30 @@ def train_and_evaluate(
     return results
 
 
-def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps) -> dict:
+def record_config(workdir, config: ml_collections.ConfigDict) -> None:
+    """Writes the run's config: `config.json` if the workdir has none, else (values changed
+    since) the next `config_history/<N>.json`; see the module docstring."""
+    workdir = workdir_lib.as_path(workdir)
+    text = config.to_json_best_effort(indent=2)
+    current = workdir / workdir_lib.CONFIG_FILE
+    if not current.exists():
+        workdir_lib.write_text(current, text)
+        return
+    history = workdir / CONFIG_HISTORY
+    numbers = sorted(
+        int(p.stem) for p in (history.iterdir() if history.exists() else ()) if p.stem.isdigit()
+    )
+    newest = history / f"{numbers[-1]}.json" if numbers else current
+    if newest.read_text() == text:
+        return  # The same values as the last run here (a resume): nothing new to keep.
+    number = numbers[-1] + 1 if numbers else 1
+    workdir_lib.write_text(history / f"{number}.json", text)
+    log(f"This run's config differs from {newest}; kept as {history / f'{number}.json'}.")
+
+
+def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps, start):
     meta = checkpoints.model_meta(config)
-    if watcher.signalled():
-        raise errors.Preempted("preempted during start-up")
-    state, rest, step = initialise(steps, manager, config)
+    state, rest, step = start
     log(
         f"Training {config.model.name} behind a {config.resizer.kind} resizer "
         f"{tuple(config.input_size)} -> {tuple(config.resizer.output_size)} for {num_steps} steps, "
@@ -332,6 +372,7 @@ def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, path) -> dict:
     """Eval-only mode: restores the newest readable checkpoint under `path`, evaluates it."""
+    checkpoints.check_checkpoint(path, config)  # another model's: refused before compiling
     dataset_info(config)
     mesh = parallel.create_mesh()
     steps = steps_lib.Steps(config, mesh, steps_per_epoch=1, num_steps=1)
