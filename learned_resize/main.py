@@ -104,7 +104,7 @@ def _evaluate(config) -> None:
 def _train(config, watcher: preemption.Watcher) -> None:
     import jax
 
-    from learned_resize import config_lib, metric_writers, tasks, train
+    from learned_resize import config_lib, metric_writers, tasks, train, workdir_lock
     from learned_resize import workdir as workdir_lib
 
     if not _WORKDIR.value:
@@ -119,17 +119,20 @@ def _train(config, watcher: preemption.Watcher) -> None:
         config_lib.validate_config(stage_config)
         train.preflight(stage_config, stage_workdir)
     results = {}
-    for name, stage_workdir, stage_config in stages:
-        if watcher.signalled():
-            raise errors.Preempted(f"preempted before stage {name}")
-        metric_writers.log(f"=== stage {name} -> {stage_workdir}")
-        results[name] = train.train_and_evaluate(
-            stage_config, stage_workdir, name=name, watcher=watcher
-        )
-    table = tasks.results_table(tasks.get_task(config), results)
-    metric_writers.log("\n" + table)
-    if jax.process_index() == 0 and len(stages) > 1:
-        workdir_lib.write_text(workdir / workdir_lib.TABLE_FILE, table + "\n")
+    # One writer per workdir (every stage's is inside it): taken after the read-only
+    # checks above, before anything is written; released however the run ends.
+    with workdir_lock.held(workdir):
+        for name, stage_workdir, stage_config in stages:
+            if watcher.signalled():
+                raise errors.Preempted(f"preempted before stage {name}")
+            metric_writers.log(f"=== stage {name} -> {stage_workdir}")
+            results[name] = train.train_and_evaluate(
+                stage_config, stage_workdir, name=name, watcher=watcher
+            )
+        table = tasks.results_table(tasks.get_task(config), results)
+        metric_writers.log("\n" + table)
+        if jax.process_index() == 0 and len(stages) > 1:
+            workdir_lib.write_text(workdir / workdir_lib.TABLE_FILE, table + "\n")
 
 
 def main(argv):
@@ -151,8 +154,9 @@ def main(argv):
             "%s; run the same command again to continue (exit status %d).", e, errors.EXIT_PREEMPTED
         )
         errors.exit_quietly(errors.EXIT_PREEMPTED)
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
-        # UserError is a ValueError; the others are user-fixable setups (paths, data).
+    except (ValueError, OSError) as e:
+        # UserError is a ValueError; an OSError is a path, a disk or access to fix (a
+        # missing file, a read-only or full disk): one line either way.
         errors.exit_with(e, errors.EXIT_USER_ERROR)
 
 
