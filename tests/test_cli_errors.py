@@ -262,7 +262,7 @@ def _plain(argv, **env):
     return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("index", [4, 22, 42])
+@pytest.mark.parametrize("index", [4, 22, 42, 77, 81])
 def test_the_plain_command_says_the_same(results, index):
     _, argvs, outputs = results
     plain = _plain(argvs[index])
