@@ -110,6 +110,11 @@ def test_loading_needs_no_training_code(trained, tmp_path):
     assert run.stdout.strip() == "(2, 8, 8, 1) []"
 
 
+def _read(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 @pytest.mark.slow  # trains the tiny config once per module
 def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
     workdir, _ = trained
@@ -119,7 +124,12 @@ def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
         ([f"--checkpoint={workdir}", f"--out={existing}"], "exists"),
         ([f"--checkpoint={tmp_path}/nothing", f"--out={tmp_path}/a.jaxexport"], "config.json"),
         ([f"--checkpoint={workdir}", f"--out={tmp_path}/b.jaxexport", "--input_size=28"], "H,W"),
+        (
+            [f"--checkpoint={workdir}", f"--out={workdir}/config.jaxexport", "--overwrite"],
+            "config.json is the input --checkpoint",
+        ),
     ]
+    run_config = _read(os.path.join(workdir, "config.json"))
     for args, words in cases:
         run = subprocess.run(
             [sys.executable, "-m", "learned_resize.export", *args],
@@ -131,3 +141,9 @@ def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
         lines = run.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
     assert existing.read_bytes() == b"keep me"
+    assert _read(os.path.join(workdir, "config.json")) == run_config
+    # With --overwrite the old artifact (not the run's files) is replaced by a working one.
+    assert export.main([f"--checkpoint={workdir}", f"--out={existing}", "--overwrite"]) == 0
+    resize = export.load(str(existing))
+    assert resize.settings["output_size"] == [8, 8]
+    assert np.asarray(resize(np.zeros((1, 28, 28, 1), np.uint8))).shape == (1, 8, 8, 1)

@@ -83,7 +83,12 @@ def test_cli_errors_are_one_line_and_overwrite_nothing(trained, tmp_path):
     cases = [
         ([f"--images={tmp_path}/in", f"--out={tmp_path}/out"], "a.png exists"),
         ([f"--images={tmp_path}/missing", f"--out={tmp_path}/o2"], "not a directory"),
+        (
+            [f"--images={tmp_path}/in", f"--out={tmp_path}/in", "--overwrite"],
+            "is the input --images=",
+        ),
     ]
+    inputs = {n: (tmp_path / "in" / n).read_bytes() for n in os.listdir(tmp_path / "in")}
     for args, words in cases:
         run = subprocess.run(
             [sys.executable, "-m", "learned_resize.resize", f"--checkpoint={workdir}", *args],
@@ -94,3 +99,8 @@ def test_cli_errors_are_one_line_and_overwrite_nothing(trained, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
     assert (tmp_path / "out" / "a.png").read_bytes() == b"old result"
     assert not (tmp_path / "out" / "b.png").exists()
+    assert {n: (tmp_path / "in" / n).read_bytes() for n in os.listdir(tmp_path / "in")} == inputs
+    # With --overwrite the old result is replaced by the [fixed | learned] strip.
+    assert resize_cli.main([f"--checkpoint={workdir}", f"--images={tmp_path}/in",
+                            f"--out={tmp_path}/out", "--zoom=1", "--overwrite"]) == 0  # fmt: skip
+    assert np.asarray(PIL.Image.open(tmp_path / "out" / "a.png")).shape == (8, 2 * 8 + 2)
