@@ -281,14 +281,26 @@ def _quiet_readers():
             logger.setLevel(level)
 
 
+def _reason(exc: BaseException) -> str:
+    """The root cause of a failed read in a few words: Orbax wraps tensorstore's errors
+    ('OUT_OF_RANGE: Error reading ...') in messages that embed a whole TensorStore spec."""
+    seen = {id(exc)}
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        exc, cause = cause, cause.__cause__ or cause.__context__
+        seen.add(id(exc))
+    message = errors.brief(exc).split(" See full TensorStore details")[0]
+    return f"{type(exc).__name__}: {message[:160]}"
+
+
 def _skip(where: str, exc: Exception, kept_as: str | None) -> None:
     """One line on stderr for an unreadable step (process 0 only)."""
     if jax.process_index() != 0:
         return
     kept = f"kept as {kept_as}, " if kept_as else ""
     print(
-        f"warning: checkpoint {where} is unreadable ({type(exc).__name__}: "
-        f"{errors.brief(exc, 160)}); {kept}trying the previous step.",
+        f"warning: checkpoint {where} is unreadable ({_reason(exc)}); {kept}trying the "
+        "previous step.",
         file=sys.stderr,
         flush=True,
     )
@@ -445,8 +457,8 @@ def load_parts(path, parts, meta: dict) -> dict:
 
 def _unreadable_source(where: str, exc: Exception) -> errors.UserError:
     return errors.UserError(
-        f"the checkpoint at {where} is unreadable ({type(exc).__name__}: "
-        f"{errors.brief(exc, 160)}); initialise from an intact run (config.init_from)."
+        f"the checkpoint at {where} is unreadable ({_reason(exc)}); initialise from an "
+        "intact run (config.init_from)."
     )
 
 
