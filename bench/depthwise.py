@@ -8,14 +8,16 @@ The depthwise layer shapes of MobileNet-v2 and EfficientNet-B0 at 224 px (a sele
 compiled programs' temp memory and the largest relative difference of the results.
 """
 
-import argparse
 import statistics
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
+from learned_resize import cli
 from learned_resize.models import conv_forms
 
 # (size, channels, stride, kernel)
@@ -31,19 +33,20 @@ SHAPES = [
 ]
 FORMS = {"xla": conv_forms._depthwise_xla, "taps": conv_forms.depthwise_by_taps}
 
+_BATCH = flags.DEFINE_integer("batch", 8, "Batch size of every layer's input.", lower_bound=1)
+_REPS = flags.DEFINE_integer("reps", 5, "Timed calls of each form (median).", lower_bound=1)
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--reps", type=int, default=5)
-    args = parser.parse_args()
-    print(f"jax {jax.__version__} ({jax.default_backend()}), batch {args.batch}")
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    print(f"jax {jax.__version__} ({jax.default_backend()}), batch {_BATCH.value}")
     head = f"{'layer':<24}{'xla ms':>9}{'taps ms':>9}{'ratio':>7}"
     print(f"{head}{'temp MB xla / taps':>20}{'rel diff':>10}")
     total = dict.fromkeys(FORMS, 0.0)
     for size, channels, stride, k in SHAPES:
         rng = np.random.default_rng(size * channels)
-        x = jnp.asarray(rng.standard_normal((args.batch, size, size, channels)), jnp.float32)
+        x = jnp.asarray(rng.standard_normal((_BATCH.value, size, size, channels)), jnp.float32)
         kernel = jnp.asarray(rng.standard_normal((k, k, 1, channels)), jnp.float32)
         pads = tuple(jax.lax.padtype_to_pads((size, size), (k, k), (stride, stride), "SAME"))
         fns, temp, results = {}, {}, {}
@@ -61,7 +64,7 @@ def main():
             for a, b in zip(jax.tree.leaves(results["xla"]), jax.tree.leaves(results["taps"]))
         )
         times = {name: [] for name in fns}
-        for _ in range(args.reps):
+        for _ in range(_REPS.value):
             for name, fn in fns.items():
                 start = time.perf_counter()
                 jax.block_until_ready(fn(x, kernel))
@@ -83,4 +86,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)

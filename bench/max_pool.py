@@ -7,15 +7,21 @@ inputs), each timed as a jitted value-and-gradient of sum(pool(x)^2), median of 
 alternating calls; also checks both give the same values and gradients.
 """
 
-import argparse
 import statistics
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
+from learned_resize import cli
 from learned_resize.retarget import vgg
+
+_HEIGHT = flags.DEFINE_integer("height", 384, "Input height (pool1's).", lower_bound=8)
+_WIDTH = flags.DEFINE_integer("width", 512, "Input width (pool1's).", lower_bound=8)
+_REPS = flags.DEFINE_integer("reps", 7, "Timed calls of each pool (median).", lower_bound=1)
 
 
 def reduce_window_pool(x):
@@ -32,16 +38,13 @@ def timed(fn, x, reps):
     return times
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--height", type=int, default=384)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--reps", type=int, default=7)
-    args = parser.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
     print(f"jax {jax.__version__} ({jax.default_backend()})")
     total = {"reduce_window": 0.0, "max_pool_2x2": 0.0}
     for level, channels in ((0, 64), (1, 128), (2, 256)):
-        shape = (1, args.height >> level, args.width >> level, channels)
+        shape = (1, _HEIGHT.value >> level, _WIDTH.value >> level, channels)
         noise = np.random.default_rng(level).standard_normal(shape)
         x = jax.nn.relu(jnp.asarray(noise, jnp.float32))
         pools = {"reduce_window": reduce_window_pool, "max_pool_2x2": vgg.max_pool_2x2}
@@ -52,7 +55,7 @@ def main():
         (v1, g1), (v2, g2) = (fn(x) for fn in fns.values())
         same = float(v1) == float(v2) and bool(jnp.array_equal(g1, g2))
         times = {name: [] for name in fns}
-        for _ in range(args.reps):  # alternate so both see the same machine load
+        for _ in range(_REPS.value):  # alternate so both see the same machine load
             for name, fn in fns.items():
                 times[name] += timed(fn, x, 1)
         med = {name: statistics.median(t) for name, t in times.items()}
@@ -69,4 +72,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)

@@ -13,13 +13,16 @@ starts a new Python for each variant (imports not timed) and times the first cal
 Medians over --trials, alternating variants; the caches live in a temporary directory.
 """
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+
+from absl import app, flags
+
+from learned_resize import cli
 
 CHILD = r"""
 import json, os, sys, time
@@ -53,6 +56,9 @@ VARIANTS = {
     "seam-carving (numba cache)": ("seam-carving", {}),
 }
 
+_SIZE = flags.DEFINE_integer("size", 256, "Side of the square astronaut, pixels.", lower_bound=2)
+_TRIALS = flags.DEFINE_integer("trials", 5, "Fresh processes per variant (median).", lower_bound=1)
+
 
 def run(variant, env, size):
     done = subprocess.run(
@@ -65,11 +71,10 @@ def run(variant, env, size):
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--trials", type=int, default=5)
-    args = parser.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    size, trials = _SIZE.value, _TRIALS.value
     with tempfile.TemporaryDirectory() as tmp:
         base = dict(
             os.environ,
@@ -79,14 +84,14 @@ def main():
         )
         envs = {name: dict(base, **extra) for name, (_, extra) in VARIANTS.items()}
         for name, (variant, _) in VARIANTS.items():  # prime every cache
-            run(variant, envs[name], args.size)
+            run(variant, envs[name], size)
         results = {name: [] for name in VARIANTS}
-        for _ in range(args.trials):
+        for _ in range(trials):
             for name, (variant, _) in VARIANTS.items():
-                results[name].append(run(variant, envs[name], args.size))
+                results[name].append(run(variant, envs[name], size))
     peer = statistics.median(r["call"] for r in results["seam-carving (numba cache)"])
-    print(f"{args.size}x{args.size} -> {args.size}x{round(0.75 * args.size)}, first call in a")
-    print(f"fresh process, median of {args.trials} (imports not in the call time)")
+    print(f"{size}x{size} -> {size}x{round(0.75 * size)}, first call in a")
+    print(f"fresh process, median of {trials} (imports not in the call time)")
     print(f"{'variant':<30}{'call s':>8}{'/ peer':>8}{'import s':>10}")
     for name, rows in results.items():
         call = statistics.median(r["call"] for r in rows)
@@ -95,4 +100,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)

@@ -11,13 +11,15 @@ layer's largest output. `winograd.use_for` picks the layers whose channels are a
 MIN_CHANNELS on both sides; this table is where that threshold comes from.
 """
 
-import argparse
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
+from learned_resize import cli
 from learned_resize.retarget import winograd
 
 # (name, input channels, output channels, stride of the layer's grid) of VGG-19 to conv4_1.
@@ -31,6 +33,10 @@ LAYERS = (
     ("conv4_1 grad", 512, 256, 8),
     ("vgg16 conv4_2", 512, 512, 16),
 )
+
+_HEIGHT = flags.DEFINE_integer("height", 384, "Output height (conv1_2's layer).", lower_bound=1)
+_WIDTH = flags.DEFINE_integer("width", 512, "Output width (conv1_2's layer).", lower_bound=1)
+_REPS = flags.DEFINE_integer("reps", 5, "Timed calls of each form (median).", lower_bound=1)
 
 
 def _direct(x, kernel):
@@ -51,28 +57,25 @@ def _median_seconds(fns, args, reps):
     return [float(np.median(t)) for t in times]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--height", type=int, default=384)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--reps", type=int, default=5)
-    args = parser.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
     rng = np.random.default_rng(0)
     direct, wino = jax.jit(_direct), jax.jit(winograd.conv3x3)
-    print(f"output {args.width}x{args.height}; median of {args.reps}; jax {jax.__version__}")
+    print(f"output {_WIDTH.value}x{_HEIGHT.value}; median of {_REPS.value}; jax {jax.__version__}")
     print(
         f"{'layer':<15}{'size':>10}{'C->K':>10}{'XLA ms':>9}{'Winograd ms':>13}"
         f"{'ratio':>7}{'max diff':>10}"
     )
     total = [0.0, 0.0]
     for name, c, k, stride in LAYERS:
-        h, w = -(-args.height // stride), -(-args.width // stride)
+        h, w = -(-_HEIGHT.value // stride), -(-_WIDTH.value // stride)
         x = jnp.asarray(rng.standard_normal((1, h, w, c)), jnp.float32)
         kernel = jnp.asarray(rng.standard_normal((3, 3, c, k)) / np.sqrt(9 * c), jnp.float32)
         u = jax.jit(winograd.transform_kernel)(kernel)
         a, b = direct(x, kernel), wino(x, u)
         diff = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
-        t_direct, t_wino = _median_seconds((direct, wino), ((x, kernel), (x, u)), args.reps)
+        t_direct, t_wino = _median_seconds((direct, wino), ((x, kernel), (x, u)), _REPS.value)
         used = "*" if winograd.use_for(kernel.shape) else " "
         total[0] += t_direct
         total[1] += t_wino if used == "*" else t_direct
@@ -88,4 +91,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)
