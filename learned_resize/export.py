@@ -6,8 +6,8 @@ writes `resizer.jaxexport` (the serialized `jax.export.Exported`: inference mode
 weights embedded) and `resizer.json` (its settings). Existing files are replaced only
 with `--overwrite`, and the checkpoint's own files (its folder, the run's config.json)
 never: the command stops with one `error:` line before it reads anything. In any JAX
-program, without
-this package's training code (only jax and numpy are imported to load it):
+program, without this package's training code (only jax and numpy are imported to
+load it):
 
     from learned_resize import export
     resize = export.load("resizer.jaxexport")
@@ -22,11 +22,10 @@ size is fixed at export time (`--input_size`, default the run's `input_size`)
 because the resampling's slice plan depends on it (`resampling.py`): export once
 per input size.
 
-The exported function is the module in eval mode with each conv + BatchNorm pair
-folded into one conv (kernel x scale/sqrt(var + eps), shift as a bias), which is
-exact in real arithmetic; the head's BatchNorm, which sits between a LeakyReLU and
-the residual sum, stays a per-channel affine map after the resize. GroupNorm and
-norm='none' resizers have nothing to fold.
+The exported function is the trained `LearnedResizer` module itself in eval mode,
+after `resizers.fold_batch_norm` has folded each conv + BatchNorm pair into the conv
+(exact in real arithmetic), traced with XLA's own convolutions so that it runs on any
+platform.
 """
 
 import json
@@ -65,111 +64,6 @@ def load(path: str):
     resize.settings = settings
     resize.exported = exported
     return resize
-
-
-# ------------------------------------------------------------------------- folding
-
-
-def _leaky_relu(x):
-    return jnp.where(x > 0, x, 0.2 * x)
-
-
-def _conv(x, kernel, bias=None):
-    y = jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    return y if bias is None else y + bias
-
-
-def _affine(bn) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-mode BatchNorm as (mul, add): bn(x) = x * mul + add, in float64."""
-    mean, var = (np.asarray(bn[k][...], np.float64) for k in ("mean", "var"))
-    scale, bias = (np.asarray(bn[k][...], np.float64) for k in ("scale", "bias"))
-    mul = scale / np.sqrt(var + bn["epsilon"])
-    return mul, bias - mean * mul
-
-
-def _conv_norm(module, norm: str) -> dict:
-    """A `_ConvBN`'s weights; with BatchNorm folded into the conv (exact in real arithmetic)."""
-    out = {"kernel": np.asarray(module.conv.kernel[...], np.float64)}
-    if norm == "none":
-        out["bias"] = np.asarray(module.conv.bias[...], np.float64)
-    elif norm == "batch":
-        mul, add = _affine(_bn_dict(module.bn))
-        out["kernel"] = out["kernel"] * mul  # per output channel (last axis of HWIO)
-        out["bias"] = add
-    else:  # GroupNorm depends on each image's statistics: kept as it is.
-        out["bias"] = None
-        out["group"] = _group_dict(module.bn)
-    return out
-
-
-def _bn_dict(bn) -> dict:
-    return {"mean": bn.mean, "var": bn.var, "scale": bn.scale, "bias": bn.bias,
-            "epsilon": bn.epsilon}  # fmt: skip
-
-
-def _group_dict(gn) -> dict:
-    return {"scale": np.asarray(gn.scale[...]), "bias": np.asarray(gn.bias[...]),
-            "groups": int(gn.num_groups), "epsilon": float(gn.epsilon)}  # fmt: skip
-
-
-def _conv_params(conv) -> dict:
-    return {"kernel": np.asarray(conv.kernel[...]), "bias": np.asarray(conv.bias[...])}
-
-
-def fold(resizer) -> dict:
-    """A `resizers.LearnedResizer` (eval mode) as plain arrays, BatchNorm folded."""
-    norm = resizer.norm
-    head = {"conv7": _conv_params(resizer.head_conv7), "conv1": _conv_params(resizer.head_conv1)}
-    if norm == "batch":
-        head["affine"] = _affine(_bn_dict(resizer.head_bn))
-    elif norm == "group":
-        head["group"] = _group_dict(resizer.head_bn)
-    blocks = [(_conv_norm(b.first, norm), _conv_norm(b.second, norm)) for b in resizer.blocks]
-    weights = {
-        "head": head,
-        "blocks": blocks,
-        "tail": _conv_norm(resizer.tail, norm),
-        "out": _conv_params(resizer.out_conv),
-    }
-    return jax.tree.map(lambda a: np.asarray(a, np.float32) if isinstance(a, np.ndarray) else a,
-                        weights, is_leaf=lambda a: isinstance(a, np.ndarray))  # fmt: skip
-
-
-def _group_norm(x, group):
-    """GroupNorm over (H, W, channels of a group) per image, as nnx.GroupNorm computes it."""
-    n, h, w, c = x.shape
-    g = x.reshape(n, h, w, group["groups"], c // group["groups"])
-    mean = g.mean((1, 2, 4), keepdims=True)
-    var = jnp.maximum(0.0, (g * g).mean((1, 2, 4), keepdims=True) - mean * mean)
-    g = (g - mean) * jax.lax.rsqrt(var + group["epsilon"])
-    return g.reshape(x.shape) * group["scale"] + group["bias"]
-
-
-def _conv_norm_apply(x, p):
-    y = _conv(x, p["kernel"], p["bias"])
-    return _group_norm(y, p["group"]) if "group" in p else y
-
-
-def folded_forward(weights: dict, x, output_size, interpolation: str, antialias: bool):
-    """The learned resizer in eval mode from `fold`'s weights: normalised NHWC in and out."""
-    from learned_resize import resampling  # Needed only to build, not to load, an artifact.
-
-    fixed = lambda t: resampling.resize(t, output_size, interpolation, antialias)
-    head = weights["head"]
-    y = _leaky_relu(_conv(x, head["conv7"]["kernel"], head["conv7"]["bias"]))
-    y = _leaky_relu(_conv(y, head["conv1"]["kernel"], head["conv1"]["bias"]))
-    if "group" in head:
-        y = _group_norm(y, head["group"])
-    y = fixed(y)  # BatchNorm's affine map commutes with the resize (weights sum to one).
-    if "affine" in head:
-        y = y * head["affine"][0] + head["affine"][1]
-    z = y
-    for first, second in weights["blocks"]:
-        z = z + _conv_norm_apply(_leaky_relu(_conv_norm_apply(z, first)), second)
-    z = _conv_norm_apply(z, weights["tail"]) + y
-    return _conv(z, weights["out"]["kernel"], weights["out"]["bias"]) + fixed(x)
 
 
 # ------------------------------------------------------------------------- building
@@ -233,18 +127,21 @@ def export_resizer(resizer, config, input_size=None, platforms=("cpu",)):
     input_size = tuple(int(s) for s in (input_size or config.input_size))
     mean = np.asarray(config.data.mean, np.float32)
     std = np.asarray(config.data.std, np.float32)
-    weights = fold(resizer)
+    from learned_resize import cpu_conv, resizers
+
+    folded = resizers.fold_batch_norm(resizer)
     out_size = tuple(resizer.output_size)
 
     def resize_unit(images):  # float [N, H, W, C] in [0, 1] -> float32 in [0, 1]
         x = (images - mean) / std
-        y = folded_forward(weights, x, out_size, resizer.interpolation, resizer.antialias)
-        return y * std + mean
+        return folded(x, train=False) * std + mean
 
     channels = int(config.data.channels)
     (batch,) = jax.export.symbolic_shape("batch")
     spec = jax.ShapeDtypeStruct((batch, *input_size, channels), jnp.float32)
-    exported = jax.export.export(jax.jit(resize_unit), platforms=platforms)(spec)
+    # XLA's own convolutions, not the CPU-only forms: the artifact runs on any platform.
+    with cpu_conv.use_formulation("xla"):
+        exported = jax.export.export(jax.jit(resize_unit), platforms=platforms)(spec)
     settings = {
         "input_size": list(input_size),
         "output_size": list(out_size),

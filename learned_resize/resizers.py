@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from learned_resize import cpu_conv, resampling
@@ -268,6 +269,36 @@ def _batch_norm_after(bn: nnx.BatchNorm, x: jax.Array, linear_map, train: bool) 
     y = (y - mean) * mul + bias
     dtype = jax.dtypes.canonicalize_dtype(bn.dtype) if bn.dtype is not None else y.dtype
     return y.astype(dtype)
+
+
+def fold_batch_norm(resizer: LearnedResizer) -> LearnedResizer:
+    """A copy of `resizer` whose eval-mode BatchNorms after a convolution are folded in.
+
+    For bn(conv(x)) = conv(x) * mul + add (eval mode: mul = scale / sqrt(var + eps),
+    add = bias - mean * mul), the copy's kernel is kernel * mul (per output channel) and
+    its BatchNorm is the identity plus `add` (mean 0, var + eps = 1, scale 1, bias add):
+    the same function in eval mode, with no statistics left to apply. The head's
+    BatchNorm follows a LeakyReLU, not a convolution, and stays as it is; GroupNorm
+    (per-image statistics) and norm='none' have nothing to fold. Folding is done in
+    float64, stored as float32. Used by `tools/export.py`.
+    """
+    folded = nnx.clone(resizer)
+    if folded.norm != "batch":
+        return folded
+    for layer in [*(m for b in folded.blocks for m in (b.first, b.second)), folded.tail]:
+        bn = layer.bn
+        mean, var, scale, bias = (
+            np.asarray(v[...], np.float64) for v in (bn.mean, bn.var, bn.scale, bn.bias)
+        )
+        mul = scale / np.sqrt(var + bn.epsilon)
+        kernel = np.asarray(layer.conv.kernel[...], np.float64) * mul
+        layer.conv.kernel[...] = jnp.asarray(kernel, jnp.float32)
+        eps = np.float32(bn.epsilon)
+        bn.mean[...] = jnp.zeros_like(bn.mean[...])
+        bn.var[...] = jnp.full_like(bn.var[...], np.float32(1.0) - eps)
+        bn.scale[...] = jnp.ones_like(bn.scale[...])
+        bn.bias[...] = jnp.asarray(bias - mean * mul, jnp.float32)
+    return folded
 
 
 def make_resizer(

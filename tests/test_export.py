@@ -42,12 +42,16 @@ def test_folded_equals_module_in_eval_mode(norm):
     model = _random_resizer(norm)
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 11, 9, 3)), jnp.float32)
     want = nnx.jit(lambda m, x: m(x, train=False))(model, x)
-    weights = export.fold(model)
-    if norm == "batch":  # Folded: no BatchNorm left in the residual blocks and tail.
-        assert all("group" not in p for p in (weights["tail"], *weights["blocks"][0]))
-    got = jax.jit(lambda x: export.folded_forward(weights, x, (6, 5), "bilinear", model.antialias))(
-        x
-    )
+    folded = resizers.fold_batch_norm(model)
+    if norm == "batch":  # The tail's BatchNorm is folded as computed by hand in numpy.
+        bn, kernel = model.tail.bn, np.asarray(model.tail.conv.kernel[...], np.float64)
+        mul = np.asarray(bn.scale[...]) / np.sqrt(np.asarray(bn.var[...]) + bn.epsilon)
+        np.testing.assert_allclose(folded.tail.conv.kernel[...], kernel * mul, rtol=1e-6)
+        shift = np.asarray(bn.bias[...]) - np.asarray(bn.mean[...]) * mul
+        np.testing.assert_allclose(folded.tail.bn.bias[...], shift, rtol=1e-6, atol=1e-7)
+        assert float(jnp.abs(folded.tail.bn.mean[...]).max()) == 0.0
+        np.testing.assert_array_equal(folded.tail.bn.scale[...], 1.0)
+    got = nnx.jit(lambda m, x: m(x, train=False))(folded, x)
     # Folding reassociates float32 products (kernel * scale / sqrt(var)): roundoff only.
     np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.abs(want).max()))
     # The check can see a wrong fold: eval mode differs from train mode (batch statistics).
