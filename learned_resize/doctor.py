@@ -9,19 +9,20 @@ Cloud TPU, see `learned_resize.distributed`), memory per device, the jax, jaxlib
 CUDA plugin / libtpu versions and the runtime's, the host allocator, the TFDS data
 dir and each dataset the configs use, and the cached VGG weights for retargeting.
 Under several processes every line starts with `[process I]`. The exit status is 0
-whatever the checks find (a pod's `check` keeps going); 1 for bad flags.
-`launch/tpu_pod.sh check` and `launch/slurm.sbatch` run it on every host.
+whatever the checks find (a pod's `check` keeps going); 1 for bad flags, as one line
+`error: ...` on stderr. `launch/tpu_pod.sh check` and `launch/slurm.sbatch` run it on
+every host.
 """
 
-import argparse
 import dataclasses
 import importlib.metadata
 import os
 import sys
 
+from absl import app, flags
 from etils import epath
 
-from learned_resize import distributed
+from learned_resize import cli, distributed, errors
 
 # Datasets the configs in configs/ read, beyond the project's own builders.
 CATALOG_DATASETS = ("imagenet2012",)
@@ -197,25 +198,55 @@ def run_checks(data_dir: str | None = None, cache_dir: str | None = None) -> lis
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data_dir", help="TFDS data dir (default $TFDS_DATA_DIR or ~/...).")
-    parser.add_argument("--cache_dir", help="VGG weights cache (default $LEARNED_RESIZE_CACHE).")
-    parser.add_argument("--distributed", default="auto", choices=distributed.MODES)
-    parser.add_argument("--coordinator_address", help="host:port of process 0 (as main.py).")
-    parser.add_argument("--num_processes", type=int)
-    parser.add_argument("--process_id", type=int)
-    args = parser.parse_args(argv)
+def define_flags(values: flags.FlagValues = flags.FLAGS) -> dict:
+    """The command line's flags, in `values`. Defined only when this module runs as a
+    program (or by a test, in its own FlagValues): importing it claims no flag names."""
+    define = dict(flag_values=values)
+    return dict(
+        data_dir=flags.DEFINE_string(
+            "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR or ~/...).", **define
+        ),
+        cache_dir=flags.DEFINE_string(
+            "cache_dir", None, "VGG weights cache (default $LEARNED_RESIZE_CACHE).", **define
+        ),
+        distributed=flags.DEFINE_enum(
+            "distributed",
+            "auto",
+            distributed.MODES,
+            "auto: join the other processes on TPU pods, SLURM, or when a coordinator is given.",
+            **define,
+        ),
+        coordinator_address=flags.DEFINE_string(
+            "coordinator_address", None, "host:port of process 0 (as main.py).", **define
+        ),
+        num_processes=flags.DEFINE_integer(
+            "num_processes", None, "Number of processes (hosts).", **define
+        ),
+        process_id=flags.DEFINE_integer("process_id", None, "This process's index.", **define),
+    )
+
+
+def main(argv: list[str], flag: dict) -> int:
+    """Prints the checks; `flag` holds the parsed flags of `define_flags`. 1 on a user error."""
+    if len(argv) > 1:
+        print(
+            f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.",
+            file=sys.stderr,
+        )
+        return 1
     try:
         distributed.initialise(
-            args.distributed, args.coordinator_address, args.num_processes, args.process_id
+            flag["distributed"].value,
+            flag["coordinator_address"].value,
+            flag["num_processes"].value,
+            flag["process_id"].value,
         )
     except distributed.StartupError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(errors.one_line(e), file=sys.stderr)
         return 1
     import jax
 
-    checks = run_checks(args.data_dir, args.cache_dir)
+    checks = run_checks(flag["data_dir"].value, flag["cache_dir"].value)
     prefix = f"[process {jax.process_index()}] " if jax.process_count() > 1 else ""
     for check in checks:
         print(prefix + check.line())
@@ -225,4 +256,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _FLAGS = define_flags()
+    cli.setup_logging()
+    app.run(lambda argv: main(argv, _FLAGS), flags_parser=cli.parse_flags)

@@ -16,6 +16,8 @@ one PyTorch port shows in eval mode) makes `eval` fall below the other two. In t
 batch-statistics modes every batch must hold real images only, so the padding rows
 of the last eval batch are filled with copies of its real images (and still
 masked out of the counts). Prints one JSON line per mode and a markdown table.
+A mistake (a bad flag, a missing or non-classification checkpoint) is one line
+`error: ...` on stderr, exit status 1.
 """
 
 import json
@@ -24,6 +26,9 @@ import sys
 
 import jax
 import numpy as np
+from absl import app, flags
+
+from learned_resize import cli, errors
 
 MODES = ("eval", "resizer_batch_stats", "batch_stats")
 
@@ -89,19 +94,34 @@ def evaluate_modes(config, path: str, modes=MODES) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    import argparse
+def define_flags(values: flags.FlagValues = flags.FLAGS) -> dict:
+    """The command line's flags, in `values`. Defined only when this module runs as a
+    program (or by a test, in its own FlagValues): importing it claims no flag names."""
+    return dict(
+        checkpoint=flags.DEFINE_string(
+            "checkpoint", None, "Workdir of a classification run (required).", flag_values=values
+        )
+    )
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].strip())
-    parser.add_argument("--checkpoint", required=True, help="workdir of a classification run")
-    args = parser.parse_args(argv)
-    from learned_resize import export
 
+def main(argv: list[str], flag: dict) -> int:
+    """Evaluates --checkpoint every way; `flag` holds the parsed flags of `define_flags`."""
+    checkpoint = flag["checkpoint"].value
     try:
-        config = export.run_config(args.checkpoint)
-        results = evaluate_modes(config, args.checkpoint)
+        if len(argv) > 1:
+            raise errors.UserError(
+                f"unexpected arguments {' '.join(argv[1:])}; flags start with --."
+            )
+        if not checkpoint:
+            raise errors.UserError(
+                "give --checkpoint=WORKDIR, the workdir of a classification run (e.g. W/learned)."
+            )
+        from learned_resize import export
+
+        config = export.run_config(checkpoint)
+        results = evaluate_modes(config, checkpoint)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(errors.one_line(e), file=sys.stderr)
         return 1
     for mode, r in results.items():
         print(json.dumps({"mode": mode, **r}))
@@ -112,4 +132,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _FLAGS = define_flags()
+    cli.setup_logging()
+    app.run(lambda argv: main(argv, _FLAGS), flags_parser=cli.parse_flags)

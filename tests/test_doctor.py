@@ -10,6 +10,7 @@ import types
 
 import jax
 import pytest
+from absl import flags
 
 from learned_resize import doctor
 from learned_resize.retarget import weights
@@ -17,6 +18,14 @@ from learned_resize.retarget import weights
 
 def by_name(checks):
     return {c.name: c for c in checks}
+
+
+def run_doctor(*args: str) -> int:
+    """`python -m learned_resize.doctor ARGS` in this process: its flags in a FlagValues of
+    their own, parsed as absl parses the command line, then its main."""
+    values = flags.FlagValues()
+    flag = doctor.define_flags(values)
+    return doctor.main(values(["doctor", *args]), flag)
 
 
 @pytest.fixture
@@ -113,11 +122,11 @@ def test_cuda_plugin_must_match_jaxlib(monkeypatch):
 def test_main_prints_every_line_and_a_summary(data_dir, tmp_path, capsys, monkeypatch):
     for key in [k for k in os.environ if k.startswith(("SLURM_", "OMPI_"))]:
         monkeypatch.delenv(key)
-    assert doctor.main([f"--data_dir={data_dir}", f"--cache_dir={tmp_path}"]) == 0
+    assert run_doctor(f"--data_dir={data_dir}", f"--cache_dir={tmp_path}") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "OK  platform: cpu (cpu)"
     fixes = sum(line.startswith("FIX") for line in lines)
     assert fixes == 3  # ava, imagenet2012, the weights
     assert lines[-1] == f"{len(lines) - 1 - fixes} of {len(lines) - 1} OK, {fixes} to fix."
-    assert doctor.main(["--distributed=on"]) == 1
+    assert run_doctor("--distributed=on") == 1
     assert capsys.readouterr().err.startswith("error: --distributed=on but no launcher found")
