@@ -100,13 +100,16 @@ CASES = [
     (["--config.data.name="], "config.data.name is empty"),
     (["--config.data.aspect=stretch"], "config.data.aspect must be one of"),
     (["--config.data.manual_dir={tmp}/no_source"], "config.data.manual_dir="),
+    (["--config.data.train_split=nosuch"], "config.data.train_split='nosuch' is not a split"),
+    (["--config.data.eval_split=nosuch"], "config.data.eval_split='nosuch' is not a split"),
     # The batch against the dataset.
     (["--config.batch_size=2000000"], "config.batch_size=2000000 is more than the 96 training"),
     (["--config.batch_size=104"], "config.batch_size=104 is more than the 96 training images"),
     (["--config.batch_size=-8"], "config.batch_size must be an integer >= 1"),
+    (["--config.data.train_split=train[:8]"], "config.batch_size=16 is more than the 8 training"),
     (["--config.num_eval_images=32"], "config.num_eval_images=32 is more than one eval batch"),
     # Where the model starts from.
-    (["--config.init_from.path={tmp}/nothing_here"], "config.init_from.path="),
+    (["--config.init_from.path={tmp}/x"], "config.init_from.path={tmp}/x does not exist"),
     (["--config.init_from.path={tmp}/emptydir"], "holds no finished checkpoint"),
     (["--config.init_from.resizer_path={tmp}/nothing_here"], "config.init_from.resizer_path="),
     (
@@ -240,7 +243,7 @@ def test_there_are_at_least_forty_cases():
 @pytest.mark.parametrize("index", range(len(CASES)), ids=[" ".join(c[0]) for c in CASES])
 def test_bad_input_is_one_error_line(results, index):
     tmp, argvs, outputs = results
-    fragment = CASES[index][1]
+    fragment = CASES[index][1].format(tmp=tmp)
     result = outputs[index]
     lines = result["stderr"].strip().splitlines()
     assert result["status"] == 1, (argvs[index], result)
@@ -262,7 +265,14 @@ def _plain(argv, **env):
     return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("index", [4, 22, 42, 77, 81])
+def _case(*extra) -> int:
+    return [c[0] for c in CASES].index(list(extra))
+
+
+@pytest.mark.parametrize(
+    "index",
+    [4, 22, 42, _case("--config.batch_size=2000000"), _case("--config.init_from.path={tmp}/x")],
+)
 def test_the_plain_command_says_the_same(results, index):
     _, argvs, outputs = results
     plain = _plain(argvs[index])
