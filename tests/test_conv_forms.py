@@ -88,19 +88,50 @@ def test_depthwise_taps_match_numpy_and_flax(kernel, stride, padding, multiplier
     _same_values_and_gradients(ours, theirs, x, expected, atol=1e-5)
 
 
+def _bf16_products_bound(x, kernel, exact):
+    """|error| bound of a depthwise 3x3 output computed from bf16 `x` and `kernel` with the
+    products summed in float32 and the sum rounded to bfloat16, against `exact` (float64).
+
+    A product of two bf16 values (8 significant bits each) is exact in float32 (24); K = 9
+    float32 additions in any order err by at most (K - 1) * u32 * sum|terms| (u32 = 2^-24,
+    bounded here by K * eps32); rounding the sum to bf16 adds at most u_bf16 * |y| with
+    u_bf16 = eps_bf16 / 2 = 2^-8 (a little more than |y| allows for the sum's own error).
+    """
+    eps32 = float(jnp.finfo(jnp.float32).eps)
+    u_bf16 = float(jnp.finfo(jnp.bfloat16).eps) / 2
+    k = 9
+    abs_terms = _numpy_depthwise(np.abs(x), np.abs(kernel), 1, ((1, 1), (1, 1)))
+    summation = k * eps32 * abs_terms
+    return u_bf16 * (np.abs(exact) + summation) + summation
+
+
+def _bf16_running_sum(x, kernel):
+    """The same outputs with every partial sum rounded to bf16: what a bf16 accumulator gives."""
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = x.shape[1:3]
+    total = np.zeros(x.shape, jnp.bfloat16)
+    for a in range(3):
+        for b in range(3):
+            term = (xp[:, a : a + h, b : b + w] * kernel[a, b, 0]).astype(jnp.bfloat16)
+            total = (total + term).astype(jnp.bfloat16)
+    return total.astype(np.float64)
+
+
 def test_depthwise_taps_accumulate_bf16_products_in_float32():
-    conv = Conv(4, 4, (3, 3), feature_group_count=4, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 4)).astype(jnp.bfloat16)
-    y = conv(x)
-    assert y.dtype == jnp.bfloat16
-    exact = _numpy_depthwise(
-        np.asarray(x, np.float32),
-        np.asarray(conv.kernel[...].astype(jnp.bfloat16), np.float32),
-        1,
-        ((1, 1), (1, 1)),
-    )
-    # Only the final rounding to bfloat16 (relative 2^-8) separates the two.
-    np.testing.assert_allclose(np.asarray(y, np.float32), exact, rtol=2**-8, atol=1e-2)
+    conv = Conv(8, 8, (3, 3), feature_group_count=8, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 8)).astype(jnp.bfloat16)
+    y = np.asarray(conv(x), np.float64)
+    assert conv(x).dtype == jnp.bfloat16
+    x64 = np.asarray(x, np.float64)
+    kernel = np.asarray(conv.kernel[...].astype(jnp.bfloat16), np.float64)
+    exact = _numpy_depthwise(x64, kernel, 1, ((1, 1), (1, 1)))
+    bound = _bf16_products_bound(x64, kernel, exact)
+    # The bound has teeth: summing in bf16 (each partial sum rounded to 8 bits, error
+    # ~ sqrt(K) * u_bf16 * |terms| rather than u_bf16 * |y|) breaks it at many outputs.
+    bf16_sum = _bf16_running_sum(x64, kernel)
+    assert np.mean(np.abs(bf16_sum - exact) > bound) > 0.05
+    excess = np.abs(y - exact) - bound
+    assert np.all(excess <= 0), (np.max(excess), np.mean(excess > 0))
 
 
 def test_other_convolutions_are_flax_own():

@@ -7,6 +7,8 @@ statistic and optimiser leaf in float32, and agree with the f32 step to bf16
 accuracy.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 from jax.sharding import AxisType
 
 from configs import imagenet
-from learned_resize import checkpoints, config_lib, parallel
+from learned_resize import checkpoints, config_lib, cpu_conv, parallel
 from learned_resize import steps as steps_lib
 
 BATCH = 32
@@ -187,3 +189,60 @@ def test_bf16_loss_and_update_match_f32(steps):
     yardstick = 1.0 - _cosine(d32, _update(noisy, noisy_after))
     assert 0.0 < yardstick < 0.5
     assert 1.0 - _cosine(d32, d16) <= 2.0 * yardstick, (_cosine(d32, d16), yardstick)
+
+
+# `stablehlo.convolution` / `stablehlo.dot_general` with their operand and result types, as
+# `jax.jit(f).lower(...).as_text()` prints them: `... : (tensor<AxBxbf16>, ...) -> tensor<...>`.
+_PRODUCT_LINE = re.compile(
+    r"stablehlo\.(convolution|dot_general).*:\s*\((tensor<[^>]*>),\s*(tensor<[^>]*>)\)"
+    r"\s*->\s*(tensor<[^>]*>)"
+)
+
+
+def _tensor(text):
+    """'tensor<32768x16xbf16>' -> ((32768, 16), 'bf16')."""
+    *dims, element = text[len("tensor<") : -1].split("x")
+    return tuple(int(d) for d in dims), element
+
+
+def _lowered_products(formulation) -> list:
+    """(op, lhs type, rhs type, result shape, result type) of every convolution and matrix
+    product of the lowered bf16 train step, with the resizer's out_conv in `formulation`."""
+    mesh = jax.make_mesh(
+        (1,), (parallel.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
+    )
+    with cpu_conv.use_formulation(formulation):
+        trainer = steps_lib.Steps(_config("bfloat16"), mesh, steps_per_epoch=10, num_steps=10)
+        state, rest = jax.eval_shape(trainer.init, jax.random.key(0))
+        batch = parallel.global_batch(_batch(), mesh)
+        text = trainer.train_step.lower(state, batch, rest).as_text()
+    products = []
+    for match in _PRODUCT_LINE.finditer(text):
+        op, lhs, rhs, out = match.groups()
+        (_, lhs), (_, rhs), (shape, out) = _tensor(lhs), _tensor(rhs), _tensor(out)
+        products.append((op, lhs, rhs, shape, out))
+    return products
+
+
+def test_bf16_out_conv_products_accumulate_in_float32():
+    """The resizer's out_conv as CPU tap matmuls (cpu_conv.same_conv_by_taps and its
+    gradients) asks for float32 results of its bf16 products (`preferred_element_type`): a
+    bf16 running sum of its 7*7*16 products per output put the step outside the bounds
+    above. Read from the lowered program: exactly those three matmuls (forward, input
+    gradient, kernel gradient) take bf16 operands and return float32; every other product
+    takes and returns bf16 (XLA's own convolutions, whose internal accumulation the program
+    does not show)."""
+    config = _config("bfloat16")
+    (h, w), n = config.resizer.output_size, config.resizer.num_filters
+    pixels, taps = BATCH * h * w, 7 * 7 * 3  # out_conv: 7x7, n -> 3 channels
+    for formulation in ("taps", "xla"):
+        products = _lowered_products(formulation)
+        assert {op for op, *_ in products} == {"convolution", "dot_general"}
+        assert {(lhs, rhs) for _, lhs, rhs, _, _ in products} == {("bf16", "bf16")}
+        f32 = sorted((op, shape) for op, _, _, shape, out in products if out == "f32")
+        assert {out for *_, out in products} <= {"bf16", "f32"}
+        if formulation == "taps":
+            expected = [(pixels, n), (pixels, taps), (n, taps)]  # dx, forward, dkernel
+            assert f32 == sorted(("dot_general", shape) for shape in expected), f32
+        else:
+            assert f32 == []
