@@ -117,25 +117,58 @@ def test_killed_at_every_point_then_rerun_equals_straight_run(small_fmnist, stra
     assert_same_run(straight, workdir)
 
 
+def _timed_run(small_fmnist, workdir) -> float:
+    """Seconds an uninterrupted run in `workdir` takes; it must succeed."""
+    start = time.monotonic()
+    result = run(small_fmnist, workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return time.monotonic() - start
+
+
 @pytest.mark.slow
 def test_killed_at_random_moments_then_rerun_equals_straight_run(small_fmnist, straight, tmp_path):
-    """Three SIGKILLs at random moments of a run (seeded), then a run to the end."""
-    straight, seconds = straight
+    """Three SIGKILLs at random moments of a run (seeded), then a run to the end.
+
+    Every kill must land: the process is still running at its moment, so it exits by
+    SIGKILL (return code -9), not by finishing or failing, and the last stage has no
+    results.json yet. A kill never sent, or sent after the run ended, fails here rather
+    than leaving uninterrupted runs that trivially equal the straight one.
+    """
+    straight, _ = straight
+    # The straight run compiled every program; the runs here load them from the
+    # persistent compilation cache and take a fraction of its time (13 s against 47 s on
+    # a 2-core CPU), so the moments are drawn from a warm run's duration. A second run in
+    # the finished warm workdir (start-up and checks, nothing trained) bounds from below
+    # the start-up that every run pays before it makes progress.
+    warm = tmp_path / "warm"
+    budget = _timed_run(small_fmnist, warm)
+    start_up = _timed_run(small_fmnist, warm)
     workdir = tmp_path / "run"
     rng = random.Random(13)
-    for _ in range(3):
-        proc = subprocess.Popen(
-            _command(small_fmnist, workdir),
-            cwd=REPO,
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    for attempt in range(3):
+        # `budget` bounds the next run's time from below: a warm run's, less the progress
+        # the earlier killed runs made (at most their time after start-up).
+        moment = rng.uniform(0.1, 0.8) * budget
+        log = tmp_path / f"killed{attempt}.log"
+        with open(log, "w") as stderr:
+            proc = subprocess.Popen(
+                _command(small_fmnist, workdir),
+                cwd=REPO,
+                env=_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+            try:  # Somewhere in a warm run's time: start-up, a stage, an eval, a save.
+                proc.wait(timeout=moment)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == -signal.SIGKILL, (
+            f"run {attempt} exited with {proc.returncode} before its kill at {moment:.1f} s: "
+            + log.read_text()[-3000:]
         )
-        try:  # Somewhere in the straight run's time: start-up, a stage, an eval, a save.
-            proc.wait(timeout=rng.uniform(0.2, 0.9) * seconds)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        assert not (workdir / STAGES[-1] / "results.json").exists(), (attempt, moment)
+        budget -= max(0.0, moment - start_up)
     result = run(small_fmnist, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_run(straight, workdir)
