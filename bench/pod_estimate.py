@@ -21,15 +21,16 @@ Time to accuracy is the recipe's epochs (configs/imagenet_resnet50.py) x 1,281,1
 ImageNet training images, plus one 50,000-image eval pass per `eval_every_steps`.
 """
 
-import argparse
 import io
 import math
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import PIL.Image
+from absl import app, flags
 from flax import nnx
 
 from learned_resize import (
@@ -50,6 +51,16 @@ NUM_TRAIN_IMAGES = flops_report.NUM_TRAIN_IMAGES
 NUM_EVAL_IMAGES = flops_report.NUM_EVAL_IMAGES
 HOSTS = 4  # of a v4-32 slice
 HOST_CPUS = 240  # vCPUs of a TPU v4 host VM
+
+_MFU = flags.DEFINE_float("mfu", 0.4, "Assumed model FLOPs utilisation, in (0, 1].")
+_RESIZER_MFU = flags.DEFINE_float(
+    "resizer_mfu", 0.05, "MFU of the resizer's 16-channel convs, in (0, 1]."
+)
+_CHIPS = flags.DEFINE_integer("chips", 16, "Chips in the slice (v4-32: 16).", lower_bound=1)
+for _name in ("mfu", "resizer_mfu"):
+    flags.register_validator(
+        _name, lambda v: 0 < v <= 1, f"--{_name} is a fraction of the peak: 0 < {_name} <= 1"
+    )
 
 
 def forward_flops(build, shape, batch=4) -> float:
@@ -109,21 +120,21 @@ def recipe_stages():
     return {name: c for name, _, c in config_lib.stage_configs(config, "/unused")}
 
 
-def stage_rows(stages, args, peak, r50, resizer) -> list[dict]:
+def stage_rows(stages, peak, r50, resizer) -> list[dict]:
     """Per stage: its FLOPs, the chips' and the hosts' images per second, and hours."""
     rows = []
     base_per_image = None
     for name, config in stages.items():
         per_image, per_step = train_step_flops(config)
         batch = config.batch_size
-        useful = args.mfu * peak
+        useful = _MFU.value * peak
         chips_rate = useful / (per_image + per_step / batch)
         slow_rate = chips_rate
         if config.resizer.kind == "learned" and base_per_image is not None:
             # The classifier's share at --mfu, the resizer's (the difference) at --resizer_mfu.
             resizer_part = per_image - base_per_image
             seconds = (per_image - resizer_part + per_step / batch) / useful
-            slow_rate = 1 / (seconds + resizer_part / (args.resizer_mfu * peak))
+            slow_rate = 1 / (seconds + resizer_part / (_RESIZER_MFU.value * peak))
         if config.resizer.kind != "learned":
             base_per_image = per_image
         host_s = input_seconds_per_image(config.input_size[0])
@@ -156,17 +167,17 @@ def stage_rows(stages, args, peak, r50, resizer) -> list[dict]:
     return rows
 
 
-def print_rows(rows, args, peak) -> None:
+def print_rows(rows, peak) -> None:
     """The estimate table of `stage_rows` and the total of both stages."""
     print(
-        f"\nTrain step per image (forward + backward + update; XLA) and the v4-{2 * args.chips}"
-        f" estimate: {args.chips} chips x {V4_PEAK_TFLOPS:g} TFLOP/s x MFU {args.mfu:.0%} = "
-        f"{args.mfu * peak / 1e15:.2f} PFLOP/s of model FLOPs; hosts: {HOSTS} x "
+        f"\nTrain step per image (forward + backward + update; XLA) and the v4-{2 * _CHIPS.value}"
+        f" estimate: {_CHIPS.value} chips x {V4_PEAK_TFLOPS:g} TFLOP/s x MFU {_MFU.value:.0%} = "
+        f"{_MFU.value * peak / 1e15:.2f} PFLOP/s of model FLOPs; hosts: {HOSTS} x "
         "config.data.num_workers decoding processes:\n"
     )
     print(
         "| stage | input | train GFLOPs/img | / fwd | update GFLOPs/step | chips img/s "
-        f"(resizer at {args.resizer_mfu:.0%}) | host ms/img | hosts img/s (workers) | "
+        f"(resizer at {_RESIZER_MFU.value:.0%}) | host ms/img | hosts img/s (workers) | "
         "cores/host needed | epochs | hours |"
     )
     print("|---|---|" + "---:|" * 9)
@@ -190,20 +201,19 @@ def print_rows(rows, args, peak) -> None:
         )
     print(
         f"\nBoth stages (the paper's accuracy): {totals[0]:.1f}-{totals[1]:.1f} h at MFU "
-        f"{args.mfu:.0%} (resizer {args.resizer_mfu:.0%}), images/s = min(chips, hosts)."
+        f"{_MFU.value:.0%} (resizer {_RESIZER_MFU.value:.0%}), images/s = min(chips, hosts)."
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mfu", type=float, default=0.4, help="Assumed model FLOPs utilisation.")
-    parser.add_argument(
-        "--resizer_mfu", type=float, default=0.05, help="MFU of the resizer's 16-channel convs."
-    )
-    parser.add_argument("--chips", type=int, default=16, help="Chips in the slice (v4-32: 16).")
-    args = parser.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
     if jax.device_count() != 1:
-        raise SystemExit("Run without simulated devices: the cost analysis must see one device.")
+        sys.exit(
+            f"error: jax sees {jax.device_count()} devices; the cost analysis must see one: run "
+            "without simulated devices (drop --xla_force_host_platform_device_count from "
+            "XLA_FLAGS)."
+        )
 
     bf16 = jnp.bfloat16
     r50 = forward_flops(
@@ -217,16 +227,16 @@ def main():
         (448, 448, 3),
     )
     stages = recipe_stages()
-    peak = args.chips * V4_PEAK_TFLOPS * 1e12
+    peak = _CHIPS.value * V4_PEAK_TFLOPS * 1e12
     print("Forward FLOPs per image (XLA cost analysis, bf16 compute, eval mode):\n")
     print("| model | GFLOPs |\n|---|---:|")
     print(f"| ResNet-50 at 224 | {r50 / 1e9:.2f} |")
     print(f"| learned resizer 448 -> 224 (n=16, r=1) | {resizer / 1e9:.2f} |")
     print(f"| resizer + ResNet-50 | {(r50 + resizer) / 1e9:.2f} |")
 
-    rows = stage_rows(stages, args, peak, r50, resizer)
-    print_rows(rows, args, peak)
+    rows = stage_rows(stages, peak, r50, resizer)
+    print_rows(rows, peak)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)

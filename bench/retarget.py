@@ -16,15 +16,24 @@ bookkeeping.
 Needs the VGG weight cache (`python -m learned_resize.retarget.weights --fetch`).
 """
 
-import argparse
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import skimage.data
+from absl import app, flags
 
+from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, weights
+
+_WIDTHS = flags.DEFINE_list("widths", ["256", "512"], "Input widths, comma-separated.")
+flags.register_validator(
+    "widths",
+    lambda v: bool(v) and all(w.isdigit() and int(w) >= 8 for w in v),
+    "--widths must be whole numbers of pixels, at least 8, e.g. --widths=256,512",
+)
 
 
 def _eval_seconds(loss_fn, aux, scaled, reps: int = 3) -> float:
@@ -73,13 +82,15 @@ def bench_width(width: int, vgg19, vgg16, cfg) -> dict:
     )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--widths", default="256,512", help="comma-separated input widths")
-    args = parser.parse_args()
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
     cfg = api.get_config()
-    vgg19 = weights.load_vgg(19)
-    vgg16 = weights.load_vgg(16)
+    try:
+        vgg19 = weights.load_vgg(19)
+        vgg16 = weights.load_vgg(16)
+    except FileNotFoundError as e:  # no weight cache; the message says how to make one
+        sys.exit(errors.one_line(e))
     load = os.getloadavg()[0]
     device = jax.devices()[0]
     print(
@@ -91,7 +102,7 @@ def main():
         f"rec {tuple(cfg.rec_layers)}, perc {tuple(cfg.perc_layers)} at {cfg.perc_scale}"
     )
     rows = []
-    for width in (int(w) for w in args.widths.split(",")):
+    for width in (int(w) for w in _WIDTHS.value):
         rows.append(bench_width(width, vgg19, vgg16, cfg))
         print(f"  done {rows[-1]['size']}", flush=True)
     header = (
@@ -111,4 +122,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)

@@ -19,7 +19,6 @@ finding what the rows before it left, as a user's runs would:
 The VGG weights are read from the user's cache (symlinked into the temporary one).
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -28,6 +27,10 @@ import sys
 import tempfile
 import time
 
+from absl import app, flags
+
+from learned_resize import cli
+
 ROWS = (
     ("empty caches", 256, 256, 16),
     ("same size again", 256, 256, 16),
@@ -35,28 +38,33 @@ ROWS = (
     ("new size, buckets off", 250, 250, 0),
     ("new size, new bucket", 200, 256, 16),
 )
+# How the parent starts a row's process: `retarget_compile.py --child '{"width": ...}'`.
+# The child reads its settings from that JSON, not from flags: it imports the CLI module,
+# whose flags (--width, --comparison, ...) would clash with this script's.
+CHILD = "--child"
 
 
-def child(args) -> None:
+def child(width: int, height: int, bucket: int, comparison: bool, cache: str, tmp: str) -> None:
+    """One row's process: the CLI's work twice at this size; prints RESULT and its JSON."""
     import numpy as np
     import skimage.data
     from PIL import Image
 
-    from learned_resize.retarget import __main__ as cli
+    from learned_resize.retarget import __main__ as retarget_cli
     from learned_resize.retarget import api
 
-    cli.use_compile_cache(args.cache)
-    photo = pathlib.Path(args.tmp) / f"photo_{args.width}x{args.height}.png"
+    retarget_cli.use_compile_cache(cache)
+    photo = pathlib.Path(tmp) / f"photo_{width}x{height}.png"
     Image.fromarray(skimage.data.astronaut()).resize(
-        (args.width, args.height), Image.Resampling.LANCZOS
+        (width, height), Image.Resampling.LANCZOS
     ).save(photo)
     cfg = api.get_config()
-    cfg.bucket = args.bucket
+    cfg.bucket = bucket
     seconds = []
     for k in range(2):
-        out = pathlib.Path(args.tmp) / f"out_{k}.png"
+        out = pathlib.Path(tmp) / f"out_{k}.png"
         start = time.perf_counter()
-        cli.run(str(photo), (None, round(0.75 * args.width), None), str(out), cfg, args.comparison)
+        retarget_cli.run(str(photo), (None, round(0.75 * width), None), str(out), cfg, comparison)
         seconds.append(time.perf_counter() - start)
     same = np.array_equal(
         np.asarray(Image.open(out)), np.asarray(Image.open(out.with_name("out_0.png")))
@@ -76,37 +84,24 @@ def user_cache(tmp: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--comparison", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for name in ("width", "height", "bucket"):
-        parser.add_argument(f"--{name}", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--cache", help=argparse.SUPPRESS)
-    parser.add_argument("--tmp", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        return child(args)
+def main(argv, comparison_flag):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    comparison = comparison_flag.value
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         env = dict(os.environ, LEARNED_RESIZE_CACHE=str(user_cache(tmp)))
         print(
-            f"comparison grid {'on' if args.comparison else 'off'}; "
+            f"comparison grid {'on' if comparison else 'off'}; "
             f"machine load {os.getloadavg()[0]:.1f}"
         )
         print(
             f"{'row':<24}{'size':>16}{'bucket':>8}{'first s':>9}{'second s':>10}{'compile s':>11}"
         )
         for label, height, width, bucket in ROWS:
-            command = [
-                sys.executable,
-                __file__,
-                "--child",
-                f"--width={width}",
-                f"--height={height}",
-            ]
-            command += [f"--bucket={bucket}", f"--cache={tmp / 'jax'}", f"--tmp={tmp}"]
-            command += ["--comparison" if args.comparison else "--no-comparison"]
+            settings = dict(width=width, height=height, bucket=bucket, comparison=comparison)
+            settings.update(cache=str(tmp / "jax"), tmp=str(tmp))
+            command = [sys.executable, __file__, CHILD, json.dumps(settings)]
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
             if done.returncode or not lines:
@@ -123,4 +118,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [CHILD]:
+        child(**json.loads(sys.argv[2]))
+    else:
+        _COMPARISON = flags.DEFINE_bool("comparison", True, "Also write the comparison grid.")
+        app.run(lambda argv: main(argv, _COMPARISON), flags_parser=cli.parse_flags)

@@ -11,12 +11,39 @@ NCC x100 of the hand-marked box (higher is better) and the artifact score (worst
 lower is better). Prints per photo and the means per fraction and ratio.
 """
 
-import argparse
+import sys
 import time
 
 import numpy as np
+from absl import app, flags
 
+from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, photos, plans, quality, weights
+
+_FRACTIONS = flags.DEFINE_list("fractions", ["0", "0.25", "0.5", "0.75"], "crop_fraction values.")
+_RATIOS = flags.DEFINE_list("ratios", ["0.75", "0.5"], "Output width / input width.")
+_WIDTH = flags.DEFINE_integer("width", 256, "Photos are scaled to this width.", lower_bound=8)
+_PLAN_ONLY = flags.DEFINE_bool("plan_only", False, "Skip the reconstruction.")
+
+
+def _numbers(values, low: float, high: float) -> bool:
+    """Every value parses as a float in [low, high]."""
+    try:
+        return bool(values) and all(low <= float(v) <= high for v in values)
+    except ValueError:
+        return False
+
+
+flags.register_validator(
+    "fractions",
+    lambda v: _numbers(v, 0, 1),
+    "--fractions must be numbers in [0, 1], comma-separated, e.g. --fractions=0,0.5",
+)
+flags.register_validator(
+    "ratios",
+    lambda v: _numbers(v, 1e-3, float("inf")),
+    "--ratios must be positive numbers, comma-separated, e.g. --ratios=0.75,0.5",
+)
 
 
 def run(image, size, cfg, nets, plan_only: bool) -> np.ndarray:
@@ -28,32 +55,32 @@ def run(image, size, cfg, nets, plan_only: bool) -> np.ndarray:
     return np.asarray(operators.apply_plan(plan, image[None], size)[0])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fractions", default="0,0.25,0.5,0.75", help="crop_fraction values")
-    parser.add_argument("--ratios", default="0.75,0.5", help="output width / input width")
-    parser.add_argument("--width", type=int, default=256, help="photos are scaled to this width")
-    parser.add_argument("--plan_only", action="store_true", help="skip the reconstruction")
-    args = parser.parse_args()
-    fractions = [float(f) for f in args.fractions.split(",")]
-    ratios = [float(r) for r in args.ratios.split(",")]
-    nets = dict(vgg19=weights.load_vgg(19))
-    if not args.plan_only:
-        nets["vgg16"] = weights.load_vgg(16)
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    width = _WIDTH.value
+    fractions = [float(f) for f in _FRACTIONS.value]
+    ratios = [float(r) for r in _RATIOS.value]
+    try:
+        nets = dict(vgg19=weights.load_vgg(19))
+        if not _PLAN_ONLY.value:
+            nets["vgg16"] = weights.load_vgg(16)
+    except FileNotFoundError as e:  # no weight cache; the message says how to make one
+        sys.exit(errors.one_line(e))
     scores = {}
     for name in photos.names("tuning"):
         photo = photos.load(name)
-        height = round(photo.image.shape[0] * args.width / photo.image.shape[1])
-        image = operators.uniform_scale(api.as_float_image(photo.image)[None], (height, args.width))
+        height = round(photo.image.shape[0] * width / photo.image.shape[1])
+        image = operators.uniform_scale(api.as_float_image(photo.image)[None], (height, width))
         image = image[0]
-        box = photos.scale_box(photo.box, photo.image.shape[:2], (height, args.width))
+        box = photos.scale_box(photo.box, photo.image.shape[:2], (height, width))
         for ratio in ratios:
-            size = (height, round(ratio * args.width))
+            size = (height, round(ratio * width))
             for fraction in fractions:
                 cfg = api.get_config()
                 cfg.operator, cfg.crop_fraction = "multi", fraction
                 start = time.perf_counter()
-                out = run(image, size, cfg, nets, args.plan_only)
+                out = run(image, size, cfg, nets, _PLAN_ONLY.value)
                 img = np.asarray(image)
                 values = (
                     100 * quality.subject_ncc(img, box, out),
@@ -66,8 +93,8 @@ def main():
                     flush=True,
                 )
     names = photos.names("tuning")
-    kind = "plan only" if args.plan_only else "full method"
-    print(f"\nmean over {len(names)} tuning photos ({kind}, {args.width} px wide)")
+    kind = "plan only" if _PLAN_ONLY.value else "full method"
+    print(f"\nmean over {len(names)} tuning photos ({kind}, {width} px wide)")
     print(f"{'crop_fraction':>13}" + "".join(f"{f'subject/artifact @{r:g}':>26}" for r in ratios))
     for fraction in fractions:
         cells = []
@@ -78,4 +105,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)

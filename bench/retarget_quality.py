@@ -22,17 +22,51 @@ split: the mask's recall / precision / F2 against the boxes, and the subject NCC
 the plan alone (no reconstruction) at each ratio.
 """
 
-import argparse
 import ast
+import difflib
+import sys
 import time
 
+import ml_collections
 import numpy as np
 import seam_carving
+from absl import app, flags
 from PIL import Image
 
+from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, photos, quality, report, weights
 
 METRICS = ("subject", "artifact", "complete", "coherent")
+
+_SPLIT = flags.DEFINE_enum("split", "heldout", ["heldout", "tuning"], "Photos to score.")
+_PHOTOS = flags.DEFINE_list("photos", [], "Photo names, comma-separated (default: --split's).")
+_RATIOS = flags.DEFINE_list("ratios", ["0.75", "0.5"], "Output width / input width.")
+_WIDTH = flags.DEFINE_integer("width", 256, "Photos are scaled to this width.", lower_bound=8)
+_VARIANT = flags.DEFINE_multi_string(
+    "variant", [], "NAME:KEY=VALUE;KEY=VALUE, a config override of the defaults (repeatable)."
+)
+_OUT = flags.DEFINE_string("out", "retarget_quality.png", "Comparison grid PNG.")
+_TUNE_MASK = flags.DEFINE_bool("tune_mask", False, "Mask thresholds (tuning split).")
+
+
+def _positive_numbers(values) -> bool:
+    try:
+        return bool(values) and all(float(v) > 0 for v in values)
+    except ValueError:
+        return False
+
+
+flags.register_validator(
+    "ratios",
+    _positive_numbers,
+    "--ratios must be positive numbers, comma-separated, e.g. --ratios=0.75,0.5",
+)
+flags.register_validator(
+    "photos",
+    lambda names: set(names) <= set(photos.names()),
+    f"--photos takes names from learned_resize/retarget/data/subject_boxes.json: "
+    f"{','.join(photos.names())}",
+)
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -45,14 +79,33 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, overrides
 
 
+def _keys(node, prefix: str = "") -> list[str]:
+    """Dotted names of every setting in the ConfigDict node."""
+    keys = []
+    for name, value in node.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            keys += _keys(value, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
 def make_config(overrides: dict):
+    """The defaults with overrides; UserError for an unknown key, TypeError for a value of
+    the wrong type, ValueError (api.check_config) for a bad one."""
     cfg = api.get_config()
+    known = _keys(cfg)
     for key, value in overrides.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see api.get_config()."
+            raise errors.UserError(f"{key} is not a setting of the retargeting config; {hint}")
         node = cfg
         *parents, leaf = key.split(".")
         for p in parents:
             node = node[p]
         node[leaf] = value
+    api.check_config(cfg)
     return cfg
 
 
@@ -108,42 +161,56 @@ def tune_mask(names, ratios, width, vgg19, thresholds=(0.35, 0.4, 0.5)):
         )
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="heldout", choices=("heldout", "tuning"))
-    parser.add_argument("--photos", default="", help="comma-separated names (default: split)")
-    parser.add_argument("--ratios", default="0.75,0.5", help="output width / input width")
-    parser.add_argument("--width", type=int, default=256, help="photos are scaled to this width")
-    parser.add_argument("--variant", action="append", default=[], help="name:key=value;...")
-    parser.add_argument("--out", default="retarget_quality.png", help="comparison grid PNG")
-    parser.add_argument("--tune_mask", action="store_true", help="mask thresholds (tuning split)")
-    args = parser.parse_args()
-    if args.tune_mask:
-        names = args.photos.split(",") if args.photos else photos.names("tuning")
-        ratios = [float(r) for r in args.ratios.split(",")]
-        return tune_mask(names, ratios, args.width, weights.load_vgg(19))
+def variant_configs(texts) -> dict:
+    """{name: config} of the built-in rows and each --variant; UserError for a bad one."""
     configs = {"multi": {}, "seam (paper)": {"operator": "seam"}}
-    configs.update(parse_variant(v) for v in args.variant)
-    configs = {k: make_config(v) for k, v in configs.items()}
+    for text in texts:
+        try:
+            name, overrides = parse_variant(text)
+            configs[name] = overrides
+        except (ValueError, SyntaxError):
+            raise errors.UserError(
+                f"--variant={text!r} is not NAME:KEY=VALUE;KEY=VALUE with Python literals, "
+                "e.g. --variant='exact sizes:bucket=0'"
+            ) from None
+    built = {}
+    for name, overrides in configs.items():
+        try:
+            built[name] = make_config(overrides)
+        except (TypeError, ValueError) as e:  # UserError is a ValueError
+            raise errors.UserError(f"--variant {name!r}: {errors.brief(e)}") from None
+    return built
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    try:
+        run(_PHOTOS.value, [float(r) for r in _RATIOS.value], _WIDTH.value)
+    except (errors.UserError, FileNotFoundError) as e:  # a bad --variant, no weights or photos
+        sys.exit(errors.one_line(e))
+
+
+def run(chosen, ratios, width):
+    if _TUNE_MASK.value:
+        names = chosen or photos.names("tuning")
+        return tune_mask(names, ratios, width, weights.load_vgg(19))
+    configs = variant_configs(_VARIANT.value)
     nets = dict(vgg19=weights.load_vgg(19), vgg16=weights.load_vgg(16))
     names = ["uniform", "crop", "seam-carving", "our seams", *configs]
-    ratios = [float(r) for r in args.ratios.split(",")]
-    chosen = args.photos.split(",") if args.photos else photos.names(args.split)
+    chosen = chosen or photos.names(_SPLIT.value)
     scores, seconds, grid_rows = {}, {n: [] for n in names}, []
     for photo_name in chosen:
         photo = photos.load(photo_name)
-        height = round(photo.image.shape[0] * args.width / photo.image.shape[1])
-        image = operators.uniform_scale(api.as_float_image(photo.image)[None], (height, args.width))
+        height = round(photo.image.shape[0] * width / photo.image.shape[1])
+        image = operators.uniform_scale(api.as_float_image(photo.image)[None], (height, width))
         image = image[0]
-        box = photos.scale_box(photo.box, photo.image.shape[:2], (height, args.width))
+        box = photos.scale_box(photo.box, photo.image.shape[:2], (height, width))
         mask = np.asarray(api.importance_mask(image, nets["vgg19"], configs["multi"])[0])
-        recall, precision = quality.mask_box_agreement(mask, box, (height, args.width))
-        print(
-            f"{photo_name} {args.width}x{height}: "
-            f"mask recall {recall:.2f} precision {precision:.2f}"
-        )
+        recall, precision = quality.mask_box_agreement(mask, box, (height, width))
+        print(f"{photo_name} {width}x{height}: mask recall {recall:.2f} precision {precision:.2f}")
         for ratio in ratios:
-            size = (height, round(ratio * args.width))
+            size = (height, round(ratio * width))
             outs = {}
             for name in names:
                 start = time.perf_counter()
@@ -163,8 +230,8 @@ def main():
                     flush=True,
                 )
             grid_rows.append(report.comparison_grid(image, outs, mask))
-    print_table(scores, chosen, names, ratios, seconds, args.width)
-    save_grid(grid_rows, args.out)
+    print_table(scores, chosen, names, ratios, seconds, width)
+    save_grid(grid_rows, _OUT.value)
 
 
 def print_table(scores, chosen, names, ratios, seconds, width):
@@ -195,4 +262,4 @@ def save_grid(rows, path):
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)

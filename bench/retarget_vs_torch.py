@@ -41,10 +41,10 @@ It reports:
      the other's final loss.
 """
 
-import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,10 +54,32 @@ import time
 import jax
 import numpy as np
 import skimage.data
+from absl import app, flags
 
+from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, plans, reconstruct, vgg, weights
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retarget_torch_worker.py")
+
+_TORCH_PYTHON = flags.DEFINE_string(
+    "torch_python",
+    os.environ.get("TORCH_PYTHON", sys.executable),
+    "A Python that has torch and numpy (default: $TORCH_PYTHON, else this one).",
+)
+_WIDTH = flags.DEFINE_integer("width", 512, "Input width (astronaut).", lower_bound=8)
+_FRACTION = flags.DEFINE_float("fraction", 0.75, "Output width / input.")
+_REPS = flags.DEFINE_integer("reps", 5, "Timed evaluations per side.", lower_bound=1)
+_BUDGET = flags.DEFINE_float("budget", 200.0, "Torch solve limit, s.")
+_NO_SOLVE = flags.DEFINE_bool("no_solve", False, "Skip the solver comparison.")
+_WINOGRAD_MIN_PIXELS = flags.DEFINE_integer(
+    "winograd_min_pixels", None, "0: Winograd at any size (default: the config's).", lower_bound=0
+)
+_ITERATIONS = flags.DEFINE_integer(
+    "iterations", 0, "Both solvers' cap (default: the CLI's).", lower_bound=0
+)
+_ONCE = flags.DEFINE_bool("once", False, "Our solver cold only, no warm run.")
+flags.register_validator("fraction", lambda v: v > 0, "--fraction must be positive, e.g. 0.75")
+flags.register_validator("budget", lambda v: v > 0, "--budget is seconds, more than 0")
 
 
 def skip_sentence(python: str) -> str:
@@ -218,26 +240,6 @@ def our_solve(loss_fn, aux, start, cfg, iterations):
     )
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--torch_python",
-        default=os.environ.get("TORCH_PYTHON", sys.executable),
-        help="a Python that has torch and numpy (default: $TORCH_PYTHON, else this one)",
-    )
-    parser.add_argument("--width", type=int, default=512, help="input width (astronaut)")
-    parser.add_argument("--fraction", type=float, default=0.75, help="output width / input")
-    parser.add_argument("--reps", type=int, default=5, help="timed evaluations per side")
-    parser.add_argument("--budget", type=float, default=200.0, help="torch solve limit, s")
-    parser.add_argument("--no_solve", action="store_true", help="skip the solver comparison")
-    parser.add_argument("--winograd_min_pixels", type=int, help="0: Winograd at any size")
-    parser.add_argument(
-        "--iterations", type=int, default=0, help="both solvers' cap (default: the CLI's)"
-    )
-    parser.add_argument("--once", action="store_true", help="our solver cold only, no warm run")
-    return parser.parse_args()
-
-
 def agreement(worker, value_and_grad, start, aux, tmp) -> float:
     """Prints loss and gradient agreement at the start and a perturbed image; returns
     the worst relative loss difference."""
@@ -290,19 +292,19 @@ def time_evaluations(workers, value_and_grad, start, aux, reps):
     return min(workers, key=lambda k: med(walls[k.label]))
 
 
-def solve_both(args, worker, loss_fn, aux, start, cfg):
+def solve_both(worker, loss_fn, aux, start, cfg):
     """Ours cold, torch, ours warm from the same start: (our rows, torch's result)."""
-    iterations = args.iterations or cfg.iterations[-1]
+    iterations = _ITERATIONS.value or cfg.iterations[-1]
     print(
         f"\nsolver to target from the same start (iteration cap {iterations}, "
         f"memory {cfg.memory_size}; ours stops at rtol {cfg.rtol}, torch after "
-        f"{args.budget:.0f} s; {worker.label})"
+        f"{_BUDGET.value:.0f} s; {worker.label})"
     )
     rows = [("ours (cold)", our_solve(loss_fn, aux, start, cfg, iterations))]
     print(f"  ours cold done, load average {os.getloadavg()[0]:.2f}", flush=True)
-    tr = worker(cmd="solve", iterations=iterations, budget=args.budget, memory=cfg.memory_size)
+    tr = worker(cmd="solve", iterations=iterations, budget=_BUDGET.value, memory=cfg.memory_size)
     print(f"  torch done, load average {os.getloadavg()[0]:.2f}", flush=True)
-    if not args.once:
+    if not _ONCE.value:
         rows.append(("ours (warm)", our_solve(loss_fn, aux, start, cfg, iterations)))
         print(f"  ours warm done, load average {os.getloadavg()[0]:.2f}")
     return rows, tr
@@ -341,14 +343,25 @@ def report_solvers(rows, tr):
     )
 
 
-def main():
-    args = parse_args()
-    if not has_torch(args.torch_python):
-        print(skip_sentence(args.torch_python))
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    if shutil.which(_TORCH_PYTHON.value) is None:
+        sys.exit(
+            f"error: --torch_python={_TORCH_PYTHON.value} is not a program; give the path of a "
+            "Python that has torch and numpy, e.g. --torch_python=/tmp/torchenv/bin/python."
+        )
+    if not has_torch(_TORCH_PYTHON.value):
+        print(skip_sentence(_TORCH_PYTHON.value))
         return
     load_start = os.getloadavg()
     device = jax.devices()[0]
-    loss_fn, aux, start, meta = build_problem(args.width, args.fraction, args.winograd_min_pixels)
+    try:
+        loss_fn, aux, start, meta = build_problem(
+            _WIDTH.value, _FRACTION.value, _WINOGRAD_MIN_PIXELS.value
+        )
+    except FileNotFoundError as e:  # no weight cache; the message says how to make one
+        sys.exit(errors.one_line(e))
     cfg = meta["cfg"]
 
     def value_fn(z, aux):
@@ -362,7 +375,7 @@ def main():
         # of spinning at barriers (on a machine shared with other jobs the spinning
         # threads are what a waiting thread competes with), and 1 thread.
         workers = [
-            Worker(args.torch_python, problem, threads, passive)
+            Worker(_TORCH_PYTHON.value, problem, threads, passive)
             for threads, passive in ((2, False), (2, True), (1, False))
         ]
         (h, w), (oh, ow) = meta["in_size"], meta["size"]
@@ -385,10 +398,10 @@ def main():
                 sys.exit(1)
             print("  losses agree to <= 1e-4 relative: ok")
             # The solver comparison uses torch's fastest configuration here.
-            worker = time_evaluations(workers, value_and_grad, start, aux, args.reps)
-            if args.no_solve:
+            worker = time_evaluations(workers, value_and_grad, start, aux, _REPS.value)
+            if _NO_SOLVE.value:
                 return
-            rows, tr = solve_both(args, worker, loss_fn, aux, start, cfg)
+            rows, tr = solve_both(worker, loss_fn, aux, start, cfg)
         finally:
             for k in workers:
                 k.close()
@@ -397,4 +410,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main, flags_parser=cli.parse_flags)
