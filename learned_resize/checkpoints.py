@@ -385,8 +385,13 @@ def checkpoint_steps(path) -> tuple[epath.Path, list[int]]:
 
 
 def restore_for_eval(path, abstract_state: dict, meta: dict) -> tuple[dict, int]:
-    """Restores the newest readable checkpoint under `path` (read-only: nothing renamed)."""
+    """Restores the newest readable checkpoint under `path` (read-only: nothing renamed).
+
+    Each unreadable step skipped costs one warning line; if none is readable, the one
+    `error:` line says so instead (with the newest step's reason).
+    """
     directory, steps = checkpoint_steps(path)
+    skipped = []
     with ocp.CheckpointManager(directory, item_names=("state", "meta")) as manager:
         for step in steps:
             where = os.fspath(directory / str(step))
@@ -396,7 +401,7 @@ def restore_for_eval(path, abstract_state: dict, meta: dict) -> tuple[dict, int]
                         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
                     )
             except Exception as e:
-                _skip(where, e, None)
+                skipped.append((where, e))
                 continue
             _check_meta(found["meta"], meta, where)
             try:
@@ -406,12 +411,14 @@ def restore_for_eval(path, abstract_state: dict, meta: dict) -> tuple[dict, int]
                         args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)),
                     )
             except Exception as e:
-                _skip(where, e, None)
+                skipped.append((where, e))
                 continue
+            for where, e in skipped:
+                _skip(where, e, None)
             return restored["state"], step
     raise errors.UserError(
-        f"every checkpoint under {path} is unreadable (steps {steps}); point --checkpoint "
-        "at an intact run."
+        f"every checkpoint under {path} is unreadable (steps {steps}; the newest: "
+        f"{_reason(skipped[0][1])}); point --checkpoint at an intact run."
     )
 
 

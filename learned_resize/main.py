@@ -22,6 +22,8 @@ if __name__ == "__main__":
     _WATCHER.install()
 
 import json  # noqa: E402
+import logging as std_logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
@@ -149,6 +151,12 @@ def main(argv):
             _evaluate(_CONFIG.value)
         else:
             _train(_CONFIG.value, watcher)
+        if _LIBRARY_ERRORS.dropped:  # none stopped the run: say so once
+            print(
+                f"warning: the checkpoint library logged {_LIBRARY_ERRORS.dropped} error(s) "
+                f"that did not stop this run; set {errors.TRACEBACK_ENV}=1 to see them.",
+                file=sys.stderr,
+            )
     except errors.Preempted as e:
         logging.warning(
             "%s; run the same command again to continue (exit status %d).", e, errors.EXIT_PREEMPTED
@@ -158,6 +166,31 @@ def main(argv):
         # UserError is a ValueError; an OSError is a path, a disk or access to fix (a
         # missing file, a read-only or full disk): one line either way.
         errors.exit_with(e, errors.EXIT_USER_ERROR)
+
+
+class _LibraryErrorLogs:
+    """A logging filter: Orbax's and asyncio's ERROR records are counted, not shown.
+
+    A failed asynchronous checkpoint write logs every failing thread's traceback from
+    Orbax (hundreds of lines) before the failure reaches the trainer, which reports it as
+    one `error:` line; a failed read is silenced where it is tried (`checkpoints`). If
+    the run ends well despite such records, `main` says so in one warning line.
+    LEARNED_RESIZE_TRACEBACK=1 shows them all.
+    """
+
+    def __init__(self):
+        self.dropped = 0
+
+    def filter(self, record) -> bool:
+        if record.levelno < std_logging.ERROR:
+            return True
+        if record.name == "asyncio" or f"{os.sep}orbax{os.sep}" in record.pathname:
+            self.dropped += 1
+            return False
+        return True
+
+
+_LIBRARY_ERRORS = _LibraryErrorLogs()
 
 
 def run() -> None:
@@ -176,6 +209,8 @@ def run() -> None:
 
     jax.config.config_with_absl()  # --jax_debug_nans and friends
     cli.setup_logging()
+    if not errors.show_tracebacks():
+        logging.get_absl_handler().addFilter(_LIBRARY_ERRORS)
     app.run(main, flags_parser=cli.parse_flags)
 
 

@@ -118,7 +118,9 @@ def test_torn_newest_checkpoint_is_skipped_and_kept(small_fmnist, finished, tmp_
             path.write_bytes(b"\xff" * 7)  # garbage where tensorstore/orbax expect data
     result = run(small_fmnist, workdir, "--config.num_train_steps=8")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "checkpoints/6 is unreadable" in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()  # one line for the skipped step
+    assert len(lines) == 1 and lines[0].startswith("warning: checkpoint "), result.stderr[-3000:]
+    assert "checkpoints/6 is unreadable" in lines[0]
     assert "Resumed from checkpoint at step 4" in result.stdout
     assert (workdir / "checkpoints" / "6.unreadable").is_dir()  # kept, not deleted
     assert json.loads((workdir / "results.json").read_text())["step"] == 8
@@ -250,3 +252,107 @@ def test_sigterm_at_start_up_and_during_final_eval_exits_preempted(small_fmnist,
     assert json.loads((workdir / "results.json").read_text())["step"] == 6
     if when == "final eval":
         assert "Resumed from checkpoint at step 6" in again.stdout
+
+
+def _warnings_and_errors(text: str) -> list[str]:
+    """Lines that are not the trainer's own INFO progress (absl 'I' lines, the results
+    table, the final metrics JSON)."""
+    return [
+        line
+        for line in text.splitlines()
+        if line.strip()
+        and not line.startswith(("I", "|", "{", "}", " "))
+        or line.startswith(("Traceback", "  File"))
+    ]
+
+
+@pytest.mark.slow
+def test_truncated_newest_checkpoint_costs_one_warning_line(small_fmnist, finished, tmp_path):
+    """Truncated array data: Orbax and tensorstore fail per array, asynchronously; the
+    user sees one line (it was thousands of asyncio tracebacks)."""
+    workdir = copy_of(finished, tmp_path)
+    for path in (workdir / "checkpoints" / "6" / "state").rglob("*"):
+        if path.is_file() and "d" in path.parent.name:  # the OCDBT data files
+            with open(path, "r+b") as f:
+                f.truncate(10)
+    evaluated = run(small_fmnist, workdir, "--mode=eval")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    lines = evaluated.stderr.strip().splitlines()
+    assert len(lines) == 1, evaluated.stderr[-3000:]
+    assert lines[0].startswith(f"warning: checkpoint {workdir}/checkpoints/6 is unreadable (")
+    assert lines[0].endswith("trying the previous step.")
+    assert _warnings_and_errors(evaluated.stdout) == []
+    assert len(evaluated.stdout.splitlines()) < 20
+    assert "at step 4" in evaluated.stdout
+
+    resumed = run(small_fmnist, workdir, "--config.num_train_steps=8")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    lines = resumed.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"kept as {workdir}/checkpoints/6.unreadable" in lines[0], lines
+    assert _warnings_and_errors(resumed.stdout) == []
+    assert "Resumed from checkpoint at step 4" in resumed.stdout
+
+
+def _mount(path, *options) -> bool:
+    path.mkdir(exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(("size=64m", *options)), "tmpfs", str(path)],
+        capture_output=True,
+    )
+    return result.returncode == 0
+
+
+@pytest.mark.slow
+def test_read_only_workdir_at_start_up_is_one_line(small_fmnist, tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount(disk, "ro"):
+        pytest.skip("needs root to mount a read-only tmpfs here")
+    try:
+        result = run(small_fmnist, disk / "run")
+        assert result.returncode == errors.EXIT_USER_ERROR
+        line = one_error_line(result)
+        assert line.startswith(f"error: cannot write in --workdir={disk}/run (")
+        assert "Read-only file system" in line, line
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_read_only_remount_mid_run_is_one_line(small_fmnist, tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount(disk):
+        pytest.skip("needs root to mount a tmpfs here")
+    try:
+        workdir = disk / "run"
+        proc = subprocess.Popen(
+            command(
+                small_fmnist,
+                workdir,
+                "--config.num_train_steps=100000",
+                "--config.checkpoint_every_steps=4",
+                "--config.log_every_steps=1",
+            ),
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for line in proc.stdout:
+            if "] step 5/" in line:  # a checkpoint (step 4) exists; the next is at step 8
+                # Read-only from now on: a read-only bind mount over the disk (a plain
+                # `remount,ro` is refused while the run has files open for writing; the
+                # files already open stay writable, every new write fails).
+                subprocess.run(["mount", "--bind", str(disk), str(disk)], check=True)
+                subprocess.run(["mount", "-o", "remount,bind,ro", str(disk)], check=True)
+                break
+        out = proc.stdout.read()
+        status = proc.wait(timeout=120)
+        stderr = proc.stderr.read()
+        assert status == errors.EXIT_USER_ERROR, stderr[-3000:]
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: could not write"), stderr[-3000:]
+        assert "Read-only file system" in lines[0] and "run the same command again" in lines[0]
+        assert _warnings_and_errors(out) == []
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(disk)], capture_output=True)
