@@ -6,7 +6,9 @@ r"""Entry point: train and evaluate (every stage of a staged config), or evaluat
 
 Run the same command again to continue: finished stages are read back, an
 unfinished one resumes from its newest readable checkpoint. Exit statuses (0 done,
-1 `error: ...`, 75 preempted: run again) are in `learned_resize/errors.py`.
+1 `error: ...`, 75 preempted: run again) are in `learned_resize/errors.py`. A training
+run holds `<workdir>/trainer.lock` while it runs: a second trainer on the same workdir
+is refused in one line (`learned_resize/workdir_lock.py`); `--mode=eval` only reads.
 
 On a Cloud TPU pod or a SLURM cluster run the same command on every host/task;
 `--distributed=auto` initialises jax.distributed there. Elsewhere pass
