@@ -64,7 +64,9 @@ def child(width: int, height: int, bucket: int, comparison: bool, cache: str, tm
     for k in range(2):
         out = pathlib.Path(tmp) / f"out_{k}.png"
         start = time.perf_counter()
-        retarget_cli.run(str(photo), (None, round(0.75 * width), None), str(out), cfg, comparison)
+        # overwrite: out_0/out_1 are this bench's own files, rewritten by every row.
+        size_flags = (None, round(0.75 * width), None)
+        retarget_cli.run(str(photo), size_flags, str(out), cfg, comparison, overwrite=True)
         seconds.append(time.perf_counter() - start)
     same = np.array_equal(
         np.asarray(Image.open(out)), np.asarray(Image.open(out.with_name("out_0.png")))
