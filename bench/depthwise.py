@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from learned_resize import cli
-from learned_resize.models import conv_forms
+from learned_resize.models.cpu import conv_forms
+from learned_resize.runtime import cli
 
 # (size, channels, stride, kernel)
 SHAPES = [

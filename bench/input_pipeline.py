@@ -1,16 +1,16 @@
 r"""Images/s of the training input pipeline on ImageNet-like JPEGs: full vs reduced decode.
 
-    python bench/input_pipeline.py                    # 224 px crops, 0 and 2 workers
-    python bench/input_pipeline.py --size=448 --workers=0,1
+    python bench/pipeline_lib.py                    # 224 px crops, 0 and 2 workers
+    python bench/pipeline_lib.py --size=448 --workers=0,1
 
 Writes `--num_images` JPEGs of about 500x375 (ImageNet's typical size and
 quality) cut from the photos that ship in the scikit-image wheel into a
 temporary TFDS array_record dataset, then runs the project's own training
-iterator (`input_pipeline.create_train_iterator`: batched record read, PIL
+iterator (`pipeline_lib.create_train_iterator`: batched record read, PIL
 decode, Inception random-resized crop to `--size`, random flip, batch) with each
 `--workers` count, once decoding every JPEG at full size (config.data.jpeg_draft
 = False, the pipeline before reduced decoding) and once at the reduced DCT scale
-the crop allows (jpeg_draft = True, the default; learned_resize/preprocessing.py),
+the crop allows (jpeg_draft = True, the default; learned_resize/data/preprocessing.py),
 and prints one table: images/s, and images per CPU-second summed over the main
 process and its workers (what one unshared core would deliver, whatever else
 loads the machine) for both, and their ratio.
@@ -31,7 +31,8 @@ import skimage.data
 import tensorflow_datasets as tfds
 from absl import app, flags
 
-from learned_resize import config_lib, input_pipeline
+from learned_resize.config import defaults
+from learned_resize.data import pipeline as pipeline_lib
 
 _SIZE = flags.DEFINE_integer("size", 224, "Crop size (the classifier's or resizer's input).")
 _WORKERS = flags.DEFINE_list("workers", ["0", "2"], "Worker process counts to run.")
@@ -126,7 +127,7 @@ def measure(config, num_workers: int, jpeg_draft: bool) -> tuple[float, float]:
     """(images per wall-clock second, images per CPU-second over all processes)."""
     config.data.num_workers = num_workers
     config.data.jpeg_draft = jpeg_draft
-    iterator = input_pipeline.create_train_iterator(
+    iterator = pipeline_lib.create_train_iterator(
         config, image_size=(_SIZE.value, _SIZE.value), seed=0
     )
     for _ in range(_WARMUP_BATCHES.value):
@@ -164,7 +165,7 @@ def main(argv):
             f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} CPUs; batch {_BATCH.value}, "
             f"crop {_SIZE.value}; load average {os.getloadavg()[0]:.1f}"
         )
-        config = config_lib.base_config()
+        config = defaults.base_config()
         config.data.name = "input_pipeline_bench_photos"
         config.data.data_dir = data_dir
         config.data.channels = 3

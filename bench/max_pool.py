@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from learned_resize import cli
 from learned_resize.retarget import vgg
+from learned_resize.runtime import cli
 
 _HEIGHT = flags.DEFINE_integer("height", 384, "Input height (pool1's).", lower_bound=8)
 _WIDTH = flags.DEFINE_integer("width", 512, "Input width (pool1's).", lower_bound=8)

@@ -24,7 +24,9 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import train_step as ts  # noqa: E402  (the sibling benchmark; defines the shared flags)
 
-from learned_resize import host_allocator, models, parallel  # noqa: E402
+from learned_resize import models
+from learned_resize.runtime import allocator  # noqa: E402
+from learned_resize.runtime import mesh as mesh_lib
 
 _BASE = flags.DEFINE_string("base", None, "Git revision whose model files are the baseline.")
 _KINDS = flags.DEFINE_list("kinds", ["bilinear"], "Resizer kinds: bilinear and/or learned.")
@@ -81,8 +83,8 @@ def main(argv):
     del argv
     if not _BASE.value:
         raise SystemExit("error: pass --base=<git revision> (e.g. --base=main)")
-    host_allocator.reexec_under(ts._ALLOCATOR.value)
-    mesh = parallel.create_mesh()
+    allocator.reexec_under(ts._ALLOCATOR.value)
+    mesh = mesh_lib.create_mesh()
     print(
         "| model | resizer | temp MB | copies | transposes | reduces | reduce-windows | compile s |"
     )

@@ -93,10 +93,10 @@ def main(argv):
         )
 
     sys.path.insert(0, REPO)
-    from learned_resize import datasets
+    from learned_resize.data import builders
 
     # Prepared once here: several processes preparing it at once would race.
-    datasets.prepare("fashion_mnist_local", _DATA_DIR.value or None, _MANUAL_DIR.value or None)
+    builders.prepare("fashion_mnist_local", _DATA_DIR.value or None, _MANUAL_DIR.value or None)
     results = {layout: [] for layout in layouts}
     with tempfile.TemporaryDirectory(prefix="multihost_overhead_") as root:
         for repeat in range(_REPEATS.value):

@@ -18,7 +18,7 @@ Both steps take the same batch size and image size. Two differences in what they
 given: the peer's images are float32, already normalised by its input pipeline, ours
 uint8, normalised inside the step; our state is donated, the peer's is not.
 
-It prints, for both compiled steps (`learned_resize/compiled_stats.py`; independent
+It prints, for both compiled steps (`learned_resize/runtime/compiled_stats.py`; independent
 of the machine's load): XLA's FLOPs of the whole step, the temporary, argument and
 output memory, and the copy, transpose, reduce and reduce-window instructions of
 the optimised HLO; then, unless `--notime`, the median wall and CPU time of
@@ -46,7 +46,9 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import train_step as ts  # noqa: E402  (the sibling benchmark; defines the shared flags)
 
-from learned_resize import compiled_stats, host_allocator, parallel  # noqa: E402
+from learned_resize.runtime import allocator as allocator_lib
+from learned_resize.runtime import compiled_stats  # noqa: E402
+from learned_resize.runtime import mesh as mesh_lib
 
 _FLAX_EXAMPLES = flags.DEFINE_string(
     "flax_examples",
@@ -181,7 +183,7 @@ def main(argv):
             "--flax_examples=flax/examples."
         )
         return
-    host_allocator.reexec_under(ts._ALLOCATOR.value)
+    allocator_lib.reexec_under(ts._ALLOCATOR.value)
     stubbed = stub_missing_modules()
     flax_train, flax_models, config = import_peer(directory)
     batch, size = ts._BATCH.value, ts._FIXED_INPUT.value
@@ -189,7 +191,7 @@ def main(argv):
         raise SystemExit("peer_step compares float32 steps (the example's default).")
 
     peer = PeerVariant(flax_train, flax_models, config, batch, size, seed=0)
-    mesh = parallel.create_mesh()
+    mesh = mesh_lib.create_mesh()
     our_config = ts.make_config("resnet50", "bilinear", size)
     our_config.resizer.output_size = (size, size)  # the identity, as in the peer's step
     real_global_norm = optax.global_norm
@@ -203,7 +205,7 @@ def main(argv):
     device = jax.devices()[0]
     print(
         f"jax {jax.__version__} on {jax.device_count()} x {device.platform}; "
-        f"{host_allocator.loaded_allocator()} malloc; ResNet-50 train step, batch {batch}, "
+        f"{allocator_lib.loaded_allocator()} malloc; ResNet-50 train step, batch {batch}, "
         f"{size}x{size}, float32; peer: {os.path.abspath(directory)}"
         + ("" if _GRAD_NORM.value else "; ours without its grad_norm metric")
         + (f" (stubbed imports: {', '.join(stubbed)})" if stubbed else "")

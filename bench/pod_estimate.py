@@ -33,22 +33,19 @@ import PIL.Image
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import (
-    cli,
-    config_lib,
-    data_sources,
-    flops_report,
-    input_pipeline,
-    models,
-    parallel,
-    resizers,
-)
+from learned_resize import models
 from learned_resize import steps as steps_lib
-from learned_resize.flops import IMAGENET_CONFIG, xla_flops
+from learned_resize.config import stages as stages_lib
+from learned_resize.data import pipeline as pipeline_lib
+from learned_resize.data import sources
+from learned_resize.models import resizers
+from learned_resize.runtime import cli, mesh
+from learned_resize.tools import cost_tables
+from learned_resize.tools.flops import IMAGENET_CONFIG, xla_flops
 
 V4_PEAK_TFLOPS = 275.0  # bf16 per chip (Google's published TPU v4 figure)
-NUM_TRAIN_IMAGES = flops_report.NUM_TRAIN_IMAGES
-NUM_EVAL_IMAGES = flops_report.NUM_EVAL_IMAGES
+NUM_TRAIN_IMAGES = cost_tables.NUM_TRAIN_IMAGES
+NUM_EVAL_IMAGES = cost_tables.NUM_EVAL_IMAGES
 HOSTS = 4  # of a v4-32 slice
 HOST_CPUS = 240  # vCPUs of a TPU v4 host VM
 
@@ -76,7 +73,7 @@ def forward_flops(build, shape, batch=4) -> float:
 
 def train_step_flops(config, batches=(2, 4)) -> tuple[float, float]:
     """(per image, per step) FLOPs of the trainer's compiled train step for `config`."""
-    trainer = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=1000, num_steps=1000)
+    trainer = steps_lib.Steps(config, mesh.create_mesh(), steps_per_epoch=1000, num_steps=1000)
     _, rest = jax.eval_shape(trainer._init_state, jax.random.key(0))
     h, w = config.input_size
     costs = []
@@ -103,8 +100,8 @@ def input_seconds_per_image(size: int, n: int = 100) -> float:
     data = buffer.getvalue()
     start = time.process_time()  # CPU time: this machine is shared.
     for i in range(n):
-        input_pipeline.train_preprocess(
-            input_pipeline.decode_image(data, 3),
+        pipeline_lib.train_preprocess(
+            pipeline_lib.decode_image(data, 3),
             np.random.default_rng(i),
             image_size=(size, size),
             crop="inception",
@@ -117,7 +114,7 @@ def input_seconds_per_image(size: int, n: int = 100) -> float:
 
 def recipe_stages():
     config = cli.load_config(f"{IMAGENET_CONFIG}:resnet50")
-    return {name: c for name, _, c in config_lib.stage_configs(config, "/unused")}
+    return {name: c for name, _, c in stages_lib.stage_configs(config, "/unused")}
 
 
 def stage_rows(stages, peak, r50, resizer) -> list[dict]:
@@ -138,7 +135,7 @@ def stage_rows(stages, peak, r50, resizer) -> list[dict]:
         if config.resizer.kind != "learned":
             base_per_image = per_image
         host_s = input_seconds_per_image(config.input_size[0])
-        workers = data_sources.resolve_num_workers(
+        workers = sources.resolve_num_workers(
             config.data.num_workers, cpu_count=HOST_CPUS, backend="tpu"
         )
         input_rate = HOSTS * workers / host_s
@@ -191,7 +188,7 @@ def print_rows(rows, peak) -> None:
         )
         totals = [t + h for t, h in zip(totals, hours)]
         slow = f" ({slow_rate:,.0f})" if slow_rate != chips_rate else ""
-        workers = data_sources.resolve_num_workers(config.data.num_workers, HOST_CPUS, "tpu")
+        workers = sources.resolve_num_workers(config.data.num_workers, HOST_CPUS, "tpu")
         print(
             f"| {name} | {config.input_size[0]} -> {config.resizer.output_size[0]} | "
             f"{per_image / 1e9:.2f} | {per_image / forward:.2f} | {per_step / 1e9:.2f} | "

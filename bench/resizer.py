@@ -26,7 +26,9 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import cpu_conv, host_allocator, resampling, resizers
+from learned_resize.models import resampling, resizers
+from learned_resize.models.cpu import narrow_conv
+from learned_resize.runtime import allocator
 
 CASES = {
     # name: (batch, input size, channels, output size)
@@ -93,7 +95,7 @@ def train_step_of(forward, graphdef):
 
 def xla_out_conv():
     """resizers.py as it is, but with XLA's convolution for out_conv on CPU too."""
-    return cpu_conv.use_formulation("xla")
+    return narrow_conv.use_formulation("xla")
 
 
 def run_case(name):
@@ -139,7 +141,7 @@ def main(argv):
         raise ValueError(f"Unknown --cases {sorted(unknown)}; use some of {sorted(CASES)}.")
     print(
         f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.devices()[0].device_kind}, "
-        f"{host_allocator.loaded_allocator()} malloc"
+        f"{allocator.loaded_allocator()} malloc"
     )
     print(
         f"fwd+bwd of LearnedResizer (n={_NUM_FILTERS.value}, r={_NUM_RES_BLOCKS.value}), "
@@ -164,5 +166,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    host_allocator.reexec_under_tcmalloc()  # as the trainer; LEARNED_RESIZE_MALLOC=system: glibc
+    allocator.reexec_under_tcmalloc()  # as the trainer; LEARNED_RESIZE_MALLOC=system: glibc
     app.run(main)

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import skimage.data
 from absl import app, flags
 
-from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, weights
+from learned_resize.runtime import cli, errors
 
 _WIDTHS = flags.DEFINE_list("widths", ["256", "512"], "Input widths, comma-separated.")
 flags.register_validator(

@@ -29,7 +29,7 @@ import time
 
 from absl import app, flags
 
-from learned_resize import cli
+from learned_resize.runtime import cli
 
 ROWS = (
     ("empty caches", 256, 256, 16),
@@ -76,7 +76,7 @@ def child(width: int, height: int, bucket: int, comparison: bool, cache: str, tm
 
 def user_cache(tmp: pathlib.Path) -> pathlib.Path:
     """A fresh package cache holding links to the user's VGG weights only."""
-    from learned_resize import executables
+    from learned_resize.runtime import executables
 
     root = tmp / "cache"
     root.mkdir()

@@ -17,8 +17,8 @@ import time
 import numpy as np
 from absl import app, flags
 
-from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, photos, plans, quality, weights
+from learned_resize.runtime import cli, errors
 
 _FRACTIONS = flags.DEFINE_list("fractions", ["0", "0.25", "0.5", "0.75"], "crop_fraction values.")
 _RATIOS = flags.DEFINE_list("ratios", ["0.75", "0.5"], "Output width / input width.")

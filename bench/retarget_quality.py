@@ -33,8 +33,8 @@ import seam_carving
 from absl import app, flags
 from PIL import Image
 
-from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, photos, quality, report, weights
+from learned_resize.runtime import cli, errors
 
 METRICS = ("subject", "artifact", "complete", "coherent")
 

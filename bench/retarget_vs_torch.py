@@ -56,8 +56,8 @@ import numpy as np
 import skimage.data
 from absl import app, flags
 
-from learned_resize import cli, errors
 from learned_resize.retarget import api, operators, plans, reconstruct, vgg, weights
+from learned_resize.runtime import cli, errors
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retarget_torch_worker.py")
 

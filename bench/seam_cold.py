@@ -4,7 +4,7 @@
 
 scikit-image's astronaut at --size x --size, narrowed to 3/4 of its width. Each trial
 starts a new Python for each variant (imports not timed) and times the first call:
-  - ours, stored executable: `operators.seam_carve` with learned_resize/executables.py's
+  - ours, stored executable: `operators.seam_carve` with learned_resize/runtime/executables.py's
     store warm (a priming process wrote it);
   - ours, JAX cache: the store off, JAX's persistent compilation cache warm (traces
     and lowers, loads the compiled program);
@@ -22,7 +22,7 @@ import tempfile
 
 from absl import app, flags
 
-from learned_resize import cli
+from learned_resize.runtime import cli
 
 CHILD = r"""
 import json, os, sys, time

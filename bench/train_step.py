@@ -20,7 +20,7 @@ compiled step, XLA's forward FLOPs per image, and the learned resizer's time
 and FLOP overheads over the fixed one with their ratio (time overhead / FLOP
 overhead; 1.0 means the resizer's FLOPs cost as much time as the backbone's),
 and the minor page faults per step. It also
-reads the compiled step itself (`learned_resize/compiled_stats.py`), which does
+reads the compiled step itself (`learned_resize/runtime/compiled_stats.py`), which does
 not depend on the machine's load: XLA's FLOPs of the whole step (forward, backward,
 update), its temporary, argument and output memory, and the number of copy,
 transpose, reduce and reduce-window instructions in the optimised HLO (fusions
@@ -35,7 +35,7 @@ above 3 x forward. Works
 unchanged on CPU, GPU and TPU (the batch is split over every device; it must be
 divisible by the device count).
 
-`--allocator` picks the host malloc (see learned_resize/host_allocator.py; it
+`--allocator` picks the host malloc (see learned_resize/allocator_lib.py; it
 matters on CPU, where XLA's buffers are host memory): `tcmalloc` (the default, as
 for the trainer), `system` (glibc), or `both`: the same measurement once under each,
 in two child processes, one table.
@@ -51,9 +51,13 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import compiled_stats, config_lib, host_allocator, models, parallel
+from learned_resize import models
 from learned_resize import steps as steps_lib
-from learned_resize.flops import xla_flops
+from learned_resize.config import defaults
+from learned_resize.runtime import allocator as allocator_lib
+from learned_resize.runtime import compiled_stats
+from learned_resize.runtime import mesh as mesh_lib
+from learned_resize.tools.flops import xla_flops
 
 # The backbones of configs/imagenet.py's table (`models.available_classifiers()` has more).
 PAPER_BACKBONES = (
@@ -82,7 +86,7 @@ _HEADER = flags.DEFINE_bool("header", True, "Print the header lines (off in --al
 
 def make_config(backbone: str, resizer_kind: str, input_size: int):
     """A complete trainer config for one variant (no data is read)."""
-    config = config_lib.base_config()
+    config = defaults.base_config()
     config.data.channels = _CHANNELS.value
     config.data.num_classes = _NUM_CLASSES.value
     config.data.mean = (0.5,) * _CHANNELS.value
@@ -111,7 +115,7 @@ class Variant:
             "label": rng.integers(0, config.data.num_classes, config.batch_size, np.int32),
             "skipped": np.zeros(config.batch_size, np.int32),
         }
-        self.batch = parallel.global_batch(batch, mesh)
+        self.batch = mesh_lib.global_batch(batch, mesh)
         self.step = trainer.train_step.lower(self.state, self.batch, self.rest).compile()
         self.stats = compiled_stats.summary(self.step)
         self.temp_bytes = self.stats["temp_bytes"]
@@ -171,7 +175,7 @@ def measure(backbone: str, mesh) -> dict:
     flop_overhead = learned.forward_flops / fixed.forward_flops - 1
     return {
         "backbone": backbone,
-        "allocator": host_allocator.loaded_allocator(),
+        "allocator": allocator_lib.loaded_allocator(),
         "faults": tuple(faults),
         "ms": (t_fixed * 1e3, t_learned * 1e3),
         "cpu_ms": (cpu[0] * 1e3, cpu[1] * 1e3),
@@ -228,7 +232,7 @@ def run_under_each_allocator():
     for i, allocator in enumerate(("system", "tcmalloc")):
         header = "--header" if i == 0 else "--noheader"
         command = [sys.executable, __file__, *args, f"--allocator={allocator}", header]
-        subprocess.run(command, env=host_allocator.environment(allocator), check=True)
+        subprocess.run(command, env=allocator_lib.environment(allocator), check=True)
 
 
 def main(argv):
@@ -236,8 +240,8 @@ def main(argv):
     if _ALLOCATOR.value == "both":
         run_under_each_allocator()
         return
-    host_allocator.reexec_under(_ALLOCATOR.value)
-    if host_allocator.loaded_allocator() != _ALLOCATOR.value:
+    allocator_lib.reexec_under(_ALLOCATOR.value)
+    if allocator_lib.loaded_allocator() != _ALLOCATOR.value:
         raise SystemExit(
             "--allocator=tcmalloc but tcmalloc is not installed; run launch/install.sh "
             "or pass --allocator=system."
@@ -248,7 +252,7 @@ def main(argv):
         raise ValueError(
             f"Unknown --backbones {sorted(unknown)}; use some of {models.available_classifiers()}."
         )
-    mesh = parallel.create_mesh()
+    mesh = mesh_lib.create_mesh()
     if _HEADER.value:
         device = jax.devices()[0]
         print(

@@ -1,5 +1,5 @@
 """Winograd F(2x2, 3x3) against XLA's convolution, VGG-19's layers at the retargeting
-loss's sizes (`learned_resize/retarget/winograd.py`).
+loss's sizes (`learned_resize/models/cpu/winograd.py`).
 
     python bench/winograd.py                  # output 384x512 (the CLI at 512 px)
     python bench/winograd.py --height=192 --width=256
@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from learned_resize import cli
-from learned_resize.retarget import winograd
+from learned_resize.models.cpu import winograd
+from learned_resize.runtime import cli
 
 # (name, input channels, output channels, stride of the layer's grid) of VGG-19 to conv4_1.
 LAYERS = (

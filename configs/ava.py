@@ -17,13 +17,13 @@ Three stages, in order:
             trained jointly.
 Reports PLCC, SRCC, EMD and binary accuracy (mean score > 5) of the test split.
 Needs AVA prepared by the project's `ava` builder from its manual dir (AVA.txt +
-images/, see README); `python -m learned_resize.datasets.prepare --dataset=ava`.
+images/, see README); `python -m learned_resize.data.prepare --dataset=ava`.
 Time: hours on one accelerator host; not run here (AVA cannot be downloaded here).
 """
 
 import os
 
-from learned_resize import config_lib
+from learned_resize.config import defaults
 
 BACKBONES = ("resnet50", "mobilenet_v2", "inception_v2")
 
@@ -37,7 +37,7 @@ def get_config(backbone: str = ""):
     backbone = backbone or _backbone_from_file_name()
     if backbone not in BACKBONES:
         raise ValueError(f"configs/ava.py takes a backbone of {BACKBONES}, not {backbone!r}.")
-    config = config_lib.base_config()
+    config = defaults.base_config()
     config.task = "iqa"
     config.data.name = "ava"
     config.data.train_split = "train"

@@ -13,11 +13,11 @@ nothing about aesthetic quality. Two stages from scratch with a small CNN:
 Takes a few minutes on a 2-core CPU; results in the README.
 """
 
-from learned_resize import config_lib
+from learned_resize.config import defaults
 
 
 def get_config():
-    config = config_lib.base_config()
+    config = defaults.base_config()
     config.task = "iqa"
     config.data.name = "ava_standin"
     config.data.channels = 3

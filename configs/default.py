@@ -14,11 +14,11 @@ Fashion-MNIST is prepared from Debian's `dataset-fashion-mnist` on first use.
 Measured results and wall time on a 2-core CPU: see the README ("Default run").
 """
 
-from learned_resize import config_lib
+from learned_resize.config import defaults
 
 
 def get_config():
-    config = config_lib.base_config()
+    config = defaults.base_config()
     config.seed = 0
     config.data.name = "fashion_mnist_local"
     config.data.channels = 1

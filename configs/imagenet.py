@@ -29,9 +29,9 @@ TF-slim's default); 90 + 20 epochs (not stated); softmax cross-entropy (the text
 a sigmoid); bf16 compute; the baseline's resize is the input pipeline's.
 
 Per backbone: the paper's figures (second-hand, docs/PAPERS.md), XLA forward GFLOPs per image
-at batch 1 in eval mode bilinear -> learned (`python -m learned_resize.flops`), and a
+at batch 1 in eval mode bilinear -> learned (`python -m learned_resize.tools.flops`), and a
 compute-bound lower bound on the time of baseline + learned at 40-50% MFU (method:
-`learned_resize/flops.py`). No ImageNet run was possible here: these are estimates.
+`learned_resize/tools/flops.py`). No ImageNet run was possible here: these are estimates.
 
   backbone         paper                        GFLOPs        TPU v4-8          8x A100
   resnet50         top-1 err 24.7->23.0% (368)  8.13->10.25   1.4-1.8h+24-30m   38-47m+11-13m
@@ -51,7 +51,8 @@ Needs TFDS `imagenet2012` prepared under --config.data.data_dir (see README).
 
 import os
 
-from learned_resize import config_lib, models
+from learned_resize import models
+from learned_resize.config import defaults
 
 
 def _backbone_from_file_name() -> str:
@@ -65,7 +66,7 @@ def get_config(backbone: str = ""):
         raise ValueError(
             f"configs/imagenet.py takes one of {models.available_classifiers()}, not {backbone!r}."
         )
-    config = config_lib.base_config()
+    config = defaults.base_config()
     config.data.name = "imagenet2012"
     config.data.train_split = "train"
     config.data.eval_split = "validation"
@@ -78,7 +79,7 @@ def get_config(backbone: str = ""):
     config.data.num_workers = -1  # auto: the host's CPUs but two on TPU/GPU, 0 on CPU
     config.input_size = (224, 224)
 
-    config.resizer.kind = "bilinear"  # TF-style, not antialiased (config_lib's default)
+    config.resizer.kind = "bilinear"  # TF-style, not antialiased (config/defaults.py's default)
     config.resizer.output_size = (224, 224)
     config.resizer.num_filters = 16  # n
     config.resizer.num_res_blocks = 1  # r

@@ -9,11 +9,11 @@ seconds on a 2-core CPU. Produces a results.json with top-1/top-5 near chance.
 `staged` is configs/default.py's baseline -> learned chain at this size.
 """
 
-from learned_resize import config_lib
+from learned_resize.config import defaults
 
 
 def get_config(variant: str = ""):
-    config = config_lib.base_config()
+    config = defaults.base_config()
     config.data.name = "fashion_mnist_local"
     config.data.channels = 1
     config.data.num_classes = 10

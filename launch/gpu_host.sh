@@ -4,7 +4,7 @@
 #   launch/gpu_host.sh [options] COMMAND... [-- learned_resize.main flags]
 #
 # Commands (run in the order given):
-#   check   python -m learned_resize.doctor: platform, GPUs and their memory, jax/CUDA
+#   check   python -m learned_resize.tools.doctor: platform, GPUs and their memory, jax/CUDA
 #           versions, allocator, data dir and datasets, VGG weights (OK or the fix)
 #   run     python -m learned_resize.main FLAGS in the foreground (FLAGS: what follows
 #           `--`). One process drives every visible GPU; launch/slurm.sbatch starts this
@@ -84,7 +84,7 @@ setenv JAX_COMPILATION_CACHE_DIR "$CACHE_DIR/jax"
 for command in "${COMMANDS[@]}"; do
   echo "# $command"
   case "$command" in
-    check) cmd=("$PYTHON" -m learned_resize.doctor) ;;
+    check) cmd=("$PYTHON" -m learned_resize.tools.doctor) ;;
     run) cmd=("$PYTHON" -m learned_resize.main "${MAIN_FLAGS[@]}") ;;
   esac
   show "${cmd[@]}"

@@ -23,7 +23,7 @@ starting from one baseline trained once (`--init_from`):
         --num_res_blocks=1,2,3,4 --input_sizes=224,256,320,368,448
 
 Arguments after `--` go to every run. Every point's config is built and checked as the
-trainer checks it (`config_lib.validate_config` on each of its stages) before anything
+trainer checks it (`validation.validate_config` on each of its stages) before anything
 runs or is written, so a bad value is one `error:` line (exit status 1) for the whole
 sweep. `--dry_run` prints the commands only; `--collect` prints (and writes to
 WORKDIR/sweep_results.md) a markdown table of every point's final metrics, read from its
@@ -40,7 +40,7 @@ import sys
 from absl import app, flags
 from etils import epath  # local paths and gs:// alike, as Orbax uses
 
-from learned_resize import cli, errors
+from learned_resize.runtime import cli, errors
 
 # allow_override: the test process also imports the retargeting CLI, which has its own
 # --config; only one of them ever parses the command line.
@@ -257,7 +257,7 @@ def point_configs(config: str, workdir: str, point: dict, stage: str = "", extra
     """
     from ml_collections import config_flags
 
-    from learned_resize import config_lib
+    from learned_resize.config import stages as stages_lib
 
     names = list(cli.load_config(config).stages.keys())
     if stage and stage not in names:
@@ -278,18 +278,18 @@ def point_configs(config: str, workdir: str, point: dict, stage: str = "", extra
     except Exception as e:  # config_flags raises assorted types (see cli.explain_flag_error).
         raise _flag_error(argv, e) from None
     point_dir = os.path.join(workdir, point["name"])
-    stages = config_lib.stage_configs(parsed, point_dir, cli.cli_config_keys(argv))
+    stages = stages_lib.stage_configs(parsed, point_dir, cli.cli_config_keys(argv))
     return [(name, c) for name, _, c in stages if not stage or name == stage]
 
 
 def validate_points(config: str, workdir: str, points, stage: str = "", extra=()) -> None:
     """Checks every point's configs as the trainer would; the first bad one is an error."""
-    from learned_resize import config_lib
+    from learned_resize.config import validation
 
     for point in points:
         for name, stage_config in point_configs(config, workdir, point, stage, extra):
             try:
-                config_lib.validate_config(stage_config)
+                validation.validate_config(stage_config)
             except errors.UserError as e:
                 where = f"point {point['name']}" + (f", stage {name}" if stage else "")
                 raise errors.UserError(f"{where}: {errors.brief(e)}") from None

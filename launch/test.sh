@@ -12,6 +12,6 @@ echo "== ruff"
 echo "== pytest"
 # Two pytest-xdist workers: compiling dominates the suite and is mostly single-threaded,
 # so 2 workers on this project's 2-core reference machine take ~60% of one worker's time.
-# Under tcmalloc, like the trainer (learned_resize/host_allocator.py), when it is installed.
-preload=$("$PY" -c "from learned_resize import host_allocator as h; print(h.environment('tcmalloc')['LD_PRELOAD'])")
+# Under tcmalloc, like the trainer (learned_resize/runtime/allocator.py), when it is installed.
+preload=$("$PY" -c "from learned_resize.runtime import allocator as h; print(h.environment('tcmalloc')['LD_PRELOAD'])")
 LD_PRELOAD="$preload" "$PY" -m pytest -q -n "${PYTEST_WORKERS:-2}" --durations=15 "$@"

@@ -7,7 +7,7 @@
 #   create   create the TPU VM slice
 #   install  copy this checkout to every worker, install it there (launch/install.sh in a
 #            Python 3.11 venv), plus jax[tpu] at the same JAX version and gcsfs for gs://
-#   check    every host prints its CPU count and runs `python -m learned_resize.doctor`:
+#   check    every host prints its CPU count and runs `python -m learned_resize.tools.doctor`:
 #            joins jax.distributed, prints its process index, devices, memory, versions,
 #            data dir, datasets and VGG weights, each OK or the command that fixes it
 #   run      start `python -m learned_resize.main FLAGS --distributed=on` on every worker in
@@ -153,7 +153,7 @@ do_install() {
 
 do_check() {
   # Also the host's CPU count: it bounds the input pipeline (config.data.num_workers).
-  on_workers all "echo \$(hostname): \$(nproc) CPUs; cd $REMOTE_DIR && $REMOTE_VENV/bin/python -m learned_resize.doctor --distributed=on"
+  on_workers all "echo \$(hostname): \$(nproc) CPUs; cd $REMOTE_DIR && $REMOTE_VENV/bin/python -m learned_resize.tools.doctor --distributed=on"
 }
 
 do_run() {
@@ -162,7 +162,7 @@ do_run() {
     flags=(--config=configs/imagenet_resnet50.py --workdir="$WORKDIR")
   fi
   # GCE TPU VMs list their workers in the metadata server, which --distributed=auto reads
-  # too (learned_resize/distributed.py); =on makes a failed detection an error instead of
+  # too (learned_resize/runtime/distributed.py); =on makes a failed detection an error instead of
   # one separate run per host.
   [[ " ${flags[*]} " == *" --distributed"* ]] || flags+=(--distributed=on)
   local line="" word

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from learned_resize import errors, parallel
+from learned_resize.runtime import errors
+from learned_resize.runtime import mesh as mesh_lib
 
 
 @dataclasses.dataclass
@@ -52,7 +53,7 @@ def evaluate(
             raise errors.Preempted("preempted during evaluation")
         if first is None:
             first = local["image"][:num_images]
-        batch = parallel.global_batch({k: local[k] for k in keys}, steps.mesh)
+        batch = mesh_lib.global_batch({k: local[k] for k in keys}, steps.mesh)
         out = steps.eval_step(state, batch, rest)
         skipped += float(out.pop("skipped"))
         if task.gathers_predictions:

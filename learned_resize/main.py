@@ -6,7 +6,7 @@ r"""Entry point: train and evaluate (every stage of a staged config), or evaluat
 
 Run the same command again to continue: finished stages are read back, an
 unfinished one resumes from its newest readable checkpoint. Exit statuses (0 done,
-1 `error: ...`, 75 preempted: run again) are in `learned_resize/errors.py`. A training
+1 `error: ...`, 75 preempted: run again) are in `learned_resize/runtime/errors.py`. A training
 run holds `<workdir>/trainer.lock` while it runs: a second trainer on the same workdir
 is refused in one line (`learned_resize/workdir_lock.py`); `--mode=eval` only reads.
 
@@ -17,7 +17,7 @@ On a Cloud TPU pod or a SLURM cluster run the same command on every host/task;
 
 # First, before the slower imports: a SIGTERM from the moment the process starts ends in
 # exit status 75 (nothing to save yet), not in a kill.
-from learned_resize import preemption
+from learned_resize.runtime import preemption
 
 _WATCHER = preemption.Watcher()
 if __name__ == "__main__":
@@ -32,7 +32,7 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from learned_resize import cli, errors  # noqa: E402
+from learned_resize.runtime import cli, errors  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
@@ -59,7 +59,7 @@ _DISTRIBUTED = flags.DEFINE_enum(
 def _initialise_distributed() -> None:
     # Flags, then SLURM / Open MPI / Cloud TPU, else one process. Its StartupError is a
     # UserError: main() turns it into one `error:` line.
-    from learned_resize import distributed
+    from learned_resize.runtime import distributed
 
     distributed.initialise(
         _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
@@ -78,9 +78,9 @@ def _select_stages(stages: list, names) -> list:
 
 def _eval_config(config, checkpoint: str):
     """The config of the stage `--mode=eval` evaluates (staged configs need --stages=NAME)."""
-    from learned_resize import config_lib
+    from learned_resize.config import stages as stages_lib
 
-    stages = config_lib.stage_configs(config, "", cli.cli_config_keys(sys.argv))
+    stages = stages_lib.stage_configs(config, "", cli.cli_config_keys(sys.argv))
     if len(stages) == 1:
         return stages[0][2]
     names = _STAGES.value or [n for n, _, _ in stages if checkpoint.rstrip("/").endswith(n)]
@@ -93,13 +93,15 @@ def _eval_config(config, checkpoint: str):
 
 
 def _evaluate(config) -> None:
-    from learned_resize import config_lib, metric_writers, train
+    from learned_resize import train
+    from learned_resize.config import validation
+    from learned_resize.runtime import metric_writers
 
     path = _CHECKPOINT.value or _WORKDIR.value
     if not path:
         raise errors.UserError("--mode=eval needs --checkpoint=DIR (or --workdir=DIR).")
     config = _eval_config(config, path)
-    config_lib.validate_config(config)
+    validation.validate_config(config)
     metrics = train.evaluate_checkpoint(config, path)
     metric_writers.log(json.dumps(metrics, indent=2))
     print(json.dumps(metrics))
@@ -108,8 +110,11 @@ def _evaluate(config) -> None:
 def _train(config, watcher: preemption.Watcher) -> None:
     import jax
 
-    from learned_resize import config_lib, metric_writers, tasks, train, workdir_lock
-    from learned_resize import workdir as workdir_lib
+    from learned_resize import tasks, train, workdir_lock
+    from learned_resize.config import stages as stages_lib
+    from learned_resize.config import validation
+    from learned_resize.runtime import metric_writers
+    from learned_resize.runtime import workdir as workdir_lib
 
     if not _WORKDIR.value:
         raise errors.UserError("give a --workdir for checkpoints and logs (a path or gs:// URL).")
@@ -117,10 +122,10 @@ def _train(config, watcher: preemption.Watcher) -> None:
     if not workdir_lib.is_remote(workdir) and workdir.exists() and not workdir.is_dir():
         raise errors.UserError(f"--workdir={_WORKDIR.value} is a file; give a directory.")
     cli_keys = cli.cli_config_keys(sys.argv)
-    stages = config_lib.stage_configs(config, str(workdir), cli_keys)
+    stages = stages_lib.stage_configs(config, str(workdir), cli_keys)
     stages = _select_stages(stages, _STAGES.value)
     for _, stage_workdir, stage_config in stages:  # Every stage checked before anything runs.
-        config_lib.validate_config(stage_config)
+        validation.validate_config(stage_config)
         train.preflight(stage_config, stage_workdir)
     results = {}
     # One writer per workdir (every stage's is inside it): taken after the read-only
@@ -197,14 +202,14 @@ _LIBRARY_ERRORS = _LibraryErrorLogs()
 
 def run() -> None:
     _WATCHER.install()
-    # Before anything allocates: XLA:CPU's buffers under tcmalloc (see host_allocator.py).
+    # Before anything allocates: XLA:CPU's buffers under tcmalloc (see allocator.py).
     # The re-exec resets signal handlers but keeps blocked signals pending: SIGTERM is
     # blocked across it and delivered to the new image's handler once unblocked.
-    from learned_resize import host_allocator
+    from learned_resize.runtime import allocator
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     if not _WATCHER.signalled():  # (one that came already would be lost with this image)
-        host_allocator.reexec_under_tcmalloc()
+        allocator.reexec_under_tcmalloc()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     errors.quiet_background_noise()  # after the re-exec: it puts a pipe behind stderr
     import jax

@@ -13,8 +13,9 @@ import ml_collections
 import optax
 from flax import nnx
 
-from learned_resize import optim, parallel, resizers, tasks
-from learned_resize.models import resized
+from learned_resize import optim, tasks
+from learned_resize.models import resized, resizers
+from learned_resize.runtime import mesh as mesh_lib
 
 
 def abstract_model(config: ml_collections.ConfigDict):
@@ -39,7 +40,7 @@ class Steps:
 
     Args:
       config: a validated config.
-      mesh: the device mesh (`parallel.create_mesh()`).
+      mesh: the device mesh (`mesh_lib.create_mesh()`).
       steps_per_epoch, num_steps: for the learning-rate schedule.
     """
 
@@ -49,7 +50,7 @@ class Steps:
         self.task = tasks.get_task(config)
         self.graphdef = abstract_model(config)[0]
         self.tx, self.schedule = optim.make_optimizer(config, steps_per_epoch, num_steps)
-        repl = parallel.replicated(mesh)
+        repl = mesh_lib.replicated(mesh)
         self.abstract_state = jax.eval_shape(self._init_state, jax.random.key(0))[0]
         self.state_sharding = jax.tree.map(lambda _: repl, self.abstract_state)
         self.init = jax.jit(self._init_state, out_shardings=repl)

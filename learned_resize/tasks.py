@@ -104,7 +104,7 @@ Task = Classification | ImageQuality
 
 
 def get_task(config) -> Task:
-    """The task of `config.task` ('classification' or 'iqa'; validated by config_lib)."""
+    """The task of `config.task` ('classification' or 'iqa'; validated by config/validation.py)."""
     if config.task == "iqa":
         return ImageQuality()
     return Classification(config.optim.label_smoothing)

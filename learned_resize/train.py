@@ -34,19 +34,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from learned_resize import (
-    checkpoints,
-    errors,
-    evaluation,
-    input_pipeline,
-    metric_writers,
-    optim,
-    parallel,
-    preemption,
-    profiling,
-)
+from learned_resize import evaluation, optim
 from learned_resize import steps as steps_lib
-from learned_resize import workdir as workdir_lib
+from learned_resize.data import pipeline
+from learned_resize.runtime import checkpoints, errors, metric_writers, preemption, profiling
+from learned_resize.runtime import mesh as mesh_lib
+from learned_resize.runtime import workdir as workdir_lib
 
 log = metric_writers.log
 
@@ -72,10 +65,10 @@ def _fault_point(name: str, point: str) -> None:
 _DATASET_INFO = {}  # config.data as JSON -> DatasetInfo: the splits are opened once per run.
 
 
-def dataset_info(config) -> input_pipeline.DatasetInfo:
+def dataset_info(config) -> pipeline.DatasetInfo:
     key = config.data.to_json()
     if key not in _DATASET_INFO:
-        _DATASET_INFO[key] = input_pipeline.get_dataset_info(config)
+        _DATASET_INFO[key] = pipeline.get_dataset_info(config)
     return _DATASET_INFO[key]
 
 
@@ -84,8 +77,7 @@ def preflight(config: ml_collections.ConfigDict, workdir) -> None:
     compiled: the data and manual dirs exist, the dataset opens, has
     config.data.num_classes classes and at least config.batch_size training images, the
     workdir holds no other model's checkpoints, and config.init_from's sources hold
-    checkpoints with the requested parts (`config_lib.check_init_sources`)."""
-    from learned_resize import config_lib
+    checkpoints with the requested parts (`checkpoints.check_init_sources`)."""
 
     data_dir = config.data.data_dir
     if data_dir and not workdir_lib.as_path(data_dir).exists():
@@ -112,8 +104,8 @@ def preflight(config: ml_collections.ConfigDict, workdir) -> None:
             f"at most {info.num_train}."
         )
     checkpoints.check_workdir(workdir, config)
-    config_lib.check_init_sources(config, workdir)
-    config_lib.plan_run(workdir, config)
+    checkpoints.check_init_sources(config, workdir)
+    checkpoints.plan_run(workdir, config)
 
 
 def finished_results(workdir, num_steps: int) -> dict | None:
@@ -234,7 +226,7 @@ def train_and_evaluate(
     """Trains `config` in `workdir` (resuming if it has checkpoints) and evaluates it.
 
     Args:
-      config: a validated config (`config_lib.validate_config`).
+      config: a validated config (`validation.validate_config`).
       workdir: local path or gs:// URL.
       name: the stage's name (logs and fault injection).
       watcher: SIGTERM/preemption watcher (main installs one at start-up).
@@ -256,7 +248,7 @@ def train_and_evaluate(
     if done is not None:
         log(f"Stage {name} finished already (step {num_steps}); results read from {workdir}.")
         return done
-    mesh = parallel.create_mesh()
+    mesh = mesh_lib.create_mesh()
     steps = steps_lib.Steps(config, mesh, steps_per_epoch, num_steps)
     manager = checkpoints.create_manager(workdir, config)
     writer = None
@@ -318,12 +310,10 @@ def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps
         f"global batch {config.batch_size} on {jax.device_count()} devices / "
         f"{jax.process_count()} processes; starting at step {step}."
     )
-    train_iter = input_pipeline.create_train_iterator(
+    train_iter = pipeline.create_train_iterator(
         config, image_size=tuple(config.input_size), seed=config.seed, start_step=step
     )
-    eval_batches, _ = input_pipeline.create_eval_iterator(
-        config, image_size=tuple(config.input_size)
-    )
+    eval_batches, _ = pipeline.create_eval_iterator(config, image_size=tuple(config.input_size))
     logger = _Logger(steps.task, writer, num_steps, step)
     profiler = profiling.StepProfiler(config.profile_steps, workdir / "tensorboard")
     keys = ("image", "skipped", *steps.task.targets)
@@ -333,7 +323,7 @@ def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps
     if step < num_steps:
         log("Compiling the train step (the first step takes longer) ...")
     while step < num_steps:
-        batch = parallel.global_batch(
+        batch = mesh_lib.global_batch(
             {k: v for k, v in next(train_iter).items() if k in keys}, mesh
         )
         profiler.step(step)
@@ -374,14 +364,14 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, path) -> dict:
     """Eval-only mode: restores the newest readable checkpoint under `path`, evaluates it."""
     checkpoints.check_checkpoint(path, config)  # another model's: refused before compiling
     dataset_info(config)
-    mesh = parallel.create_mesh()
+    mesh = mesh_lib.create_mesh()
     steps = steps_lib.Steps(config, mesh, steps_per_epoch=1, num_steps=1)
     state, step = checkpoints.restore_for_eval(
         path, steps.sharded_abstract_state(), checkpoints.model_meta(config)
     )
     _, rest = steps.init(jax.random.key(config.seed))
     log(f"Evaluating checkpoint {path} at step {step}.")
-    batches, _ = input_pipeline.create_eval_iterator(config, image_size=tuple(config.input_size))
+    batches, _ = pipeline.create_eval_iterator(config, image_size=tuple(config.input_size))
     metrics = evaluation.evaluate(steps, state, rest, batches).metrics
     metrics["step"] = step
     return metrics

@@ -40,8 +40,8 @@ import time
 import jax
 from absl import logging
 
-from learned_resize import errors
-from learned_resize import workdir as workdir_lib
+from learned_resize.runtime import errors
+from learned_resize.runtime import workdir as workdir_lib
 
 LOCK_FILE = "trainer.lock"
 HEARTBEAT_SECONDS = 60.0

@@ -19,7 +19,8 @@ os.environ["LEARNED_RESIZE_MALLOC"] = "system"  # no re-exec in the children
 import jax  # noqa: E402,F401  (imported once, before the forks)
 import tensorflow_datasets  # noqa: E402,F401
 
-from learned_resize import config_lib, input_pipeline, train  # noqa: E402,F401
+from learned_resize import train  # noqa: E402,F401
+from learned_resize.config import validation  # noqa: E402,F401
 
 
 def run_case(argv: list[str]) -> dict:

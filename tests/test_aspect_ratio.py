@@ -7,7 +7,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from learned_resize import aspect_ratio, config_lib, input_pipeline
+from learned_resize.config import defaults, validation
+from learned_resize.data import aspect_ratio, pipeline
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_train import tiny_config  # noqa: E402
@@ -54,7 +55,7 @@ def test_square_images_in_a_square_canvas_are_unchanged_by_pad():
     image = PIL.Image.fromarray(np.random.default_rng(1).integers(0, 256, (28, 28), np.uint8))
     np.testing.assert_array_equal(
         aspect_ratio.eval_pad(image, (28, 28), 1.0),
-        input_pipeline.eval_preprocess(image, (28, 28), 1.0),
+        pipeline.eval_preprocess(image, (28, 28), 1.0),
     )
 
 
@@ -63,7 +64,7 @@ def test_train_pad_fits_the_random_box_instead_of_stretching_it():
     kwargs = dict(image_size=(24, 24), crop="inception", min_area=0.3, flip=False,
                   eval_crop_fraction=1.0)  # fmt: skip
     got = aspect_ratio.train_pad(image, np.random.default_rng(7), **kwargs)
-    top, left, h, w = input_pipeline.sample_crop_box(np.random.default_rng(7), 50, 80, 0.3)
+    top, left, h, w = pipeline.sample_crop_box(np.random.default_rng(7), 50, 80, 0.3)
     want, _ = aspect_ratio.fit_and_pad(image.crop((left, top, left + w, top + h)), (24, 24))
     np.testing.assert_array_equal(got, want)
 
@@ -72,7 +73,7 @@ def test_pipeline_pads_non_square_canvas_end_to_end(small_fmnist):
     config = tiny_config(small_fmnist, **{"data.aspect": "pad", "batch_size": 8})
     _, _, arrays = small_fmnist
     images, labels = arrays["test"]
-    batches, _ = input_pipeline.create_eval_iterator(
+    batches, _ = pipeline.create_eval_iterator(
         config, image_size=(28, 40), process_index=0, process_count=1
     )
     batch = next(iter(batches))
@@ -81,7 +82,7 @@ def test_pipeline_pads_non_square_canvas_end_to_end(small_fmnist):
     assert not batch["image"][:, :, :6].any() and not batch["image"][:, :, 34:].any()
     np.testing.assert_array_equal(batch["label"], labels[:8])
     train_batch = next(
-        input_pipeline.create_train_iterator(
+        pipeline.create_train_iterator(
             config, image_size=(28, 40), seed=0, process_index=0, process_count=1
         )
     )
@@ -91,7 +92,7 @@ def test_pipeline_pads_non_square_canvas_end_to_end(small_fmnist):
 
 def test_config_rejects_unknown_aspect_and_norm_with_one_sentence():
     for key, value in (("aspect", "bucket"), ("norm", "layer")):
-        config = config_lib.base_config()
+        config = defaults.base_config()
         (config.data if key == "aspect" else config.resizer)[key] = value
         with pytest.raises(ValueError, match=f"config.(data|resizer).{key} must be one of"):
-            config_lib.validate_config(config)
+            validation.validate_config(config)

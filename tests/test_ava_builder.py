@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from scipy import stats
 
 from learned_resize import iqa
-from learned_resize.datasets import ava, ava_standin
+from learned_resize.data.builders import ava, ava_standin
 
 NUM_LINES = 40
 MISSING_ID = 1005

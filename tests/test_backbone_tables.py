@@ -17,7 +17,8 @@ import pytest
 from flax import nnx
 
 from learned_resize import models
-from learned_resize.models import conv_forms, efficientnet, inception_v2, mobilenet_v2
+from learned_resize.models import efficientnet, inception_v2, mobilenet_v2
+from learned_resize.models.cpu import conv_forms
 
 SIZE = 224
 

@@ -25,8 +25,11 @@ import tensorflow_datasets as tfds
 from jax.sharding import AxisType
 
 from configs import imagenet
-from learned_resize import checkpoints, config_lib, input_pipeline, parallel
 from learned_resize import steps as steps_lib
+from learned_resize.config import validation as validation_lib
+from learned_resize.data import pipeline as pipeline_lib
+from learned_resize.runtime import checkpoints
+from learned_resize.runtime import mesh as mesh_lib
 
 BATCH = 8
 INPUT, OUTPUT = 64, 32
@@ -73,19 +76,19 @@ def _config(model_name):
     config.optim.warmup_epochs = 0.0  # a warm-up would start at lr 0
     config.data.num_workers = 0
     config.data.prefetch = 0
-    config_lib.validate_config(config)
+    validation_lib.validate_config(config)
     return config
 
 
 def _one_step(model_name, records):
     config = _config(model_name)
-    batch = next(input_pipeline.create_train_iterator(config, image_size=INPUT, seed=0))
+    batch = next(pipeline_lib.create_train_iterator(config, image_size=INPUT, seed=0))
     assert batch["image"].shape == (BATCH, INPUT, INPUT, 3) and batch["image"].dtype == np.uint8
     labels = {r["label"] for r in records["train"]}
     assert set(batch["label"].tolist()) <= labels
 
     mesh = jax.make_mesh(
-        (1,), (parallel.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
+        (1,), (mesh_lib.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
     )
     trainer = steps_lib.Steps(config, mesh, steps_per_epoch=2, num_steps=2)
     key = jax.random.key(0, impl="unsafe_rbg")
@@ -99,7 +102,7 @@ def _one_step(model_name, records):
     out = jax.eval_shape(logits_shape, state, jnp.asarray(batch["image"]))
     assert out.shape == (BATCH, 1000) and out.dtype == jnp.float32
 
-    batch = parallel.global_batch(batch, mesh)
+    batch = mesh_lib.global_batch(batch, mesh)
     step = trainer.train_step.lower(state, batch, rest).compile(compiler_options=FAST_COMPILE)
     new_state, metrics = step(state, batch, rest)
     return before, jax.device_get(new_state), jax.device_get(metrics)

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from learned_resize import checkpoints, errors
+from learned_resize.runtime import checkpoints, errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

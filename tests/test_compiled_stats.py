@@ -1,10 +1,10 @@
-"""learned_resize.compiled_stats: opcode counts and memory of programs whose contents are known."""
+"""runtime/compiled_stats.py: opcode counts and memory of programs whose contents are known."""
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from learned_resize import compiled_stats
+from learned_resize.runtime import compiled_stats
 
 _HLO = """\
 HloModule m, entry_computation_layout={(f32[4,3]{1,0})->f32[3]{0}}

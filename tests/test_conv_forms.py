@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from learned_resize.models import conv_forms
-from learned_resize.models.conv_forms import Conv
+from learned_resize.models.cpu import conv_forms
+from learned_resize.models.cpu.conv_forms import Conv
 
 
 def _same_values_and_gradients(ours, theirs, x, expected, atol):

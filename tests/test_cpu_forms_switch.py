@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PROGRAM = r"""
 import json, jax, jax.numpy as jnp, numpy as np
 from flax import nnx
-from learned_resize.models import conv_forms
+from learned_resize.models.cpu import conv_forms
 conv = conv_forms.Conv(4, 4, (3, 3), feature_group_count=4, use_bias=False, rngs=nnx.Rngs(0))
 x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 6, 7, 4)), jnp.float32)
 text = jax.jit(lambda x: conv(x)).lower(x).as_text()

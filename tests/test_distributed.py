@@ -1,4 +1,4 @@
-"""Start-up detection (`learned_resize.distributed`) in the environment each launcher makes.
+"""Start-up detection (`learned_resize.runtime.distributed`) in the environment each launcher makes.
 
 Each test fakes what one mode sees: nothing (a laptop), explicit flags, SLURM's
 srun variables, Open MPI's mpirun variables, a GKE TPU pod, and a Cloud TPU VM whose
@@ -15,7 +15,7 @@ import jax
 import pytest
 from jax._src.clusters import cloud_tpu_cluster
 
-from learned_resize import distributed
+from learned_resize.runtime import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIXES = ("SLURM_", "OMPI_", "TPU_", "MEGASCALE_", "JAX_COORDINATOR", "CUDA_VISIBLE")

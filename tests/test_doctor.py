@@ -1,4 +1,4 @@
-"""`python -m learned_resize.doctor`, run in this process (8 CPU devices, see conftest.py).
+"""`python -m learned_resize.tools.doctor`, run in this process (8 CPU devices, see conftest.py).
 
 Each check is fed a known situation (a data dir with one dataset prepared, a missing
 weights cache, fake GPU devices and package versions) and its line is compared with
@@ -12,8 +12,8 @@ import jax
 import pytest
 from absl import flags
 
-from learned_resize import doctor
 from learned_resize.retarget import weights
+from learned_resize.tools import doctor
 
 
 def by_name(checks):
@@ -21,7 +21,7 @@ def by_name(checks):
 
 
 def run_doctor(*args: str) -> int:
-    """`python -m learned_resize.doctor ARGS` in this process: its flags in a FlagValues of
+    """`python -m learned_resize.tools.doctor ARGS` in this process: its flags in a FlagValues of
     their own, parsed as absl parses the command line, then its main."""
     values = flags.FlagValues()
     flag = doctor.define_flags(values)
@@ -53,7 +53,7 @@ def test_report_on_this_machine(data_dir, tmp_path):
     )
     assert checks["dataset ava_standin"].detail == "prepared (ava_standin/default/2.0.0)"
     assert checks["dataset ava"].line() == (
-        "FIX dataset ava: not prepared -> python -m learned_resize.datasets.prepare "
+        "FIX dataset ava: not prepared -> python -m learned_resize.data.prepare "
         f"--dataset=ava --data_dir={data_dir} --manual_dir=DIR_WITH_AVA.txt_AND_images"
     )
     assert checks["dataset imagenet2012"].fix.startswith(

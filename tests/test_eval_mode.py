@@ -7,7 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from learned_resize import eval_modes, parallel, train
+from learned_resize import train
+from learned_resize.runtime import mesh
+from learned_resize.tools import eval_modes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_train import tiny_config  # noqa: E402
@@ -38,7 +40,7 @@ def test_tiny_run_eval_mode_agrees_with_batch_statistics(small_fmnist, tmp_path)
         assert abs(results[mode]["top1"] - results["eval"]["top1"]) <= 0.15, results
     # The modes compute different functions (so agreeing is a finding, not a tautology).
     trainer, state, rest = eval_modes.restore_steps(config, workdir)
-    images = parallel.global_batch({"image": small_fmnist[2]["test"][0][:16, :, :, None]},
+    images = mesh.global_batch({"image": small_fmnist[2]["test"][0][:16, :, :, None]},
                                    trainer.mesh)["image"]  # fmt: skip
     logits = {m: eval_modes._logits(trainer, m)(state, images, rest) for m in eval_modes.MODES}
     assert float(jax.numpy.abs(logits["eval"] - logits["batch_stats"]).max()) > 1e-3

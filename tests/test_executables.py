@@ -1,4 +1,4 @@
-"""The on-disk store of compiled programs (learned_resize/executables.py)."""
+"""The on-disk store of compiled programs (learned_resize/runtime/executables.py)."""
 
 import json
 import os
@@ -9,12 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learned_resize import executables
+from learned_resize.runtime import executables
 
 _CHILD = """
 import json, sys
 import numpy as np, jax.numpy as jnp
-from learned_resize import executables
+from learned_resize.runtime import executables
 from learned_resize.retarget import operators
 image = np.random.default_rng(0).random((24, 32, 3)).astype(np.float32)
 out = np.asarray(operators.seam_carve(jnp.asarray(image), (20, 25)))
@@ -113,7 +113,7 @@ def test_a_stored_program_loads_and_runs_in_a_process_with_many_devices(tmp_path
 _SOLVE_CHILD = """
 import functools, json
 import jax.numpy as jnp, numpy as np
-from learned_resize import executables
+from learned_resize.runtime import executables
 from learned_resize.retarget import reconstruct
 
 def quadratic(z, aux):  # a named loss: the name below is what the solver's key records

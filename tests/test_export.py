@@ -1,4 +1,4 @@
-"""learned_resize.export: BN folding, the jax.export artifact, its loader and its CLI."""
+"""learned_resize.tools.export: BN folding, the jax.export artifact, its loader and its CLI."""
 
 import os
 import subprocess
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from learned_resize import eval_modes, export, resizers, train
+from learned_resize import train
+from learned_resize.models import resizers
+from learned_resize.tools import eval_modes, export
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -102,11 +104,11 @@ def test_loading_needs_no_training_code(trained, tmp_path):
     assert export.main([f"--checkpoint={workdir}", f"--out={out}"]) == 0
     code = (
         "import sys, numpy as np\n"
-        "from learned_resize import export\n"
+        "from learned_resize.tools import export\n"
         f"r = export.load({out!r})\n"
         "y = r(np.zeros((2, 28, 28, 1), np.uint8))\n"
         "heavy = [m for m in ('flax', 'orbax', 'optax', 'learned_resize.train',"
-        " 'learned_resize.resizers') if m in sys.modules]\n"
+        " 'learned_resize.models.resizers') if m in sys.modules]\n"
         "print(y.shape, heavy)\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -136,7 +138,7 @@ def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
     run_config = _read(os.path.join(workdir, "config.json"))
     for args, words in cases:
         run = subprocess.run(
-            [sys.executable, "-m", "learned_resize.export", *args],
+            [sys.executable, "-m", "learned_resize.tools.export", *args],
             capture_output=True,
             text=True,
             cwd=REPO,

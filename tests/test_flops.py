@@ -1,4 +1,4 @@
-"""learned_resize.flops: counts against hand-computed values and the paper's DenseNet-121."""
+"""learned_resize.tools.flops: counts against hand-computed values and the paper's DenseNet-121."""
 
 import math
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 from flax import nnx
 
-from learned_resize import flops, flops_report
+from learned_resize.tools import cost_tables, flops
 
 
 class _Conv(nnx.Module):
@@ -62,28 +62,28 @@ def test_backbone_with_learned_resizer_costs_backbone_plus_resizer():
     # XLA's total grows by about the resizer's own count (bf16 vs f32 and fusion aside).
     assert learned.flops - base.flops == pytest.approx(resizer.flops, rel=0.05)
 
-    lines = flops_report.cost_table({"resnet18": costs}, resizer, 64, 32).splitlines()
+    lines = cost_tables.cost_table({"resnet18": costs}, resizer, 64, 32).splitlines()
     assert len(lines) == 4 and lines[2].startswith("| resnet18 | 11,689,512 |")
     assert f"| {resizer.params:,} |" in lines[-1]
 
 
 def test_training_time_estimate_by_hand():
-    v4 = flops_report.ACCELERATORS[0]
+    v4 = cost_tables.ACCELERATORS[0]
     assert (v4.chips, v4.peak_tflops) == (4, 275.0)
-    hours = flops_report.train_hours(10.0, 2.0, v4, mfu=0.5)
+    hours = cost_tables.train_hours(10.0, 2.0, v4, mfu=0.5)
     expected = 3 * 10e9 * 2 * 1_281_167 / (4 * 275e12 * 0.5) / 3600
     assert hours == pytest.approx(expected, rel=1e-12)
     costs = {"m": {"bilinear": flops.Cost(1, 10e9, 0, 0), "learned": flops.Cost(1, 20e9, 0, 0)}}
-    table = flops_report.estimate_table(costs, baseline_epochs=90, learned_epochs=20)
+    table = cost_tables.estimate_table(costs, baseline_epochs=90, learned_epochs=20)
     # v4-8 baseline: 90 epochs of 10 GFLOPs forward at 50% .. 40% MFU.
-    fast = flops_report.train_hours(10.0, 90, v4, 0.5)
-    slow = flops_report.train_hours(10.0, 90, v4, 0.4)
+    fast = cost_tables.train_hours(10.0, 90, v4, 0.5)
+    slow = cost_tables.train_hours(10.0, 90, v4, 0.4)
     assert f"| m | {fast:.1f}-{slow:.1f} h |" in table
 
 
 def test_cli_rejects_unknown_backbones():
     result = subprocess.run(
-        [sys.executable, "-m", "learned_resize.flops", "--backbones=resnet51"],
+        [sys.executable, "-m", "learned_resize.tools.flops", "--backbones=resnet51"],
         capture_output=True,
         text=True,
         env=dict(os.environ, JAX_PLATFORMS="cpu"),

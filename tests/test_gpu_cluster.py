@@ -2,7 +2,7 @@
 
 Two `python -m learned_resize.main` processes get exactly the variables jax's
 `SlurmCluster` reads from `srun` (SLURM_JOB_ID, SLURM_STEP_NODELIST, SLURM_NTASKS,
-SLURM_PROCID, SLURM_LOCALID) plus the layout ones `learned_resize.distributed`
+SLURM_PROCID, SLURM_LOCALID) plus the layout ones `learned_resize.runtime.distributed`
 reads (SLURM_NODEID, SLURM_STEP_TASKS_PER_NODE) and no coordinator flags: they find
 each other through `--distributed=auto`, as on a SLURM cluster, and talk through gloo
 CPU collectives. Each has 4 CPU devices standing in for GPUs, so the mesh has 8 devices;
@@ -121,7 +121,7 @@ def test_fake_slurm_job_trains_like_one_process(data, tmp_path):  # noqa: F811
 def test_doctor_on_every_task_of_a_fake_slurm_job(data, tmp_path):  # noqa: F811
     """slurm.sbatch's check step: each task joins the job and reports its share."""
     _, data_dir = data
-    procs = start_tasks([f"--data_dir={data_dir}"], tmp_path, "learned_resize.doctor")
+    procs = start_tasks([f"--data_dir={data_dir}"], tmp_path, "learned_resize.tools.doctor")
     codes = wait_all(procs, multihost.TIMEOUT)
     logs = [(tmp_path / f"task_{t}.log").read_text() for t in range(TASKS)]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
@@ -200,7 +200,7 @@ def test_gpu_host_dry_run_prints_settings_and_commands(tmp_path):
         ],
         ["export", f"JAX_COMPILATION_CACHE_DIR={cache}/jax"],
         ["export", "CUDA_VISIBLE_DEVICES=0,1"],
-        ["python", "-m", "learned_resize.doctor"],
+        ["python", "-m", "learned_resize.tools.doctor"],
         ["python", "-m", "learned_resize.main", *flags],
     ]
     assert not cache.exists()

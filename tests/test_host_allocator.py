@@ -1,7 +1,7 @@
 """host_allocator: the re-execution under tcmalloc, and the page faults it saves.
 
 Each case runs a fresh Python process (the allocator is chosen when a process
-starts) with the environment `host_allocator.environment()` gives it.
+starts) with the environment `allocator_lib.environment()` gives it.
 """
 
 import json
@@ -10,18 +10,18 @@ import sys
 
 import pytest
 
-from learned_resize import host_allocator
+from learned_resize.runtime import allocator as allocator_lib
 
 needs_tcmalloc = pytest.mark.skipif(
-    host_allocator.tcmalloc_library() is None, reason="tcmalloc is not installed here"
+    allocator_lib.tcmalloc_library() is None, reason="tcmalloc is not installed here"
 )
 
 # Re-executes under tcmalloc if asked, then counts the minor page faults of a jitted
 # program that writes a fresh 64 MiB array, per call, after three warm-up calls.
 _PROBE = """
 import json, resource, sys
-from learned_resize import host_allocator
-host_allocator.reexec_under_tcmalloc()
+from learned_resize.runtime import allocator as allocator_lib
+allocator_lib.reexec_under_tcmalloc()
 import jax, jax.numpy as jnp
 x = jnp.ones((16, 1024, 1024), jnp.float32)
 f = jax.jit(lambda x: x * 2 + 1)
@@ -31,13 +31,13 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
     f(x).block_until_ready()
 faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
-print(json.dumps({"allocator": host_allocator.loaded_allocator(), "faults": faults}))
+print(json.dumps({"allocator": allocator_lib.loaded_allocator(), "faults": faults}))
 """
 _PAGES = 16 * 1024 * 1024 * 4 // 4096  # 4 KiB pages of the output array
 
 
 def _probe(allocator: str) -> dict:
-    env = host_allocator.environment(allocator)
+    env = allocator_lib.environment(allocator)
     env["JAX_PLATFORMS"] = "cpu"
     out = subprocess.run(
         [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120
@@ -64,20 +64,20 @@ def test_system_choice_keeps_the_system_malloc():
 def test_environment_for_system_drops_a_preloaded_tcmalloc(monkeypatch):
     monkeypatch.setenv("LD_PRELOAD", "libfoo.so libtcmalloc_minimal.so.4")
     monkeypatch.setenv("_LEARNED_RESIZE_REEXEC", "1")
-    env = host_allocator.environment("system")
+    env = allocator_lib.environment("system")
     assert env["LD_PRELOAD"] == "libfoo.so"
-    assert env[host_allocator.ENV_VAR] == "system" and "_LEARNED_RESIZE_REEXEC" not in env
+    assert env[allocator_lib.ENV_VAR] == "system" and "_LEARNED_RESIZE_REEXEC" not in env
 
 
 @needs_tcmalloc
 def test_environment_for_tcmalloc_preloads_it_first(monkeypatch):
     monkeypatch.setenv("LD_PRELOAD", "libfoo.so")
-    env = host_allocator.environment("tcmalloc")
-    assert env["LD_PRELOAD"] == f"{host_allocator.tcmalloc_library()} libfoo.so"
-    assert env[host_allocator.ENV_VAR] == "tcmalloc"
+    env = allocator_lib.environment("tcmalloc")
+    assert env["LD_PRELOAD"] == f"{allocator_lib.tcmalloc_library()} libfoo.so"
+    assert env[allocator_lib.ENV_VAR] == "tcmalloc"
 
 
 def test_bad_choice_is_one_sentence(monkeypatch):
-    monkeypatch.setenv(host_allocator.ENV_VAR, "jemalloc")
+    monkeypatch.setenv(allocator_lib.ENV_VAR, "jemalloc")
     with pytest.raises(ValueError, match=r"LEARNED_RESIZE_MALLOC is 'jemalloc'; set it to one of"):
-        host_allocator.reexec_under_tcmalloc()
+        allocator_lib.reexec_under_tcmalloc()

@@ -15,8 +15,9 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from learned_resize import datasets, input_pipeline
-from learned_resize.datasets import fashion_mnist
+from learned_resize.data import builders
+from learned_resize.data import pipeline as pipeline_lib
+from learned_resize.data.builders import fashion_mnist
 
 NUM_TRAIN, NUM_TEST = 50, 20
 BILINEAR = PIL.Image.Resampling.BILINEAR
@@ -44,7 +45,7 @@ def fmnist(tmp_path_factory):
         images, labels = arrays[split]
         _write_idx(source_dir / f"{images_stem}.gz", images)
         _write_idx(source_dir / f"{labels_stem}.gz", labels)
-    assert datasets.prepare("fashion_mnist_local", str(data_dir), str(source_dir)) > 0
+    assert builders.prepare("fashion_mnist_local", str(data_dir), str(source_dir)) > 0
 
     def make_config(batch_size=10, **data):
         config = ml_collections.ConfigDict()
@@ -84,7 +85,7 @@ def _row_of(images, image):
 def test_builder_round_trip_equals_source_arrays(fmnist):
     make_config, arrays = fmnist
     config = make_config()
-    assert datasets.prepare("fashion_mnist_local", config.data.data_dir) == 0  # Already built.
+    assert builders.prepare("fashion_mnist_local", config.data.data_dir) == 0  # Already built.
     for split, (images, labels) in arrays.items():
         source = tfds.data_source(
             "fashion_mnist_local", data_dir=config.data.data_dir, split=split, download=False
@@ -96,8 +97,8 @@ def test_builder_round_trip_equals_source_arrays(fmnist):
                 np.asarray(PIL.Image.open(io.BytesIO(record["image"]))), images[index]
             )
             assert record["label"] == labels[index]
-    info = input_pipeline.get_dataset_info(config)
-    assert info == input_pipeline.DatasetInfo(NUM_TRAIN, NUM_TEST, 10, 1)
+    info = pipeline_lib.get_dataset_info(config)
+    assert info == pipeline_lib.DatasetInfo(NUM_TRAIN, NUM_TEST, 10, 1)
 
 
 def test_read_idx_rejects_bad_magic_and_truncation(tmp_path):
@@ -116,7 +117,7 @@ def test_missing_fashion_mnist_directory_says_how_to_install(tmp_path):
     config.data.data_dir = str(tmp_path / "tfds")
     config.data.manual_dir = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        input_pipeline.get_dataset_info(config)
+        pipeline_lib.get_dataset_info(config)
 
 
 # ----------------------------------------------------------------------------
@@ -126,7 +127,7 @@ def test_missing_fashion_mnist_directory_says_how_to_install(tmp_path):
 def test_eval_values_padding_and_channels(fmnist):
     make_config, arrays = fmnist
     images, labels = arrays["test"]
-    iterable, num_batches = input_pipeline.create_eval_iterator(
+    iterable, num_batches = pipeline_lib.create_eval_iterator(
         make_config(batch_size=8), image_size=28, process_index=0, process_count=1
     )
     batches = list(iterable)
@@ -140,7 +141,7 @@ def test_eval_values_padding_and_channels(fmnist):
     assert not np.concatenate([b["skipped"] for b in batches]).any()
     assert list(iterable)[2]["label"].tolist() == batches[2]["label"].tolist()  # Re-iterable.
 
-    rgb, _ = input_pipeline.create_eval_iterator(
+    rgb, _ = pipeline_lib.create_eval_iterator(
         make_config(batch_size=8, channels=3), image_size=28, process_count=1, process_index=0
     )
     first = next(iter(rgb))["image"]
@@ -154,7 +155,7 @@ def test_eval_counts_every_example_once(fmnist, process_count):
     images, labels = arrays["test"]
     seen, lengths = [], set()
     for process_index in range(process_count):
-        iterable, num_batches = input_pipeline.create_eval_iterator(
+        iterable, num_batches = pipeline_lib.create_eval_iterator(
             make_config(batch_size=6),
             image_size=28,
             process_index=process_index,
@@ -180,7 +181,7 @@ def test_eval_counts_every_example_once(fmnist, process_count):
 def test_train_epoch_visits_each_record_once_and_reshuffles(fmnist):
     make_config, arrays = fmnist
     images, labels = arrays["train"]
-    iterator = input_pipeline.create_train_iterator(
+    iterator = pipeline_lib.create_train_iterator(
         make_config(batch_size=10), image_size=28, seed=3, process_index=0, process_count=1
     )
     epochs = []
@@ -199,7 +200,7 @@ def test_train_is_deterministic_and_resumes_at_step(fmnist):
     config = make_config(batch_size=8, crop="inception", flip=True, prefetch=2)
 
     def run(seed, start_step=0, count=4):
-        it = input_pipeline.create_train_iterator(
+        it = pipeline_lib.create_train_iterator(
             config,
             image_size=20,
             seed=seed,
@@ -225,11 +226,11 @@ def test_process_shards_union_to_the_global_batch(fmnist, process_count):
     config = make_config(batch_size=6, crop="inception", flip=True)
     kwargs = dict(image_size=24, seed=5, start_step=2)
     (global_batch,) = _batches(
-        input_pipeline.create_train_iterator(config, process_index=0, process_count=1, **kwargs), 1
+        pipeline_lib.create_train_iterator(config, process_index=0, process_count=1, **kwargs), 1
     )
     for process_index in range(process_count):
         (local,) = _batches(
-            input_pipeline.create_train_iterator(
+            pipeline_lib.create_train_iterator(
                 config, process_index=process_index, process_count=process_count, **kwargs
             ),
             1,
@@ -245,9 +246,9 @@ def test_worker_processes_give_the_same_batches(fmnist):
     make_config, _ = fmnist
     kwargs = dict(image_size=28, seed=2, start_step=1, process_index=0, process_count=1)
     config = make_config(batch_size=10, crop="inception", flip=True)
-    in_process = _batches(input_pipeline.create_train_iterator(config, **kwargs), 3)
+    in_process = _batches(pipeline_lib.create_train_iterator(config, **kwargs), 3)
     config.data.num_workers = 1
-    iterator = input_pipeline.create_train_iterator(config, **kwargs)
+    iterator = pipeline_lib.create_train_iterator(config, **kwargs)
     with_worker = _batches(iterator, 3)
     iterator.close()
     for a, b in zip(in_process, with_worker):
@@ -262,7 +263,7 @@ def test_crop_box_respects_area_and_aspect_ranges():
     rng = np.random.default_rng(0)
     areas, ratios = [], []
     for _ in range(2000):
-        top, left, h, w = input_pipeline.sample_crop_box(rng, 120, 90, min_area=0.2)
+        top, left, h, w = pipeline_lib.sample_crop_box(rng, 120, 90, min_area=0.2)
         assert 0 <= top and top + h <= 120 and 0 <= left and left + w <= 90
         areas.append(h * w / (120 * 90))
         ratios.append(w / h)
@@ -273,15 +274,15 @@ def test_crop_box_respects_area_and_aspect_ranges():
     # distribution is not exactly uniform).
     assert set(np.floor((np.array(areas) - 0.2) / 0.08).astype(int).clip(0, 9)) == set(range(10))
     # A 10 x 200 strip cannot hold a 0.9-area box with ratio <= 4/3: central fallback.
-    assert input_pipeline.sample_crop_box(rng, 10, 200, min_area=0.9) == (0, 93, 10, 13)
-    assert input_pipeline.sample_crop_box(rng, 200, 10, min_area=0.9) == (93, 0, 13, 10)
+    assert pipeline_lib.sample_crop_box(rng, 10, 200, min_area=0.9) == (0, 93, 10, 13)
+    assert pipeline_lib.sample_crop_box(rng, 200, 10, min_area=0.9) == (93, 0, 13, 10)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_train_preprocess_matches_pil_crop_resize_flip(seed):
     pixels = np.random.default_rng(seed).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     image = PIL.Image.fromarray(pixels)
-    out = input_pipeline.train_preprocess(
+    out = pipeline_lib.train_preprocess(
         image,
         np.random.default_rng(seed),
         image_size=(30, 20),
@@ -291,7 +292,7 @@ def test_train_preprocess_matches_pil_crop_resize_flip(seed):
         eval_crop_fraction=1.0,
     )
     rng = np.random.default_rng(seed)
-    top, left, h, w = input_pipeline.sample_crop_box(rng, 37, 53, 0.08)
+    top, left, h, w = pipeline_lib.sample_crop_box(rng, 37, 53, 0.08)
     expected = np.asarray(image.crop((left, top, left + w, top + h)).resize((20, 30), BILINEAR))
     if rng.random() < 0.5:
         expected = expected[:, ::-1]
@@ -302,12 +303,12 @@ def test_train_preprocess_matches_pil_crop_resize_flip(seed):
 def test_eval_preprocess_resizes_shorter_side_then_center_crops():
     pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     image = PIL.Image.fromarray(pixels)
-    out = input_pipeline.eval_preprocess(image, (16, 16), 0.875)
+    out = pipeline_lib.eval_preprocess(image, (16, 16), 0.875)
     # Shorter side 30 -> round(16 / 0.875) = 18, longer 40 -> 24; center 16 x 16.
     expected = np.asarray(image.resize((24, 18), BILINEAR))[1:17, 4:20]
     np.testing.assert_array_equal(out, expected)
     # Upsampling to a resizer input larger than the image: 30 -> 64.
-    out = input_pipeline.eval_preprocess(image, (64, 64), 1.0)
+    out = pipeline_lib.eval_preprocess(image, (64, 64), 1.0)
     np.testing.assert_array_equal(out, np.asarray(image.resize((85, 64), BILINEAR))[:, 10:74])
 
 
@@ -356,9 +357,9 @@ def mock_imagenet():
 
 def test_mock_imagenet_eval_matches_pil_and_masks_corrupt(mock_imagenet):
     config, records = mock_imagenet
-    info = input_pipeline.get_dataset_info(config)
-    assert info == input_pipeline.DatasetInfo(12, 7, 1000, 3)
-    iterable, num_batches = input_pipeline.create_eval_iterator(
+    info = pipeline_lib.get_dataset_info(config)
+    assert info == pipeline_lib.DatasetInfo(12, 7, 1000, 3)
+    iterable, num_batches = pipeline_lib.create_eval_iterator(
         config, image_size=24, process_index=0, process_count=1
     )
     batches = list(iterable)
@@ -384,11 +385,11 @@ def test_mock_imagenet_train_substitutes_next_decodable_record(mock_imagenet):
     config.data.crop = "none"
     config.data.flip = False
     config.data.eval_crop_fraction = 1.0
-    iterator = input_pipeline.create_train_iterator(
+    iterator = pipeline_lib.create_train_iterator(
         config, image_size=16, seed=0, process_index=0, process_count=1
     )
     references = [
-        input_pipeline.eval_preprocess(
+        pipeline_lib.eval_preprocess(
             PIL.Image.open(io.BytesIO(records["train"][i]["image"])).convert("RGB"), (16, 16), 1.0
         )
         for i in (0, 1, 2, 5, 6, 7, 8, 9, 10, 11)
@@ -412,7 +413,7 @@ def test_unprepared_imagenet_says_how_to_prepare(tmp_path):
     config = ml_collections.ConfigDict({"batch_size": 4, "data": {"name": "imagenet2012"}})
     config.data.data_dir = str(tmp_path)
     with pytest.raises(FileNotFoundError) as error:
-        input_pipeline.create_train_iterator(config, image_size=224, seed=0)
+        pipeline_lib.create_train_iterator(config, image_size=224, seed=0)
     message = str(error.value)
     assert "tfds build imagenet2012" in message and "--file_format=array_record" in message
     assert os.path.join(str(tmp_path), "downloads", "manual") in message
@@ -433,7 +434,7 @@ def test_unprepared_imagenet_says_how_to_prepare(tmp_path):
 def test_bad_config_values_raise_one_sentence(fmnist, overrides, batch_size, match):
     make_config, _ = fmnist
     with pytest.raises(ValueError, match=match):
-        input_pipeline.create_train_iterator(
+        pipeline_lib.create_train_iterator(
             make_config(batch_size=batch_size, **overrides),
             image_size=28,
             seed=0,

@@ -8,9 +8,11 @@ import pytest
 import scipy.stats
 from test_train import load_config
 
-from learned_resize import checkpoints, config_lib, iqa, parallel, train
+from learned_resize import iqa, train
 from learned_resize import steps as steps_lib
-from learned_resize.datasets import ava, ava_standin
+from learned_resize.config import stages as stages_lib
+from learned_resize.data.builders import ava, ava_standin
+from learned_resize.runtime import checkpoints, mesh
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def test_iqa_train_and_eval_match_the_files(standin, tmp_path):
 def test_ava_config_follows_the_papers_protocol():
     """configs/ava.py: bilinear and bicubic baselines; `learned` starts from `bilinear`."""
     config = load_config("ava_mobilenet_v2")  # a link to configs/ava.py
-    stages = {n: c for n, _, c in config_lib.stage_configs(config, "/w", ["init_from.path"])}
+    stages = {n: c for n, _, c in stages_lib.stage_configs(config, "/w", ["init_from.path"])}
     assert {n: c.resizer.kind for n, c in stages.items()} == {
         "bilinear": "bilinear",
         "bicubic": "bicubic",
@@ -92,7 +94,7 @@ def test_learned_stage_takes_backbone_and_score_head_from_the_bilinear_stage(sta
     learned = iqa_config(standin)
     learned.init_from.path = str(tmp_path / "bilinear")
     learned.init_from.parts = ("classifier", "score_head")
-    steps = steps_lib.Steps(learned, parallel.create_mesh(), steps_per_epoch=2, num_steps=2)
+    steps = steps_lib.Steps(learned, mesh.create_mesh(), steps_per_epoch=2, num_steps=2)
     manager = checkpoints.create_manager(str(tmp_path / "learned"), learned)
     state, _, start = train.initialise(steps, manager, learned)
     fresh, _ = steps.init(jax.random.key(learned.seed + 1))

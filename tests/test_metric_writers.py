@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 from tensorboardX.proto import event_pb2, plugin_hparams_pb2
 
-from learned_resize import metric_writers
+from learned_resize.runtime import metric_writers
 
 
 def read_events(logdir: str) -> list:

@@ -16,8 +16,11 @@ import pytest
 from jax.sharding import AxisType
 
 from configs import imagenet
-from learned_resize import checkpoints, config_lib, cpu_conv, parallel
 from learned_resize import steps as steps_lib
+from learned_resize.config import validation
+from learned_resize.models.cpu import narrow_conv
+from learned_resize.runtime import checkpoints
+from learned_resize.runtime import mesh as mesh_lib
 
 BATCH = 32
 # XLA:CPU's backend optimisation level 0: about half the compile time of a program that
@@ -35,7 +38,7 @@ def _config(dtype):
     config.batch_size = BATCH
     config.optim.reference_batch_size = BATCH
     config.optim.warmup_epochs = 0.0
-    config_lib.validate_config(config)
+    validation.validate_config(config)
     return config
 
 
@@ -101,14 +104,14 @@ def steps():
     """
     # One device: this test is about numerics, and a 1-device program compiles faster.
     mesh = jax.make_mesh(
-        (1,), (parallel.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
+        (1,), (mesh_lib.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
     )
     out = {}
     for dtype in ("float32", "bfloat16"):
         trainer = steps_lib.Steps(_config(dtype), mesh, steps_per_epoch=10, num_steps=10)
         key = jax.random.key(0)
         state, rest = trainer.init.lower(key).compile(compiler_options=FAST_COMPILE)(key)
-        batch = parallel.global_batch(_batch(), mesh)
+        batch = mesh_lib.global_batch(_batch(), mesh)
         convs = _product_operand_dtypes(trainer, state, batch, rest)
         before = jax.device_get(state)
         step = trainer.train_step.lower(state, batch, rest).compile(compiler_options=FAST_COMPILE)
@@ -209,12 +212,12 @@ def _lowered_products(formulation) -> list:
     """(op, lhs type, rhs type, result shape, result type) of every convolution and matrix
     product of the lowered bf16 train step, with the resizer's out_conv in `formulation`."""
     mesh = jax.make_mesh(
-        (1,), (parallel.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
+        (1,), (mesh_lib.DATA_AXIS,), devices=jax.devices()[:1], axis_types=(AxisType.Auto,)
     )
-    with cpu_conv.use_formulation(formulation):
+    with narrow_conv.use_formulation(formulation):
         trainer = steps_lib.Steps(_config("bfloat16"), mesh, steps_per_epoch=10, num_steps=10)
         state, rest = jax.eval_shape(trainer.init, jax.random.key(0))
-        batch = parallel.global_batch(_batch(), mesh)
+        batch = mesh_lib.global_batch(_batch(), mesh)
         text = trainer.train_step.lower(state, batch, rest).as_text()
     products = []
     for match in _PRODUCT_LINE.finditer(text):
@@ -225,7 +228,7 @@ def _lowered_products(formulation) -> list:
 
 
 def test_bf16_out_conv_products_accumulate_in_float32():
-    """The resizer's out_conv as CPU tap matmuls (cpu_conv.same_conv_by_taps and its
+    """The resizer's out_conv as CPU tap matmuls (narrow_conv.same_conv_by_taps and its
     gradients) asks for float32 results of its bf16 products (`preferred_element_type`): a
     bf16 running sum of its 7*7*16 products per output put the step outside the bounds
     above. Read from the lowered program: exactly those three matmuls (forward, input

@@ -22,7 +22,9 @@ import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag type)
 
 from configs import tiny
-from learned_resize import checkpoints, datasets, errors, train
+from learned_resize import train
+from learned_resize.data import builders
+from learned_resize.runtime import checkpoints, errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(REPO, "launch", "local_multiprocess.py")
@@ -50,7 +52,7 @@ launcher = _load_launcher()
 def data(small_fmnist):
     """(manual dir, data dir) with the TFDS dataset prepared once, before processes share it."""
     source, data_dir, _ = small_fmnist
-    datasets.prepare("fashion_mnist_local", data_dir, source)
+    builders.prepare("fashion_mnist_local", data_dir, source)
     return source, data_dir
 
 
@@ -358,7 +360,7 @@ def test_pod_dry_run_prints_every_gcloud_command(tmp_path):
     install, check, run, logs, stop = (x[-1].removeprefix("--command=") for x in ssh)
     assert "PYTHON=~/lr-venv/bin/python bash launch/install.sh" in install
     assert '"jax[tpu]==$(~/lr-venv/bin/python -c ' in install
-    assert "python -m learned_resize.doctor --distributed=on" in check
+    assert "python -m learned_resize.tools.doctor --distributed=on" in check
     assert (
         "~/lr-venv/bin/python -m learned_resize.main --config=configs/imagenet_resnet50.py "
         "--workdir=gs://bucket/r50 --distributed=on > ~/learned_resize_run.log" in run

@@ -322,7 +322,7 @@ def test_export_cli_never_writes_over_the_checkpoint_or_old_files(tmp_path):
         (["--checkpoint=run", "--out=new.jaxexport"], "new.json exists; pass --overwrite"),
     ]
     before = _snapshot(d)
-    results = _run_cli("learned_resize.export", [argv for argv, _ in cases], d, tmp_path)
+    results = _run_cli("learned_resize.tools.export", [argv for argv, _ in cases], d, tmp_path)
     for (argv, words), result in zip(cases, results):
         _assert_refused(result, words, argv)
     assert _snapshot(d) == before
@@ -345,7 +345,10 @@ def test_resize_cli_never_writes_over_inputs_or_old_files(tmp_path):
     ]
     before = _snapshot(d)
     results = _run_cli(
-        "learned_resize.resize", [["--checkpoint=run", *argv] for argv, _ in cases], d, tmp_path
+        "learned_resize.tools.apply_resizer",
+        [["--checkpoint=run", *argv] for argv, _ in cases],
+        d,
+        tmp_path,
     )
     for (argv, words), result in zip(cases, results):
         _assert_refused(result, words, argv)

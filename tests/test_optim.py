@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 
 from configs import imagenet
-from learned_resize import cli, config_lib, optim
+from learned_resize import optim
+from learned_resize.config import defaults
+from learned_resize.config import stages as stages_lib
+from learned_resize.runtime import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(**optim_values):
-    c = config_lib.base_config()
+    c = defaults.base_config()
     c.batch_size = 512
     c.num_train_steps = 1000
     for key, value in optim_values.items():
@@ -93,7 +96,7 @@ def test_weight_decay_applies_to_kernels_only():
 
 
 def test_total_steps_from_epochs():
-    c = config_lib.base_config()
+    c = defaults.base_config()
     c.batch_size, c.num_epochs, c.num_train_steps = 256, 2.5, -1
     assert optim.total_steps(c, num_train_examples=1000) == math.ceil(2.5 * 1000 / 256)
     c.num_train_steps = 7
@@ -103,7 +106,7 @@ def test_total_steps_from_epochs():
 def test_recipe_values_are_the_papers_or_listed_departures():
     """docs/PAPERS.md part A; departures are in the README's "Departures from the paper"."""
     c = imagenet.get_config("resnet50")
-    stages = dict((n, s) for n, _, s in config_lib.stage_configs(c, "/w"))
+    stages = dict((n, s) for n, _, s in stages_lib.stage_configs(c, "/w"))
     base, learned = stages["baseline"], stages["learned"]
     # The paper's figures.
     assert base.optim.momentum == 0.9 and base.optim.label_smoothing == 0.1

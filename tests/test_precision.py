@@ -10,7 +10,7 @@ import types
 import jax
 import pytest
 
-from learned_resize import precision
+from learned_resize.runtime import precision
 
 
 def device(platform, kind, capability=None):

@@ -1,4 +1,4 @@
-"""config_lib's checks: every shipped config passes them, the edge values they allow, and
+"""The config checks: every shipped config passes them, the edge values they allow, and
 where init_from may point (an earlier stage of the same command, a resumed run)."""
 
 import glob
@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-from learned_resize import cli, config_lib, errors
+from learned_resize.config import stages as stages_lib
+from learned_resize.config import validation
+from learned_resize.runtime import checkpoints, cli, errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
@@ -25,10 +27,10 @@ def _tiny(variant=""):
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
 def test_every_shipped_config_passes(path):
     config = cli.load_config(path)
-    stages = config_lib.stage_configs(config, "/w")
+    stages = stages_lib.stage_configs(config, "/w")
     assert stages
     for _, _, stage_config in stages:
-        config_lib.validate_config(stage_config)
+        validation.validate_config(stage_config)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +51,7 @@ def test_edge_values_are_accepted(key, value):
     config = _tiny()
     group, _, name = key.rpartition(".")
     (config[group] if group else config)[name] = value
-    config_lib.validate_config(config)
+    validation.validate_config(config)
 
 
 def test_a_bool_is_not_a_number():
@@ -57,31 +59,31 @@ def test_a_bool_is_not_a_number():
     with config.unlocked():
         config.optim.momentum = True
     with pytest.raises(errors.UserError, match=r"config.optim.momentum must be a finite"):
-        config_lib.validate_config(config)
+        validation.validate_config(config)
 
 
 def test_a_later_stage_may_start_from_an_earlier_one_of_the_same_command(tmp_path):
-    (baseline_name, baseline_dir, baseline), (_, learned_dir, learned) = config_lib.stage_configs(
+    (baseline_name, baseline_dir, baseline), (_, learned_dir, learned) = stages_lib.stage_configs(
         _tiny("staged"), str(tmp_path / "exp")
     )
     assert baseline_name == "baseline" and learned.init_from.path == baseline_dir
     with pytest.raises(errors.UserError, match=r"config.init_from.path=.*baseline does not exist"):
-        config_lib.check_init_sources(learned, learned_dir)  # baseline is not part of this run
-    config_lib.plan_run(baseline_dir, baseline)
-    config_lib.check_init_sources(learned, learned_dir)  # it is now
+        checkpoints.check_init_sources(learned, learned_dir)  # baseline is not part of this run
+    checkpoints.plan_run(baseline_dir, baseline)
+    checkpoints.check_init_sources(learned, learned_dir)  # it is now
     with learned.unlocked():
         learned.init_from.parts = ("classifier", "resizer")  # the baseline's is bilinear
     with pytest.raises(errors.UserError, match=r"has no learned resizer \(its resizer is 'bil"):
-        config_lib.check_init_sources(learned, learned_dir)
+        checkpoints.check_init_sources(learned, learned_dir)
 
 
 def test_a_resumed_run_does_not_read_init_from(tmp_path):
     config = _tiny()
     config.init_from.path = str(tmp_path / "deleted_since")
     with pytest.raises(errors.UserError, match=r"deleted_since does not exist; give the workdir"):
-        config_lib.check_init_sources(config, tmp_path / "run")
+        checkpoints.check_init_sources(config, tmp_path / "run")
     (tmp_path / "run" / "checkpoints" / "4").mkdir(parents=True)
-    config_lib.check_init_sources(config, tmp_path / "run")  # resumes from its own step 4
+    checkpoints.check_init_sources(config, tmp_path / "run")  # resumes from its own step 4
 
 
 def test_a_source_of_this_model_is_accepted(tmp_path):
@@ -101,7 +103,7 @@ def test_a_source_of_this_model_is_accepted(tmp_path):
     (step / "meta" / "metadata").write_text(json.dumps(meta))
     config.init_from.path = str(tmp_path / "source")
     config.init_from.parts = ("classifier", "resizer")
-    config_lib.check_init_sources(config, tmp_path / "run")
+    checkpoints.check_init_sources(config, tmp_path / "run")
     config.resizer.num_filters = 8
     with pytest.raises(errors.UserError, match=r"resizer_filters=4 \(this config: 8\)"):
-        config_lib.check_init_sources(config, tmp_path / "run")
+        checkpoints.check_init_sources(config, tmp_path / "run")

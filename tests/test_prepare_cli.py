@@ -1,4 +1,4 @@
-"""`python -m learned_resize.datasets.prepare`: a mistake is one `error:` line, exit status 1."""
+"""`python -m learned_resize.data.prepare`: a mistake is one `error:` line, exit status 1."""
 
 import os
 import subprocess
@@ -11,7 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _prepare(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "learned_resize.datasets.prepare", *args]
+    cmd = [sys.executable, "-m", "learned_resize.data.prepare", *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

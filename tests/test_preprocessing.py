@@ -7,7 +7,7 @@ import PIL.Image
 import pytest
 import skimage.data
 
-from learned_resize import data_sources, preprocessing
+from learned_resize.data import preprocessing, sources
 
 BILINEAR = PIL.Image.Resampling.BILINEAR
 BICUBIC = PIL.Image.Resampling.BICUBIC
@@ -122,4 +122,4 @@ def test_corrupt_bytes_decode_to_none(astronaut):
     ],
 )
 def test_auto_num_workers(num_workers, cpu_count, backend, expected):
-    assert data_sources.resolve_num_workers(num_workers, cpu_count, backend) == expected
+    assert sources.resolve_num_workers(num_workers, cpu_count, backend) == expected

@@ -1,4 +1,4 @@
-"""Tests for learned_resize.resampling against PIL, scipy, numpy and hand-written references."""
+"""models/resampling.py against PIL, scipy, numpy and hand-written references."""
 
 import inspect
 import math
@@ -12,7 +12,8 @@ import scipy.ndimage
 from flax import nnx
 from PIL import Image
 
-from learned_resize import config_lib, resampling, resizers
+from learned_resize.config import defaults as defaults_lib
+from learned_resize.models import resampling, resizers
 
 # Float32 resampling vs float64 references: errors are accumulation roundoff (~1e-6).
 _F32_TOL = 1e-5
@@ -236,7 +237,7 @@ def test_imagenet_sizes_equal_float64_definition(method, antialias):
 
 def test_one_antialias_default_everywhere_the_configs_one():
     """Library defaults build the same skip path as the experiments (and the README example)."""
-    want = config_lib.base_config().resizer.antialias
+    want = defaults_lib.base_config().resizer.antialias
     assert want is False and resampling.ANTIALIAS is want
     for fn in (resampling.resize, resizers.FixedResizer.__init__, resizers.LearnedResizer.__init__):
         assert inspect.signature(fn).parameters["antialias"].default is want, fn

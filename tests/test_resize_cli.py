@@ -1,4 +1,4 @@
-"""python -m learned_resize.resize: [fixed | learned] PNGs for a folder of images."""
+"""python -m learned_resize.tools.apply_resizer: [fixed | learned] PNGs for a folder of images."""
 
 import os
 import subprocess
@@ -10,9 +10,11 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from learned_resize import eval_modes, export, train
-from learned_resize import resize as resize_cli
+from learned_resize import train
+from learned_resize.tools import apply_resizer as resize_cli
+from learned_resize.tools import eval_modes, export
 
+_MODULE = "learned_resize.tools.apply_resizer"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from test_train import tiny_config  # noqa: E402
@@ -91,7 +93,7 @@ def test_cli_errors_are_one_line_and_overwrite_nothing(trained, tmp_path):
     inputs = {n: (tmp_path / "in" / n).read_bytes() for n in os.listdir(tmp_path / "in")}
     for args, words in cases:
         run = subprocess.run(
-            [sys.executable, "-m", "learned_resize.resize", f"--checkpoint={workdir}", *args],
+            [sys.executable, "-m", _MODULE, f"--checkpoint={workdir}", *args],
             capture_output=True, text=True, cwd=REPO,
         )  # fmt: skip
         assert run.returncode == 1, run.stderr

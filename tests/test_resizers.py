@@ -1,4 +1,4 @@
-"""Tests for learned_resize.resizers (and cpu_conv) against hand-written references."""
+"""Tests for learned_resize.models.resizers (and cpu_conv) against hand-written references."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from learned_resize import cpu_conv, resizers
+from learned_resize.models import resizers
+from learned_resize.models.cpu import narrow_conv
 
 
 def _images(shape, seed=0):
@@ -238,12 +239,12 @@ def test_same_conv_and_both_backward_passes_equal_lax_conv(kernel_shape):
     )  # fmt: skip
     want = jax.jit(lambda x, k, g: (lax_conv(x, k), jax.vjp(lax_conv, x, k)[1](g)))(x, kernel, g)
     got = jax.jit(lambda x, k, g: (
-        jax.vjp(cpu_conv.same_conv, x, k)[0],  # what this process runs
-        jax.vjp(cpu_conv.same_conv, x, k)[1](g),
-        cpu_conv.same_conv_by_taps(x, k),  # the CPU formulation (under tcmalloc)
-        cpu_conv.same_conv_grads_by_taps(x, k, g),
-        cpu_conv.conv_nhwc(x, k),  # the other platforms' (and glibc's)
-        cpu_conv.same_conv_grads_xla(x, k, g),
+        jax.vjp(narrow_conv.same_conv, x, k)[0],  # what this process runs
+        jax.vjp(narrow_conv.same_conv, x, k)[1](g),
+        narrow_conv.same_conv_by_taps(x, k),  # the CPU formulation (under tcmalloc)
+        narrow_conv.same_conv_grads_by_taps(x, k, g),
+        narrow_conv.conv_nhwc(x, k),  # the other platforms' (and glibc's)
+        narrow_conv.same_conv_grads_xla(x, k, g),
     ))(x, kernel, g)  # fmt: skip
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((*want,) * 3), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from learned_resize import config_lib
+from learned_resize.config import stages as stages_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(REPO, "launch", "sweep.py")
@@ -78,7 +78,7 @@ def test_stage_sweep_commands_are_accepted_by_the_imagenet_config(tmp_path):
     assert f"--workdir={tmp_path}/sweep/n32_r3_in368" in args and "--stages=learned" in args
     overrides = [a for a in args if a.startswith("--config.")]
     config = _parse_config(os.path.join(REPO, "configs/imagenet_resnet50.py"), overrides)
-    stages = {name: (w, c) for name, w, c in config_lib.stage_configs(config, "/w")}
+    stages = {name: (w, c) for name, w, c in stages_lib.stage_configs(config, "/w")}
     learned = stages["learned"][1]
     assert learned.resizer.kind == "learned"
     assert (learned.resizer.num_filters, learned.resizer.num_res_blocks) == (32, 3)

@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401  (registers the config flag type)
 
-from learned_resize import checkpoints, config_lib, errors, parallel, train
 from learned_resize import steps as steps_lib
+from learned_resize import train
+from learned_resize.config import stages as stages_lib
+from learned_resize.runtime import checkpoints, errors
+from learned_resize.runtime import mesh as mesh_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,7 +65,7 @@ def main_args(small_fmnist, workdir, *extra):
 def test_sharded_step_equals_single_device_step(small_fmnist):
     """8-way data parallelism (BN over the global batch) gives the unsharded step's result."""
     config = tiny_config(small_fmnist)
-    mesh = parallel.create_mesh()
+    mesh = mesh_lib.create_mesh()
     assert mesh.size == 8
     trainer = steps_lib.Steps(config, mesh, steps_per_epoch=6, num_steps=6)
     state, rest = trainer.init(jax.random.key(0))
@@ -73,8 +76,8 @@ def test_sharded_step_equals_single_device_step(small_fmnist):
         "skipped": np.zeros(16, np.int32),
     }
     host_state = jax.device_get(state)
-    sharded_batch = parallel.global_batch(local, mesh)
-    assert sharded_batch["image"].sharding.spec[0] == parallel.DATA_AXIS
+    sharded_batch = mesh_lib.global_batch(local, mesh)
+    assert sharded_batch["image"].sharding.spec[0] == mesh_lib.DATA_AXIS
     new_state, metrics = trainer.train_step(state, sharded_batch, rest)
 
     one = jax.devices()[0]
@@ -99,7 +102,7 @@ def test_sharded_step_equals_single_device_step(small_fmnist):
 
 def test_loss_is_label_smoothed_cross_entropy(small_fmnist):
     config = tiny_config(small_fmnist)
-    trainer = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=6, num_steps=6)
+    trainer = steps_lib.Steps(config, mesh_lib.create_mesh(), steps_per_epoch=6, num_steps=6)
     logits = jnp.array([[2.0, 0.5, -1.0] + [0.0] * 7])
     loss = trainer.task.loss(logits, {"label": jnp.array([1])})
     p = np.exp(np.asarray(logits[0], np.float64))
@@ -138,7 +141,7 @@ def test_stage2_initialises_classifier_from_stage1(small_fmnist, tmp_path):
     )
 
     stage2 = tiny_config(small_fmnist, **{"init_from.path": str(tmp_path / "s1")})
-    trainer = steps_lib.Steps(stage2, parallel.create_mesh(), steps_per_epoch=6, num_steps=6)
+    trainer = steps_lib.Steps(stage2, mesh_lib.create_mesh(), steps_per_epoch=6, num_steps=6)
     manager = checkpoints.create_manager(str(tmp_path / "s2"), stage2)
     state, _, start = train.initialise(trainer, manager, stage2)
     fresh, _ = trainer.init(jax.random.key(stage2.seed))
@@ -252,7 +255,7 @@ def test_missing_dataset_and_foreign_checkpoint(small_fmnist, tmp_path):
 
 def test_stage_configs_chain_workdirs():
     config = load_config("default")
-    stages = config_lib.stage_configs(config, "/w")
+    stages = stages_lib.stage_configs(config, "/w")
     by_name = {name: (workdir, c) for name, workdir, c in stages}
     assert [s[0] for s in stages][0] == "baseline"  # the parent runs first
     assert set(by_name) == {"baseline", "learned", "bilinear_ft"}
@@ -268,14 +271,14 @@ def test_stage_configs_chain_workdirs():
 def test_command_line_values_win_over_stage_overlays():
     """--config.num_epochs=1 applies to every stage; --config.stages.NAME.KEY to one."""
     config = load_config("default")
-    stages = config_lib.stage_configs(config, "/w", cli_keys=["num_epochs", "optim.momentum"])
+    stages = stages_lib.stage_configs(config, "/w", cli_keys=["num_epochs", "optim.momentum"])
     by_name = {name: c for name, _, c in stages}
     # The overlay's 3.0 would win without cli_keys; the base value (the command line's) stays.
     assert {c.num_epochs for c in by_name.values()} == {config.num_epochs}
     assert by_name["learned"].optim.learning_rate == 0.02  # not on the command line: overlay
     with config.unlocked():
         config.stages.learned.num_epochs = 0.5  # what --config.stages.learned.num_epochs does
-    stages = config_lib.stage_configs(config, "/w", cli_keys=["stages.learned.num_epochs"])
+    stages = stages_lib.stage_configs(config, "/w", cli_keys=["stages.learned.num_epochs"])
     assert {n: c.num_epochs for n, _, c in stages}["learned"] == 0.5
 
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from test_train import tiny_config
 
-from learned_resize import checkpoints, parallel, train
 from learned_resize import steps as steps_lib
+from learned_resize import train
+from learned_resize.runtime import checkpoints, mesh
 
 
 def _tiny(small_fmnist, **overrides):
@@ -36,7 +37,7 @@ def _equal(a, b) -> bool:
 
 
 def _initial_state(config, workdir):
-    trainer = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=6, num_steps=6)
+    trainer = steps_lib.Steps(config, mesh.create_mesh(), steps_per_epoch=6, num_steps=6)
     manager = checkpoints.create_manager(workdir, config)
     state, _, start = train.initialise(trainer, manager, config)
     assert start == 0
@@ -119,7 +120,7 @@ def test_parts_load_on_another_topology(small_fmnist, two_runs, tmp_path):
     np.savez(expected, **_flat({"params": runs["a"]["params"]}))
     script = (
         "import sys, numpy as np, jax\n"
-        "from learned_resize import checkpoints, train\n"
+        "from learned_resize import train\nfrom learned_resize.runtime import checkpoints\n"
         "assert jax.device_count() == 1\n"
         f"meta = {checkpoints.model_meta(_tiny(small_fmnist, **{'resizer.kind': 'learned'}))!r}\n"
         f"parts = checkpoints.load_parts({str(root / 'a')!r}, ['classifier', 'resizer'], meta)\n"

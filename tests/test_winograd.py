@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from learned_resize.retarget import api, operators, vgg, winograd
+from learned_resize.models.cpu import winograd
+from learned_resize.retarget import api, operators, vgg
 
 
 def _numpy_conv(x, kernel):

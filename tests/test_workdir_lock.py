@@ -18,7 +18,8 @@ import time
 import gcs_emulator
 import pytest
 
-from learned_resize import errors, workdir_lock
+from learned_resize import workdir_lock
+from learned_resize.runtime import errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 gcs = gcs_emulator.fixture(scope="module")

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.conv_forms import Conv
+from learned_resize.models.cpu.conv_forms import Conv
 from learned_resize.models.layers import batch_norm, check_input, classifier, conv
 
 # Trainable parameters of slim's inception_v2 with a 1000-way head (see above).

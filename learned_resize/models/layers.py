@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from learned_resize.models.conv_forms import Conv
+from learned_resize.models.cpu.conv_forms import Conv
 
 
 def conv(

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from learned_resize import models, precision, resizers
+from learned_resize import models
+from learned_resize.models import resizers
 from learned_resize.models import score_head as score_head_lib
+from learned_resize.runtime import precision
 
 
 class ResizedClassifier(nnx.Module):

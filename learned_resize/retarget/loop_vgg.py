@@ -20,8 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from learned_resize.models import cpu
+from learned_resize.models.cpu import winograd
 from learned_resize.retarget import vgg as vgg_lib
-from learned_resize.retarget import winograd
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 

@@ -33,7 +33,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from learned_resize import executables
+from learned_resize.runtime import executables
 
 # Energy added inside the importance mask. The gradient energy of an image in [0, 1]
 # is at most 2 per pixel, so a seam never crosses the mask while any other path exists.
@@ -351,7 +351,7 @@ def _seam_carve(image: jax.Array, mask: jax.Array | None, *, size: tuple[int, in
 
 
 # One program for plan and resampling, kept on disk: a fresh process loads it without
-# tracing (see learned_resize/executables.py; bench/seam_cold.py times the first call).
+# tracing (see learned_resize/runtime/executables.py; bench/seam_cold.py times the first call).
 _seam_carve_stored = executables.stored_jit(_seam_carve, static_argnames=("size",))
 
 

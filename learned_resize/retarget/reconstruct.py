@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from learned_resize import executables
 from learned_resize.retarget import loop_vgg
+from learned_resize.runtime import executables
 
 # Weight of the quadratic penalty on pixels outside [0, 1] (mean over elements).
 RANGE_WEIGHT = 10.0
@@ -231,7 +231,7 @@ def _chunk_runner(loss_fn: Callable, memory_size: int, max_linesearch_steps: int
         return z, _strong(state), it, evals, optax.tree.get(state, "value"), done
 
     # A loss that can name itself stably (api's VGG losses) gets its solver stored on
-    # disk: a fresh process then loads it without tracing (learned_resize/executables.py).
+    # disk: a fresh process then loads it without tracing (learned_resize/runtime/executables.py).
     name = getattr(loss_fn, "program_name", None)
     if name is None:
         return jax.jit(init), jax.jit(run)

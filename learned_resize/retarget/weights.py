@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from learned_resize import executables
 from learned_resize.retarget import torch_pickle
 from learned_resize.retarget import weight_readers as readers
+from learned_resize.runtime import executables
 
 FETCH_COMMAND = "python -m learned_resize.retarget.weights --fetch"
 

@@ -26,8 +26,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from learned_resize import errors
-from learned_resize import workdir as workdir_lib
+from learned_resize.runtime import errors
+from learned_resize.runtime import workdir as workdir_lib
 
 CHECKPOINT_DIR = "checkpoints"
 PARTS = ("classifier", "resizer", "score_head")
@@ -523,3 +523,85 @@ def merge_parts(state: dict, loaded: dict, where: str) -> dict:
                 ],
             )
     return state
+
+
+# Workdirs this process will train, in stage order (train.preflight records each), so that
+# a later stage's init_from may name an earlier stage's run before it has a checkpoint.
+_PLANNED_RUNS: dict[str, ml_collections.ConfigDict] = {}
+
+
+def _run_key(path) -> str:
+    return os.fspath(workdir_lib.as_path(path)).rstrip("/")
+
+
+def plan_run(workdir, config: ml_collections.ConfigDict) -> None:
+    """Records that this process trains `config` in `workdir` (see check_init_sources)."""
+    _PLANNED_RUNS[_run_key(workdir)] = config
+
+
+def _source_meta(key: str, path: str) -> dict:
+    """The model meta of the newest checkpoint under `path` (config.init_from.`key`)."""
+    if not workdir_lib.as_path(path).exists():
+        raise errors.UserError(
+            f"config.init_from.{key}={path} does not exist; give the workdir of a finished run "
+            "(or its checkpoints/ directory), or '' to start from scratch."
+        )
+    try:
+        directory, steps = checkpoint_steps(path)
+    except errors.UserError:
+        raise errors.UserError(
+            f"config.init_from.{key}={path} holds no finished checkpoint; train a run there "
+            "first or give the workdir of one that has a checkpoints/ directory."
+        ) from None
+    meta = workdir_lib.read_json(directory / str(steps[0]) / "meta" / "metadata")
+    if not isinstance(meta, dict):
+        raise errors.UserError(
+            f"config.init_from.{key}={path}: the newest checkpoint (step {steps[0]}) has no "
+            "readable meta/metadata; give the workdir of an intact run."
+        )
+    return meta
+
+
+def check_init_sources(config: ml_collections.ConfigDict, workdir) -> None:
+    """Refuses an init_from source that will not give the requested parts: a missing path, a
+    path without a finished checkpoint, or a checkpoint of another model. Reads only the
+    small meta files. Skipped when `workdir` resumes from its own checkpoints (init_from is
+    then not read); a source that is an earlier stage of this process is judged by that
+    stage's config."""
+    init = config.init_from
+    own = workdir_lib.as_path(workdir) / CHECKPOINT_DIR
+    if own.is_dir() and any(p.name.isdigit() for p in own.iterdir()):
+        return
+    sources = []
+    if init.path:
+        parts = [p for p in init.parts if p != "resizer" or not init.resizer_path]
+        sources.append(("path", init.path, parts))
+    if init.resizer_path:
+        sources.append(("resizer_path", init.resizer_path, ["resizer"]))
+    expected = model_meta(config)
+    for key, path, parts in sources:
+        planned = _PLANNED_RUNS.get(_run_key(path))
+        # An earlier stage of this process that has not saved yet (its folder may exist:
+        # a run killed early): judged by its config.
+        if planned is not None and not _step_dirs(workdir_lib.as_path(path) / CHECKPOINT_DIR):
+            found = model_meta(planned)
+        else:
+            found = _source_meta(key, path)
+        found = {"resizer_norm": "batch", **found}  # (checkpoints saved before the key)
+        if "resizer" in parts and found.get("resizer") != "learned":
+            raise errors.UserError(
+                f"config.init_from.{key}={path} has no learned resizer (its resizer is "
+                f"{found.get('resizer')!r}); give a run with config.resizer.kind='learned' or "
+                "drop 'resizer' from config.init_from.parts."
+            )
+        keys = ["channels"]
+        keys += ["model"] if "classifier" in parts else []
+        keys += ["task", "num_classes"] if "score_head" in parts else []
+        keys += ["resizer_filters", "resizer_blocks", "resizer_norm"] if "resizer" in parts else []
+        diffs = [f"{k}={found.get(k)!r} (this config: {expected[k]!r})" for k in keys]
+        diffs = [d for k, d in zip(keys, diffs) if found.get(k) != expected[k]]
+        if diffs:
+            raise errors.UserError(
+                f"config.init_from.{key}={path} is a checkpoint of another model "
+                f"({', '.join(diffs)}); give a run of this model or change the config to match."
+            )

@@ -1,7 +1,7 @@
 r"""Parameters and forward FLOPs per image of every backbone, with and without the resizer.
 
-    python -m learned_resize.flops
-    python -m learned_resize.flops --backbones=densenet121 --input_size=368 --output_size=224
+    python -m learned_resize.tools.flops
+    python -m learned_resize.tools.flops --backbones=densenet121 --input_size=368 --output_size=224
 
 For each backbone, the model the trainer builds (uint8 images -> normalise -> resizer ->
 classifier, eval mode, batch 1, the ImageNet configs' 1000 classes and bfloat16 compute)
@@ -49,8 +49,10 @@ import ml_collections
 from absl import app, flags
 from flax import nnx
 
-from learned_resize import cli, compiled_stats, flops_report, models, resizers
-from learned_resize.models import resized
+from learned_resize import models
+from learned_resize.models import resized, resizers
+from learned_resize.runtime import cli, compiled_stats
+from learned_resize.tools import cost_tables
 
 # The recipe's config file (the checkout's; the flops tool runs from a checkout).
 IMAGENET_CONFIG = os.path.join(
@@ -258,7 +260,7 @@ def _define_flags() -> dict:
         ),
         "mfu": flags.DEFINE_list(
             "mfu",
-            [str(m) for m in flops_report.MFU_RANGE],
+            [str(m) for m in cost_tables.MFU_RANGE],
             "Range of model FLOPs utilisation for the estimate.",
         ),
     }
@@ -293,8 +295,8 @@ def main(argv, flag):
         f"\nForward cost per image (eval mode, batch 1, bf16 compute, 1000 classes; XLA "
         f"cost analysis on {jax.devices()[0].platform}):\n"
     )
-    print(flops_report.cost_table(costs, alone, **sizes))
-    note = flops_report.paper_comparison(costs)
+    print(cost_tables.cost_table(costs, alone, **sizes))
+    note = cost_tables.paper_comparison(costs)
     if note:
         print("\n" + note)
     if flag["estimate"].value:
@@ -303,16 +305,16 @@ def main(argv, flag):
         mfu = sorted(float(m) for m in flag["mfu"].value)
         mfu = (mfu[0], mfu[-1])
         peaks = ", ".join(
-            f"{a.name} {a.chips} x {a.peak_tflops:g} TFLOP/s" for a in flops_report.ACCELERATORS
+            f"{a.name} {a.chips} x {a.peak_tflops:g} TFLOP/s" for a in cost_tables.ACCELERATORS
         )
         print(
             f"\nEstimated ImageNet training time: baseline {epochs[0]:g} epochs at "
             f"{sizes['output_size']}, learned {epochs[1]:g} epochs at {sizes['input_size']}"
-            f"->{sizes['output_size']}; {flops_report.TRAIN_FLOPS_PER_FORWARD:g} x XLA forward "
-            f"FLOPs per image, {flops_report.NUM_TRAIN_IMAGES:,} images per epoch, "
+            f"->{sizes['output_size']}; {cost_tables.TRAIN_FLOPS_PER_FORWARD:g} x XLA forward "
+            f"FLOPs per image, {cost_tables.NUM_TRAIN_IMAGES:,} images per epoch, "
             f"{mfu[1]:.0%}-{mfu[0]:.0%} of the bf16 peak ({peaks}):\n"
         )
-        print(flops_report.estimate_table(costs, *epochs, mfu_range=mfu))
+        print(cost_tables.estimate_table(costs, *epochs, mfu_range=mfu))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ as a few strided slices per axis instead of dense `[out, in]` matrices; see
 weights sum to one per output pixel (tested), which `resizers.LearnedResizer` relies
 on to normalise after its bottleneck resize instead of before it.
 
-`antialias` defaults to False everywhere: the experiments (config_lib.base_config)
+`antialias` defaults to False everywhere: the experiments (defaults_lib.base_config)
 use TF's default bilinear resize, which the paper's baselines use and which does not
 antialias, so the library's defaults build the same skip path as the configs.
 """

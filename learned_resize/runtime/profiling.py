@@ -15,7 +15,7 @@ import tempfile
 import jax
 from absl import logging
 
-from learned_resize import workdir as workdir_lib
+from learned_resize.runtime import workdir as workdir_lib
 
 
 class StepProfiler:

@@ -21,7 +21,7 @@ decodes: JPEG draft decoding is for the square crops).
 import numpy as np
 import PIL.Image
 
-from learned_resize import preprocessing
+from learned_resize.data import preprocessing
 
 MODES = ("square", "pad")
 # As the square pipeline: bilinear, antialiased when shrinking (PIL's behaviour).

@@ -3,7 +3,7 @@ r"""Prepares one of the project's own TFDS datasets ahead of training.
 Training prepares them on first use anyway; run this once before a multi-host
 job so that the hosts do not all build the same files at the same time:
 
-    python -m learned_resize.datasets.prepare --dataset=fashion_mnist_local \
+    python -m learned_resize.data.prepare --dataset=fashion_mnist_local \
         [--data_dir=~/tensorflow_datasets] [--manual_dir=/usr/share/datasets/fashion-mnist]
 
 Full Fashion-MNIST (70,000 PNG-encoded images) takes about a minute on 2 CPU cores.
@@ -17,10 +17,11 @@ import os
 
 from absl import app, flags
 
-from learned_resize import cli, datasets, errors
+from learned_resize.data import builders as builders_lib
+from learned_resize.runtime import cli, errors
 
 _DATASET = flags.DEFINE_enum(
-    "dataset", "fashion_mnist_local", sorted(datasets.LOCAL_BUILDERS), "Dataset to prepare."
+    "dataset", "fashion_mnist_local", sorted(builders_lib.LOCAL_BUILDERS), "Dataset to prepare."
 )
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFDS data dir; default $TFDS_DATA_DIR, else ~/tensorflow_datasets."
@@ -39,9 +40,9 @@ def _prepare(argv) -> None:
             f"--manual_dir={manual_dir} is not a directory; point it at {_DATASET.value}'s "
             "source files, or leave it out for the default location."
         )
-    data_dir = datasets.resolve_data_dir(_DATA_DIR.value)
+    data_dir = builders_lib.resolve_data_dir(_DATA_DIR.value)
     try:
-        seconds = datasets.prepare(_DATASET.value, data_dir, manual_dir)
+        seconds = builders_lib.prepare(_DATASET.value, data_dir, manual_dir)
     except FileNotFoundError as e:  # The builders' hints name the trainer's config key.
         raise errors.UserError(
             errors.brief(e).replace("config.data.manual_dir", "--manual_dir")

@@ -34,7 +34,7 @@ PIL (and `.convert('RGB')`: AVA has a few grayscale and CMYK JPEGs).
 
 Prepare it once (about 32 GB of JPEGs to read and decode-check):
 
-    python -c "from learned_resize.datasets import ava; ava.prepare_ava('/path/AVA', None)"
+    python -c "from learned_resize.data.builders import ava; ava.prepare_ava('/path/AVA', None)"
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 from absl import logging
 
-from learned_resize.datasets import source_file
+from learned_resize.data.builders import source_file
 
 NUM_BINS = 10
 ANNOTATIONS_FILE = "AVA.txt"

@@ -8,7 +8,7 @@ the same sums run at matmul speed; the price is a tensor of k*k*c_out/c_in times
 the memory of `x` (~9x for out_conv), alive only inside the forward or backward
 pass. That pays under tcmalloc and loses under glibc's malloc, which faults such a
 tensor's pages in again at every step (bench/resizer.py, README "Performance" at 80bc7f2;
-host_allocator.py).
+allocator.py).
 
 So the CPU formulation is chosen once, when this module is imported (at start-up:
 `main.py` re-executes under tcmalloc before importing anything of JAX's): "taps"
@@ -23,8 +23,8 @@ import contextlib
 import jax
 import jax.numpy as jnp
 
-from learned_resize import host_allocator
 from learned_resize.models import cpu
+from learned_resize.runtime import allocator
 
 FORMULATIONS = ("taps", "xla")
 
@@ -32,7 +32,7 @@ FORMULATIONS = ("taps", "xla")
 def _start_up_formulation() -> str:
     if not cpu.enabled():
         return "xla"
-    return "taps" if host_allocator.loaded_allocator() == "tcmalloc" else "xla"
+    return "taps" if allocator.loaded_allocator() == "tcmalloc" else "xla"
 
 
 _formulation = _start_up_formulation()

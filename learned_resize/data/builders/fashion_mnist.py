@@ -22,7 +22,7 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
-from learned_resize.datasets import source_file
+from learned_resize.data.builders import source_file
 
 DEFAULT_SOURCE_DIR = "/usr/share/datasets/fashion-mnist"
 

@@ -22,7 +22,7 @@ Corrupt or undecodable images never crash a run. Train substitutes the next
 decodable record (deterministically, so batches stay reproducible) and counts
 the corrupt records skipped in `skipped`; eval gives them mask=0, skipped=1.
 
-config.data keys and their defaults: learned_resize/data_sources.py.
+config.data keys and their defaults: learned_resize/sources_lib.py.
 
 Output batches: image uint8 [B_local, H, W, C], label int32, skipped int32, and
 for eval mask float32 [B_local].
@@ -40,24 +40,25 @@ import jax
 import numpy as np
 from absl import flags
 
-from learned_resize import aspect_ratio, data_sources, preprocessing
+from learned_resize.data import aspect_ratio, preprocessing
+from learned_resize.data import sources as sources_lib
 
 # A run of this many undecodable records in a row means the data is broken, not noisy.
 _MAX_CONSECUTIVE_CORRUPT = 100
 
-# The config side lives in learned_resize/data_sources.py; these names stay importable here.
-CROPS = data_sources.CROPS
-AUTO_WORKERS = data_sources.AUTO_WORKERS
-DatasetInfo = data_sources.DatasetInfo
-DataOptions = data_sources.DataOptions
-data_options = data_sources.data_options
-get_dataset_info = data_sources.get_dataset_info
-resolve_num_workers = data_sources.resolve_num_workers
+# The config side lives in learned_resize/sources_lib.py; these names stay importable here.
+CROPS = sources_lib.CROPS
+AUTO_WORKERS = sources_lib.AUTO_WORKERS
+DatasetInfo = sources_lib.DatasetInfo
+DataOptions = sources_lib.DataOptions
+data_options = sources_lib.data_options
+get_dataset_info = sources_lib.get_dataset_info
+resolve_num_workers = sources_lib.resolve_num_workers
 ASPECT_RATIO_RANGE = preprocessing.ASPECT_RATIO_RANGE
 
 
 # ----------------------------------------------------------------------------
-# Decoding and augmentation live in learned_resize/preprocessing.py; these names stay
+# Decoding and augmentation live in learned_resize/data/preprocessing.py; these names stay
 # importable from here.
 
 decode_image = preprocessing.decode_image
@@ -272,8 +273,8 @@ def create_train_iterator(
         raise ValueError(f"seed={seed!r}; use a non-negative integer.")
     if not isinstance(start_step, int | np.integer) or start_step < 0:
         raise ValueError(f"start_step={start_step!r}; use a non-negative integer.")
-    source = data_sources.open_source(
-        opts, data_sources.builder(opts), opts.train_split, "train_split"
+    source = sources_lib.open_source(
+        opts, sources_lib.builder(opts), opts.train_split, "train_split"
     )
     # Independent streams for the permutation and the augmentation.
     shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
@@ -323,9 +324,9 @@ def create_eval_iterator(
     opts = data_options(config)
     image_size = _image_size(image_size)
     process_index, process_count, local_batch = _process_share(config, process_index, process_count)
-    builder = data_sources.builder(opts)
-    source = data_sources.open_source(
-        opts, builder, data_sources.eval_split(opts, builder), "eval_split"
+    builder = sources_lib.builder(opts)
+    source = sources_lib.open_source(
+        opts, builder, sources_lib.eval_split(opts, builder), "eval_split"
     )
     global_batch = local_batch * process_count
     num_batches = -(-len(source) // global_batch)

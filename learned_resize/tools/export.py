@@ -1,6 +1,6 @@
 r"""A trained learned resizer as a `jax.export` artifact you can use anywhere.
 
-    python -m learned_resize.export --checkpoint=W/learned --out=resizer.jaxexport
+    python -m learned_resize.tools.export --checkpoint=W/learned --out=resizer.jaxexport
 
 writes `resizer.jaxexport` (the serialized `jax.export.Exported`: inference mode,
 weights embedded) and `resizer.json` (its settings). Existing files are replaced only
@@ -9,7 +9,7 @@ never: the command stops with one `error:` line before it reads anything. In any
 program, without this package's training code (only jax and numpy are imported to
 load it):
 
-    from learned_resize import export
+    from learned_resize.tools import export
     resize = export.load("resizer.jaxexport")
     small = resize(images)  # uint8 [N, H, W, C] (0..255) or float in [0, 1]
 
@@ -89,7 +89,8 @@ def restore_resizer(checkpoint: str):
     """(LearnedResizer with the checkpoint's weights, the run's config)."""
     from flax import nnx
 
-    from learned_resize import checkpoints, resizers
+    from learned_resize.models import resizers
+    from learned_resize.runtime import checkpoints
 
     config = run_config(checkpoint)
     if config.resizer.kind != "learned":
@@ -127,7 +128,8 @@ def export_resizer(resizer, config, input_size=None, platforms=("cpu",)):
     input_size = tuple(int(s) for s in (input_size or config.input_size))
     mean = np.asarray(config.data.mean, np.float32)
     std = np.asarray(config.data.std, np.float32)
-    from learned_resize import cpu_conv, resizers
+    from learned_resize.models import resizers
+    from learned_resize.models.cpu import narrow_conv
 
     folded = resizers.fold_batch_norm(resizer)
     out_size = tuple(resizer.output_size)
@@ -140,7 +142,7 @@ def export_resizer(resizer, config, input_size=None, platforms=("cpu",)):
     (batch,) = jax.export.symbolic_shape("batch")
     spec = jax.ShapeDtypeStruct((batch, *input_size, channels), jnp.float32)
     # XLA's own convolutions, not the CPU-only forms: the artifact runs on any platform.
-    with cpu_conv.use_formulation("xla"):
+    with narrow_conv.use_formulation("xla"):
         exported = jax.export.export(jax.jit(resize_unit), platforms=platforms)(spec)
     settings = {
         "input_size": list(input_size),

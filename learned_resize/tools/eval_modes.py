@@ -1,6 +1,6 @@
 r"""Does eval mode match training? Top-1 with running averages vs batch statistics.
 
-    python -m learned_resize.eval_modes --checkpoint=W/learned
+    python -m learned_resize.tools.eval_modes --checkpoint=W/learned
 
 restores a classification run's newest checkpoint and evaluates its eval split
 three ways:
@@ -28,18 +28,19 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from learned_resize import cli, errors
+from learned_resize.runtime import cli, errors
 
 MODES = ("eval", "resizer_batch_stats", "batch_stats")
 
 
 def restore_steps(config, path: str):
     """(steps.Steps, state, rest) for the newest checkpoint under `path`, as --mode=eval."""
-    from learned_resize import checkpoints, config_lib, parallel
     from learned_resize import steps as steps_lib
+    from learned_resize.config import validation
+    from learned_resize.runtime import checkpoints, mesh
 
-    config_lib.validate_config(config)
-    steps = steps_lib.Steps(config, parallel.create_mesh(), steps_per_epoch=1, num_steps=1)
+    validation.validate_config(config)
+    steps = steps_lib.Steps(config, mesh.create_mesh(), steps_per_epoch=1, num_steps=1)
     state, _ = checkpoints.restore_for_eval(
         os.path.abspath(path), steps.sharded_abstract_state(), checkpoints.model_meta(config)
     )
@@ -72,19 +73,20 @@ def _logits(trainer, mode: str):
 
 def evaluate_modes(config, path: str, modes=MODES) -> dict:
     """{mode: {'top1', 'num_examples'}} over the eval split of the run at `path`."""
-    from learned_resize import input_pipeline, parallel
+    from learned_resize.data import pipeline
+    from learned_resize.runtime import mesh
 
     if config.task != "classification":
         raise ValueError(f"eval_modes compares top-1 of classification runs; {path} is IQA.")
     trainer, state, rest = restore_steps(config, path)
-    batches, _ = input_pipeline.create_eval_iterator(config, image_size=tuple(config.input_size))
+    batches, _ = pipeline.create_eval_iterator(config, image_size=tuple(config.input_size))
     functions = {mode: _logits(trainer, mode) for mode in modes}
     correct = dict.fromkeys(modes, 0.0)
     count = 0.0
     for local in batches:
         mask = local["mask"]
         images = fill_padding(local["image"], mask)
-        batch = parallel.global_batch({"image": images}, trainer.mesh)
+        batch = mesh.global_batch({"image": images}, trainer.mesh)
         for mode, fn in functions.items():
             predicted = np.asarray(jax.device_get(fn(state, batch["image"], rest))).argmax(-1)
             correct[mode] += float(np.sum((predicted == local["label"]) * mask))
@@ -116,7 +118,7 @@ def main(argv: list[str], flag: dict) -> int:
             raise errors.UserError(
                 "give --checkpoint=WORKDIR, the workdir of a classification run (e.g. W/learned)."
             )
-        from learned_resize import export
+        from learned_resize.tools import export
 
         config = export.run_config(checkpoint)
         results = evaluate_modes(config, checkpoint)

@@ -15,7 +15,7 @@ import types
 
 from absl import flags, logging
 
-from learned_resize import errors
+from learned_resize.runtime import errors
 
 # INFO from these is chatter on every run (every save, every split opened, no libtpu on a CPU).
 QUIET_LIBRARIES = (
@@ -101,14 +101,14 @@ def _has_key(config, key: str) -> bool:
 
 def explain_flag_error(argv, exc: BaseException) -> errors.UserError:
     """One sentence for a failed flag parse: unknown config keys name the closest key."""
-    from learned_resize import config_lib
+    from learned_resize.config import stages
 
     spec = _config_path(argv)
     if spec is not None:
         config = load_config(spec)
         for key in cli_config_keys(argv):
             if not _has_key(config, key):
-                return errors.UserError(config_lib.unknown_key_message(key, config))
+                return errors.UserError(stages.unknown_key_message(key, config))
     message = " ".join(str(exc).split())
     if isinstance(exc, flags.Error):
         return errors.UserError(f"{message}; see --helpfull for the flags and their values.")

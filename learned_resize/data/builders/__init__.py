@@ -5,7 +5,7 @@ class name, e.g. `FashionMnistLocal` -> `fashion_mnist_local`). Their data is
 local, so `get_builder` prepares them on first use; catalog datasets such as
 `imagenet2012` must be prepared beforehand with `tfds build`.
 
-    python -m learned_resize.datasets.prepare --dataset=fashion_mnist_local
+    python -m learned_resize.data.prepare --dataset=fashion_mnist_local
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 import tensorflow_datasets as tfds
 from absl import logging
 
-from learned_resize.datasets import ava, ava_standin, fashion_mnist
+from learned_resize.data.builders import ava, ava_standin, fashion_mnist
 
 # Builders whose source files are on this machine: name -> builder class.
 LOCAL_BUILDERS = {

@@ -32,7 +32,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from learned_resize import errors
+from learned_resize.runtime import errors
 
 MODES = ("auto", "on", "off")
 # Seconds process 0 may take to come up before the others give up (jax's default).

@@ -5,7 +5,7 @@ for Computer Vision Tasks" (ICCV 2021); see part A of docs/PAPERS.md. Every resi
 a float NHWC batch to `[N, h, w, C]` and is differentiable with respect to its input,
 so it can be trained jointly with the network behind it. The fixed resampling lives
 in `resampling.py`, the CPU formulation of the few-channel output convolution in
-`cpu_conv.py`.
+`narrow_conv.py`.
 
 `norm` selects the learned resizer's normalisation layers: 'batch' (BatchNorm, the
 paper's), 'group' (GroupNorm: per-image statistics, so train and eval mode compute
@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from learned_resize import cpu_conv, resampling
-from learned_resize.resampling import ANTIALIAS, FIXED_METHODS, resize
+from learned_resize.models import resampling
+from learned_resize.models.cpu import narrow_conv
+from learned_resize.models.resampling import ANTIALIAS, FIXED_METHODS, resize
 
 __all__ = ["ANTIALIAS", "FIXED_METHODS", "NORMS", "FixedResizer", "LearnedResizer", "make_resizer",
            "resize"]  # fmt: skip
@@ -234,12 +235,12 @@ def _pointwise_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
 def _conv_to_few_channels(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     """`conv(x)` for a stride-1 'SAME' nnx.Conv with few output channels (out_conv).
 
-    The same function as the convolution, computed as `cpu_conv.same_conv` does.
+    The same function as the convolution, computed as `narrow_conv.same_conv` does.
     """
     kernel = conv.kernel[...]
     bias = conv.bias[...] if conv.bias is not None else None
     x, kernel, bias = conv.promote_dtype((x, kernel, bias), dtype=conv.dtype)
-    y = cpu_conv.same_conv(x, kernel)
+    y = narrow_conv.same_conv(x, kernel)
     return y if bias is None else y + bias
 
 

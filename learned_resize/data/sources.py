@@ -37,7 +37,8 @@ import jax
 import ml_collections
 import tensorflow_datasets as tfds
 
-from learned_resize import datasets
+from learned_resize.config import defaults as defaults_lib
+from learned_resize.data import builders as builders_lib
 
 CROPS = ("inception", "none")
 # config.data.num_workers = AUTO_WORKERS: chosen from the host's CPUs (resolve_num_workers).
@@ -76,17 +77,16 @@ class DataOptions:
 def data_options(config) -> DataOptions:
     """Reads config.data; raises ValueError for bad values.
 
-    Keys a (partial, e.g. a test's) config lacks take `config_lib.base_config()`'s value:
+    Keys a (partial, e.g. a test's) config lacks take `defaults_lib.base_config()`'s value:
     that is the one place defaults live.
     """
-    from learned_resize import config_lib  # config_lib's validation calls this module
 
-    defaults = config_lib.base_config().data
+    defaults = defaults_lib.base_config().data
     data = ml_collections.ConfigDict({**defaults.to_dict(), **config.data.to_dict()})
     name = config.data.get("name", None)  # no default: a dataset must be named
     if not name or not isinstance(name, str):
         raise ValueError("config.data.name is empty; set it to e.g. 'fashion_mnist_local'.")
-    local = datasets.LOCAL_BUILDERS.get(datasets.base_name(name))
+    local = builders_lib.LOCAL_BUILDERS.get(builders_lib.base_name(name))
     # Not from the defaults: a config without it gets the dataset's own channel count.
     channels = config.data.get("channels", None) or (local.CHANNELS if local else 3)
     if channels not in (1, 3):
@@ -111,7 +111,7 @@ def data_options(config) -> DataOptions:
         raise ValueError(f"config.data.prefetch={prefetch!r}; use an integer >= 0.")
     return DataOptions(
         name=name,
-        data_dir=datasets.resolve_data_dir(data["data_dir"]),
+        data_dir=builders_lib.resolve_data_dir(data["data_dir"]),
         manual_dir=data["manual_dir"] or None,
         train_split=data["train_split"] or "train",
         eval_split=data["eval_split"] or None,
@@ -156,7 +156,7 @@ def resolve_num_workers(
 
 
 def _not_prepared_message(opts: DataOptions) -> str:
-    name = datasets.base_name(opts.name)
+    name = builders_lib.base_name(opts.name)
     manual_flag = f" --manual_dir={opts.manual_dir}" if opts.manual_dir else ""
     build = (
         f"`tfds build {name} --data_dir={opts.data_dir}{manual_flag} --file_format=array_record`"
@@ -206,7 +206,7 @@ def open_source(opts: DataOptions, builder, split: str, key: str) -> Sequence[di
 
 
 def builder(opts: DataOptions):
-    return datasets.get_builder(opts.name, opts.data_dir, opts.manual_dir)
+    return builders_lib.get_builder(opts.name, opts.data_dir, opts.manual_dir)
 
 
 def _num_classes(features) -> int:

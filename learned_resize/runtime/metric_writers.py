@@ -26,8 +26,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from learned_resize import errors
-from learned_resize import workdir as workdir_lib
+from learned_resize.runtime import errors
+from learned_resize.runtime import workdir as workdir_lib
 
 
 class WriteError(errors.UserError):

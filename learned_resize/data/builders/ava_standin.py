@@ -27,7 +27,7 @@ a folder with AVA's own code; without a source dir it first writes the default
 folder (1,000 images, seed 0) into <data_dir>/downloads/, so
 `tfds.builder('ava_standin').download_and_prepare()` works offline. To write a folder yourself:
 
-    python -m learned_resize.datasets.ava_standin --out=DIR [--num_images=1000 --seed=0]
+    python -m learned_resize.data.builders.ava_standin --out=DIR [--num_images=1000 --seed=0]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import skimage.data
 import tensorflow_datasets as tfds
 from absl import app, flags, logging
 
-from learned_resize.datasets import ava
+from learned_resize.data.builders import ava
 
 # Photos bundled in the scikit-image wheel (no network); grayscale ones become RGB.
 PHOTOS = (
@@ -224,7 +224,7 @@ class AvaStandin(ava.Ava, skip_registration=__name__ == "__main__"):
     RELEASE_NOTES = {"1.0.0": "Default folder: 1,000 images from seed 0."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Nothing to download: without a source dir the builder writes the stand-in folder "
-        "itself (or write one with `python -m learned_resize.datasets.ava_standin --out=DIR`)."
+        "itself (or write one with `python -m learned_resize.data.builders.ava_standin --out=DIR`)."
     )
     _DESCRIPTION = (
         "STAND-IN for AVA, not AVA: crops of scikit-image's photos with blur, noise, JPEG or "

@@ -1,9 +1,9 @@
 r"""Apply a trained resizer to a folder of images, next to the bilinear resize.
 
-    python -m learned_resize.resize --checkpoint=W/learned --images=DIR --out=DIR
+    python -m learned_resize.tools.apply_resizer --checkpoint=W/learned --images=DIR --out=DIR
 
 `--checkpoint` is the workdir of a learned-resizer run or an artifact written by
-`python -m learned_resize.export`. Every image in `--images` (anything PIL opens)
+`python -m learned_resize.tools.export`. Every image in `--images` (anything PIL opens)
 is brought to the run's input size as its eval did (`input_pipeline.eval_preprocess`:
 shorter side, central crop; or the whole image padded, for `data.aspect='pad'`),
 resized by the fixed resize the resizer uses for its skip (e.g. bilinear without
@@ -46,7 +46,7 @@ def _arguments(argv):
 
 def _load(checkpoint: str):
     """The resizer function (see export.load) for a run workdir or an artifact."""
-    from learned_resize import export
+    from learned_resize.tools import export
 
     if os.path.isfile(checkpoint):
         return export.load(checkpoint)
@@ -79,7 +79,8 @@ def _targets(
 ) -> list[str]:
     """OUT/<stem>.png per file; refused (one sentence) if one would replace an input, or
     an existing file without overwrite."""
-    from learned_resize import export, no_overwrite
+    from learned_resize import no_overwrite
+    from learned_resize.tools import export
 
     targets = [os.path.join(out, os.path.splitext(os.path.basename(f))[0] + ".png") for f in files]
     if len(set(targets)) < len(targets):
@@ -92,7 +93,7 @@ def _targets(
 
 def _preprocess(path: str, settings: dict) -> np.ndarray | None:
     """uint8 [H, W, C] at the artifact's input size, as the run's eval; None if unreadable."""
-    from learned_resize import aspect_ratio, preprocessing
+    from learned_resize.data import aspect_ratio, preprocessing
 
     with open(path, "rb") as f:
         image = preprocessing.decode_image(f.read(), settings["channels"])
@@ -133,7 +134,7 @@ def run(
     overwrite: bool = False,
 ) -> int:
     """Writes OUT/<name>.png for every readable image; returns how many were written."""
-    from learned_resize import resampling
+    from learned_resize.models import resampling
 
     files = _image_files(images)
     targets = _targets(files, out, images, checkpoint, overwrite)

@@ -1,11 +1,11 @@
 r"""Is this host ready to train? One line per check: OK, or FIX with what to run.
 
-    python -m learned_resize.doctor [--data_dir=DIR] [--cache_dir=DIR] [--distributed=auto]
+    python -m learned_resize.tools.doctor [--data_dir=DIR] [--cache_dir=DIR] [--distributed=auto]
 
 Checks the accelerator platform (and whether an NVIDIA driver or TPU chips are
 present that jax does not use), the processes and devices per process (after
 joining the other processes the way `learned_resize.main` does: SLURM, Open MPI,
-Cloud TPU, see `learned_resize.distributed`), memory per device, the jax, jaxlib and
+Cloud TPU, see `learned_resize.runtime.distributed`), memory per device, the jax, jaxlib and
 CUDA plugin / libtpu versions and the runtime's, the host allocator, the TFDS data
 dir and each dataset the configs use, and the cached VGG weights for retargeting.
 Under several processes every line starts with `[process I]`. The exit status is 0
@@ -22,7 +22,7 @@ import sys
 from absl import app, flags
 from etils import epath
 
-from learned_resize import cli, distributed, errors
+from learned_resize.runtime import cli, distributed, errors
 
 # Datasets the configs in configs/ read, beyond the project's own builders.
 CATALOG_DATASETS = ("imagenet2012",)
@@ -117,10 +117,10 @@ def check_versions(runtime_version: str) -> Check:
 
 
 def check_allocator(platform: str) -> Check:
-    from learned_resize import host_allocator
+    from learned_resize.runtime import allocator as allocator_lib
 
-    library = host_allocator.tcmalloc_library()
-    loaded = host_allocator.loaded_allocator()
+    library = allocator_lib.tcmalloc_library()
+    loaded = allocator_lib.loaded_allocator()
     if platform != "cpu":
         return Check("allocator", f"{loaded} (device memory is XLA's own; malloc matters on CPU)")
     if library:
@@ -139,19 +139,17 @@ def _prepare_command(name: str, data_dir: str) -> str:
             f"(source files in {data_dir}/downloads/manual)"
         )
     manual = " --manual_dir=DIR_WITH_AVA.txt_AND_images" if name == "ava" else ""
-    return (
-        f"python -m learned_resize.datasets.prepare --dataset={name} --data_dir={data_dir}{manual}"
-    )
+    return f"python -m learned_resize.data.prepare --dataset={name} --data_dir={data_dir}{manual}"
 
 
 def check_datasets(data_dir: str) -> list[Check]:
     """The data dir, then each dataset: prepared (its TFDS versions) or how to prepare it."""
-    from learned_resize import datasets
+    from learned_resize.data import builders as builders_lib
 
     root = epath.Path(data_dir)
     exists = root.exists()
     checks = [Check("data dir", f"{data_dir} {'exists' if exists else 'does not exist'}")]
-    for name in (*datasets.LOCAL_BUILDERS, *CATALOG_DATASETS):
+    for name in (*builders_lib.LOCAL_BUILDERS, *CATALOG_DATASETS):
         found = []
         if exists and (root / name).exists():
             # name/version/ or name/config/version/ (no `**`: on GCS that is one RPC per dir).
@@ -182,7 +180,7 @@ def run_checks(data_dir: str | None = None, cache_dir: str | None = None) -> lis
     import jax
     from jax._src import hardware_utils  # jax's own probes for attached accelerators
 
-    from learned_resize import datasets
+    from learned_resize.data import builders as builders_lib
 
     local = jax.local_devices()
     platform = local[0].platform
@@ -193,7 +191,7 @@ def run_checks(data_dir: str | None = None, cache_dir: str | None = None) -> lis
         check_memory(local),
         check_versions(local[0].client.platform_version.strip() or platform),
         check_allocator(platform),
-        *check_datasets(datasets.resolve_data_dir(data_dir)),
+        *check_datasets(builders_lib.resolve_data_dir(data_dir)),
         check_weights(cache_dir),
     ]
 
