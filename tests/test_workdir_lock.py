@@ -1,4 +1,4 @@
-"""One workdir, one writer (learned_resize/workdir_lock.py).
+"""One workdir, one writer (learned_resize/runtime/workdir_lock.py).
 
 Two real `python -m learned_resize.main` processes on one workdir: the second is
 refused in one line naming the first's host and pid, and writes nothing; the first,
@@ -15,11 +15,10 @@ import subprocess
 import sys
 import time
 
-import gcs_emulator
+from tests.helpers import gcs_emulator
 import pytest
 
-from learned_resize import workdir_lock
-from learned_resize.runtime import errors
+from learned_resize.runtime import errors, workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 gcs = gcs_emulator.fixture(scope="module")

@@ -17,13 +17,12 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from learned_resize import no_overwrite
 from learned_resize.retarget import __main__ as cli
 from learned_resize.retarget import api, image_io
+from learned_resize.runtime import no_overwrite
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
-import stand_in_vgg  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import stand_in_vgg
 
 
 def _texture(h, w, seed=0):
@@ -35,7 +34,7 @@ def _run_cli(module: str, cases: list[list[str]], cwd, tmp_path) -> list[dict]:
     cases_file = tmp_path / f"cases_{module}.json"
     cases_file.write_text(json.dumps(cases))
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tests", "fork_cli.py"), module, str(cases_file),
+        [sys.executable, os.path.join(REPO, "tests", "helpers", "fork_cli.py"), module, str(cases_file),
          str(cwd)],
         capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip

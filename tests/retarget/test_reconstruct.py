@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 from flax import nnx
 from PIL import Image
-from stand_in_vgg import nets, small_config
+from tests.helpers.stand_in_vgg import nets, small_config
 
 from learned_resize.retarget import __main__ as cli
 from learned_resize.retarget import api, loop_vgg, operators, reconstruct, vgg

@@ -21,8 +21,8 @@ import numpy  # noqa: F401
 import PIL.Image  # noqa: F401
 from absl import app  # noqa: F401
 
-from learned_resize import no_overwrite  # noqa: F401
 from learned_resize.retarget import api, image_io, report  # noqa: F401
+from learned_resize.runtime import no_overwrite  # noqa: F401
 
 
 def run_case(module: str, argv: list[str], cwd: str) -> dict:

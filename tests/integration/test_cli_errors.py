@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # (extra argv, a fragment the one line must contain). {tmp}: a scratch dir; the base
 # argv is the tiny config on the test dataset with workdir {tmp}/run.
@@ -33,7 +33,7 @@ CASES = [
     (["--nosuchflag=1"], "nosuchflag"),
     (["extra_positional"], "unexpected arguments extra_positional"),
     (["NOCONFIG"], "give a config"),
-    (["NOWORKDIR"], "give a --workdir"),
+    (["NOWORKDIR", "--config.batch_size=0"], "config.batch_size must be an integer >= 1"),
     (["--workdir={tmp}/afile"], "is a file"),
     (["--config.batch_size=0"], "config.batch_size must be an integer >= 1"),
     (["--config.batch_size=12"], "not divisible by the 8 devices"),
@@ -224,7 +224,7 @@ def results(small_fmnist, tmp_path_factory):
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_LOG_COMPILES="1")
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     out = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tests", "cli_driver.py"), str(cases)],
+        [sys.executable, os.path.join(REPO, "tests", "helpers", "cli_driver.py"), str(cases)],
         cwd=REPO,
         env=env,
         capture_output=True,

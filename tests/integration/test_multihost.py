@@ -26,7 +26,7 @@ from learned_resize import train
 from learned_resize.data import builders
 from learned_resize.runtime import checkpoints, errors
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCHER = os.path.join(REPO, "launch", "local_multiprocess.py")
 POD_SCRIPT = os.path.join(REPO, "launch", "tpu_pod.sh")
 # Eval split size: not a multiple of the global batch (16) nor of the local one (8).

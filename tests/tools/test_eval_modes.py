@@ -11,8 +11,7 @@ from learned_resize import train
 from learned_resize.runtime import mesh
 from learned_resize.tools import eval_modes
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_train import tiny_config  # noqa: E402
+from tests.helpers.configs import tiny_config
 
 
 def test_fill_padding_copies_real_rows_cyclically():

@@ -14,9 +14,8 @@ from learned_resize import train
 from learned_resize.models import resizers
 from learned_resize.tools import eval_modes, export
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
-from test_train import tiny_config  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers.configs import tiny_config
 
 
 def _random_resizer(norm, seed=0):

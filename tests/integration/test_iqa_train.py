@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 import scipy.stats
-from test_train import load_config
+from tests.helpers.configs import load_config
 
 from learned_resize import iqa, train
 from learned_resize import steps as steps_lib

@@ -15,9 +15,8 @@ from learned_resize.tools import apply_resizer as resize_cli
 from learned_resize.tools import eval_modes, export
 
 _MODULE = "learned_resize.tools.apply_resizer"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
-from test_train import tiny_config  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers.configs import tiny_config
 
 
 @pytest.fixture(scope="module")

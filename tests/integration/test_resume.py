@@ -23,7 +23,7 @@ import pytest
 
 from learned_resize.runtime import checkpoints
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAGES = ("baseline", "learned")
 
 

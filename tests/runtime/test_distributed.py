@@ -17,7 +17,7 @@ from jax._src.clusters import cloud_tpu_cluster
 
 from learned_resize.runtime import distributed
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIXES = ("SLURM_", "OMPI_", "TPU_", "MEGASCALE_", "JAX_COORDINATOR", "CUDA_VISIBLE")
 
 

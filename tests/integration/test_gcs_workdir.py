@@ -14,10 +14,10 @@ import signal
 import subprocess
 import sys
 
-import gcs_emulator
+from tests.helpers import gcs_emulator
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 gcs = gcs_emulator.fixture(scope="module")
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from learned_resize.runtime import checkpoints, errors
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _env():

@@ -12,7 +12,7 @@ from ml_collections import config_flags
 
 from learned_resize.config import stages as stages_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEP = os.path.join(REPO, "launch", "sweep.py")
 sys.path.insert(0, os.path.join(REPO, "launch"))
 import sweep  # noqa: E402

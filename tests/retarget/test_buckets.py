@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import monitoring
-from stand_in_vgg import nets, small_config
+from tests.helpers.stand_in_vgg import nets, small_config
 
 from learned_resize.retarget import api, buckets
 

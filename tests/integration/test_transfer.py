@@ -14,7 +14,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from test_train import tiny_config
+from tests.helpers.configs import tiny_config
 
 from learned_resize import steps as steps_lib
 from learned_resize import train

@@ -11,7 +11,7 @@ from learned_resize.config import stages as stages_lib
 from learned_resize.config import validation
 from learned_resize.runtime import checkpoints, cli, errors
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(
     path
     for path in glob.glob(os.path.join(REPO, "configs", "*.py"))

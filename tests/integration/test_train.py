@@ -19,29 +19,9 @@ from learned_resize import train
 from learned_resize.config import stages as stages_lib
 from learned_resize.runtime import checkpoints, errors
 from learned_resize.runtime import mesh as mesh_lib
+from tests.helpers.configs import load_config, tiny_config  # noqa: F401  (load_config: used below)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(name="tiny", arg=None):
-    """configs/<name>.py's get_config(arg), imported as a module (conftest puts the repo on
-    sys.path)."""
-    module = importlib.import_module(f"configs.{name}")
-    return module.get_config(arg) if arg is not None else module.get_config()
-
-
-def tiny_config(small_fmnist, **overrides):
-    source, data_dir, _ = small_fmnist
-    config = load_config("tiny")
-    config.data.manual_dir = source
-    config.data.data_dir = data_dir
-    for key, value in overrides.items():
-        node = config
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
-    return config
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_main(args, env=None, **kwargs):

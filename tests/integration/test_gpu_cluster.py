@@ -26,8 +26,8 @@ import time
 import jax
 import numpy as np
 import pytest
-import test_multihost as multihost
-from test_multihost import data  # noqa: F401  (fixture: the dataset prepared once)
+from tests.integration import test_multihost as multihost
+from tests.integration.test_multihost import data  # noqa: F401  (fixture: the dataset prepared once)
 
 from learned_resize import train
 

@@ -10,8 +10,7 @@ import pytest
 from learned_resize.config import defaults, validation
 from learned_resize.data import aspect_ratio, pipeline
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_train import tiny_config  # noqa: E402
+from tests.helpers.configs import tiny_config
 
 BILINEAR = PIL.Image.Resampling.BILINEAR
 
