@@ -8,7 +8,7 @@ Run the same command again to continue: finished stages are read back, an
 unfinished one resumes from its newest readable checkpoint. Exit statuses (0 done,
 1 `error: ...`, 75 preempted: run again) are in `learned_resize/runtime/errors.py`. A training
 run holds `<workdir>/trainer.lock` while it runs: a second trainer on the same workdir
-is refused in one line (`learned_resize/workdir_lock.py`); `--mode=eval` only reads.
+is refused in one line (`learned_resize/runtime/workdir_lock.py`); `--mode=eval` only reads.
 
 On a Cloud TPU pod or a SLURM cluster run the same command on every host/task;
 `--distributed=auto` initialises jax.distributed there. Elsewhere pass
@@ -36,7 +36,9 @@ from learned_resize.runtime import cli, errors  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory (or gs:// URL) for checkpoints, logs, results."
+    "workdir",
+    None,
+    "Directory (or gs:// URL) for checkpoints, logs, results; default workdirs/<config name>.",
 )
 _MODE = flags.DEFINE_enum(
     "mode", "train", ["train", "eval"], "Train (and evaluate) or only evaluate."
@@ -110,23 +112,24 @@ def _evaluate(config) -> None:
 def _train(config, watcher: preemption.Watcher) -> None:
     import jax
 
-    from learned_resize import tasks, train, workdir_lock
+    from learned_resize import tasks, train
     from learned_resize.config import stages as stages_lib
     from learned_resize.config import validation
-    from learned_resize.runtime import metric_writers
+    from learned_resize.runtime import metric_writers, workdir_lock
     from learned_resize.runtime import workdir as workdir_lib
 
-    if not _WORKDIR.value:
-        raise errors.UserError("give a --workdir for checkpoints and logs (a path or gs:// URL).")
-    workdir = workdir_lib.as_path(_WORKDIR.value)
+    given = _WORKDIR.value or cli.default_workdir(sys.argv)
+    workdir = workdir_lib.as_path(given)
     if not workdir_lib.is_remote(workdir) and workdir.exists() and not workdir.is_dir():
-        raise errors.UserError(f"--workdir={_WORKDIR.value} is a file; give a directory.")
+        raise errors.UserError(f"--workdir={given} is a file; give a directory.")
     cli_keys = cli.cli_config_keys(sys.argv)
     stages = stages_lib.stage_configs(config, str(workdir), cli_keys)
     stages = _select_stages(stages, _STAGES.value)
     for _, stage_workdir, stage_config in stages:  # Every stage checked before anything runs.
         validation.validate_config(stage_config)
         train.preflight(stage_config, stage_workdir)
+    if not _WORKDIR.value:
+        metric_writers.log(f"Workdir: {given} (the config's name; set another with --workdir).")
     results = {}
     # One writer per workdir (every stage's is inside it): taken after the read-only
     # checks above, before anything is written; released however the run ends.
@@ -136,7 +139,7 @@ def _train(config, watcher: preemption.Watcher) -> None:
                 raise errors.Preempted(f"preempted before stage {name}")
             metric_writers.log(f"=== stage {name} -> {stage_workdir}")
             results[name] = train.train_and_evaluate(
-                stage_config, stage_workdir, name=name, watcher=watcher
+                stage_config, stage_workdir, name=name, watcher=watcher, checked=True
             )
         table = tasks.results_table(tasks.get_task(config), results)
         metric_writers.log("\n" + table)
@@ -215,6 +218,9 @@ def run() -> None:
     import jax
 
     jax.config.config_with_absl()  # --jax_debug_nans and friends
+    from learned_resize.runtime import fault_injection
+
+    fault_injection.install_from_environment()  # only when a test asks for a fault
     cli.setup_logging()
     if not errors.show_tracebacks():
         logging.get_absl_handler().addFilter(_LIBRARY_ERRORS)

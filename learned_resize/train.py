@@ -26,8 +26,6 @@ checkpoints byte-identical. `results.json` is written only by a run that finishe
 """
 
 import contextlib
-import os
-import signal
 import time
 
 import jax
@@ -45,21 +43,19 @@ log = metric_writers.log
 
 CONFIG_HISTORY = "config_history"
 
-# Fault injection for the tests: SIGKILL (LEARNED_RESIZE_KILL_AT) or SIGTERM
-# (LEARNED_RESIZE_TERM_AT) this process at a named point, e.g. learned:step3 (after
-# step 3 of stage `learned`), baseline:eval (as the final eval starts), baseline:done
-# (after results.json). LEARNED_RESIZE_KILL_AT_STEP=N kills after step N of any run.
-_FAULTS = {
-    signal.SIGKILL: os.environ.get("LEARNED_RESIZE_KILL_AT", ""),
-    signal.SIGTERM: os.environ.get("LEARNED_RESIZE_TERM_AT", ""),
-}
-_KILL_AT_STEP = int(os.environ.get("LEARNED_RESIZE_KILL_AT_STEP", "0"))
+# Callbacks told the named points a run passes (`<stage>:step<N>`, `<stage>:eval`,
+# `<stage>:done`); runtime/fault_injection.py uses them to kill a run at a chosen moment.
+_POINT_HOOKS = []
 
 
-def _fault_point(name: str, point: str) -> None:
-    for sig, where in _FAULTS.items():
-        if where == f"{name}:{point}":
-            os.kill(os.getpid(), sig)
+def add_point_hook(hook) -> None:
+    """Calls `hook(point)` at each named point of every run in this process."""
+    _POINT_HOOKS.append(hook)
+
+
+def _point(name: str, point: str) -> None:
+    for hook in _POINT_HOOKS:
+        hook(f"{name}:{point}")
 
 
 _DATASET_INFO = {}  # config.data as JSON -> DatasetInfo: the splits are opened once per run.
@@ -116,10 +112,9 @@ def finished_results(workdir, num_steps: int) -> dict | None:
     return None
 
 
-def initialise(steps: steps_lib.Steps, manager, config) -> tuple[dict, object, int]:
+def initialise(steps: steps_lib.Steps, manager, config, meta: dict) -> tuple[dict, object, int]:
     """Resumes from the newest readable checkpoint, else initialises (+ init_from parts)."""
     state, rest = steps.init(jax.random.key(config.seed))
-    meta = checkpoints.model_meta(config)
     restored, step = checkpoints.restore_newest(manager, steps.sharded_abstract_state(), meta)
     if restored is not None:
         log(f"Resumed from checkpoint at step {step}.")
@@ -196,7 +191,7 @@ def _save(steps, manager, step, state, meta, logger, force) -> None:
 
 
 def _final_eval(name, config, steps, state, rest, writer, step, watcher, batches) -> dict:
-    _fault_point(name, "eval")
+    _point(name, "eval")
     t0 = time.time()
     result = evaluation.evaluate(
         steps, state, rest, batches, config.num_eval_images, watcher.signalled
@@ -222,6 +217,7 @@ def train_and_evaluate(
     *,
     name: str = "run",
     watcher: preemption.Watcher | None = None,
+    checked: bool = False,
 ) -> dict:
     """Trains `config` in `workdir` (resuming if it has checkpoints) and evaluates it.
 
@@ -230,6 +226,8 @@ def train_and_evaluate(
       workdir: local path or gs:// URL.
       name: the stage's name (logs and fault injection).
       watcher: SIGTERM/preemption watcher (main installs one at start-up).
+      checked: `preflight` has passed for this stage already (main checks every stage
+        before the first one runs).
 
     Returns:
       The final eval metrics, as written to results.json.
@@ -240,7 +238,9 @@ def train_and_evaluate(
     """
     watcher = watcher or preemption.Watcher()
     workdir = workdir_lib.as_path(workdir)
-    preflight(config, workdir)
+    if not checked:
+        preflight(config, workdir)
+    meta = checkpoints.model_meta(config)
     info = dataset_info(config)
     steps_per_epoch = max(1, info.num_train // config.batch_size)
     num_steps = optim.total_steps(config, info.num_train)
@@ -255,7 +255,7 @@ def train_and_evaluate(
     try:
         if watcher.signalled():
             raise errors.Preempted("preempted during start-up")
-        state, rest, step = initialise(steps, manager, config)
+        state, rest, step = initialise(steps, manager, config, meta)
         # Every check has passed (preflight, the checkpoint's meta, init_from's sources,
         # and in the CLI the workdir lock): only now is anything of this run written.
         if jax.process_index() == 0:
@@ -264,7 +264,7 @@ def train_and_evaluate(
         writer.write_hparams(config.to_dict(), [f"eval/{key}" for _, key in steps.task.columns])
         results = _run(
             name, config, workdir, steps, mesh, writer, manager, watcher, num_steps,
-            (state, rest, step),
+            (state, rest, step), meta,
         )  # fmt: skip
     except BaseException:
         # The failure in flight is the one to report: a full disk that also fails the
@@ -301,8 +301,7 @@ def record_config(workdir, config: ml_collections.ConfigDict) -> None:
     log(f"This run's config differs from {newest}; kept as {history / f'{number}.json'}.")
 
 
-def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps, start):
-    meta = checkpoints.model_meta(config)
+def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps, start, meta):
     state, rest, step = start
     log(
         f"Training {config.model.name} behind a {config.resizer.kind} resizer "
@@ -330,9 +329,7 @@ def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps
         state, metrics = steps.train_step(state, batch, rest)
         step += 1
         logger.pending.append(metrics)
-        if step == _KILL_AT_STEP:
-            os.kill(os.getpid(), signal.SIGKILL)
-        _fault_point(name, f"step{step}")
+        _point(name, f"step{step}")
         if step % config.log_every_steps == 0 or step == num_steps:
             logger.report(step, manager)
         stop = watcher.requested(step, manager)
@@ -356,7 +353,7 @@ def _run(name, config, workdir, steps, mesh, writer, manager, watcher, num_steps
     results = {**eval_metrics, "step": step, "train_seconds": train_seconds}
     if jax.process_index() == 0:
         workdir_lib.write_json(workdir / workdir_lib.RESULTS_FILE, results)
-    _fault_point(name, "done")
+    _point(name, "done")
     return results
 
 

@@ -71,5 +71,10 @@ def parse_flags(argv) -> list[str]:
         raise  # not reached
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    console()

@@ -42,8 +42,8 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
-from learned_resize import no_overwrite
 from learned_resize.retarget import api, image_io, report
+from learned_resize.runtime import cli, no_overwrite
 
 _IMAGE = flags.DEFINE_string("image", None, "Input photo (PNG, JPEG...); default: astronaut.")
 _SIZE = flags.DEFINE_string("size", None, "Output size WxH, Wx (width only) or xH (height only).")
@@ -248,5 +248,10 @@ def main(argv):
         sys.exit(1)
 
 
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
+    app.run(main, flags_parser=cli.parse_flags)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    console()

@@ -38,7 +38,7 @@ from absl import app, flags
 
 from learned_resize.retarget import torch_pickle
 from learned_resize.retarget import weight_readers as readers
-from learned_resize.runtime import executables
+from learned_resize.runtime import cli, executables
 
 FETCH_COMMAND = "python -m learned_resize.retarget.weights --fetch"
 
@@ -204,6 +204,11 @@ def main(argv) -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
     _FLAGS.update(_define_flags())
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    console()

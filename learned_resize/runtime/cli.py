@@ -59,6 +59,17 @@ def _config_path(argv) -> str | None:
     return found
 
 
+def default_workdir(argv) -> str:
+    """`workdirs/<config name>` for `--config=configs/NAME.py[:ARG]` (`NAME_ARG` with an
+    argument), relative to the current directory."""
+    spec = _config_path(argv) or "run"
+    path, _, arg = spec.partition(":")
+    name = os.path.splitext(os.path.basename(path))[0] or "run"
+    if arg:
+        name += "_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in arg)
+    return os.path.join("workdirs", name)
+
+
 def load_config(spec: str):
     """Loads `path[:arg]` like config_flags does; UserError if it cannot."""
     path, _, arg = spec.partition(":")

@@ -79,7 +79,7 @@ def _targets(
 ) -> list[str]:
     """OUT/<stem>.png per file; refused (one sentence) if one would replace an input, or
     an existing file without overwrite."""
-    from learned_resize import no_overwrite
+    from learned_resize.runtime import no_overwrite
     from learned_resize.tools import export
 
     targets = [os.path.join(out, os.path.splitext(os.path.basename(f))[0] + ".png") for f in files]
@@ -184,5 +184,10 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -253,7 +253,13 @@ def main(argv: list[str], flag: dict) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
+    global _FLAGS
     _FLAGS = define_flags()
     cli.setup_logging()
     app.run(lambda argv: main(argv, _FLAGS), flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    console()

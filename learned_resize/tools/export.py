@@ -185,7 +185,7 @@ def _config_files(checkpoint: str) -> list[str]:
 def check_outputs(out: str, checkpoint: str, overwrite: bool = False) -> None:
     """Refuses, before any work, an artifact or JSON that is the checkpoint or one of its
     files (its folder, the run's config.json), or that exists (unless overwrite)."""
-    from learned_resize import no_overwrite
+    from learned_resize.runtime import no_overwrite
 
     inputs = [("--checkpoint", checkpoint)]
     inputs += [("--checkpoint's config", f) for f in _config_files(checkpoint)]
@@ -235,5 +235,10 @@ def _parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -317,6 +317,12 @@ def main(argv, flag):
         print(cost_tables.estimate_table(costs, *epochs, mfu_range=mfu))
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
+    global _flags
     _flags = _define_flags()
-    app.run(lambda argv: main(argv, _flags))
+    app.run(lambda argv: main(argv, _flags), flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    console()
