@@ -13,7 +13,7 @@ one sentence saying so and exits 0.
 
 The problem is the CLI's finest scale with the default settings: scikit-image's
 astronaut scaled to --width, retargeted with the configured plan (default multi; the
-numbers in docs/perf_retarget_vs_torch.md were taken with seam, the default then: the
+numbers in docs/performance.md were taken with seam, the default then: the
 loss's cost depends on the sizes, not the plan) to --fraction of its width;
 the loss is `reconstruct.retarget_loss` plus the range penalty, i.e. exactly what
 `reconstruct.minimize` runs L-BFGS on (VGG-19 conv1_1..conv4_1 reconstruction, VGG-16

@@ -17,7 +17,7 @@ Three stages, in order:
             trained jointly.
 Reports PLCC, SRCC, EMD and binary accuracy (mean score > 5) of the test split.
 Needs AVA prepared by the project's `ava` builder from its manual dir (AVA.txt +
-images/, see README); `python -m learned_resize.data.prepare --dataset=ava`.
+images/, see docs/iqa.md); `python -m learned_resize.data.prepare --dataset=ava`.
 Time: hours on one accelerator host; not run here (AVA cannot be downloaded here).
 """
 

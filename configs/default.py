@@ -11,7 +11,7 @@ Runs three stages in `workdir/<stage>` and prints a top-1/top-5 table:
 At 8x8 the bilinear resize (no antialiasing, as TF's default that the paper's
 baselines use) drops most of the 28x28 image, so there is something to learn.
 Fashion-MNIST is prepared from Debian's `dataset-fashion-mnist` on first use.
-Measured results and wall time on a 2-core CPU: see the README ("Default run").
+Measured results and wall time on a 2-core CPU: see docs/results.md.
 """
 
 from learned_resize.config import defaults

@@ -21,7 +21,7 @@ Transfer (a resizer trained with another backbone, fine-tuned ~4 epochs with thi
 `--stages=learned --config.init_from.resizer_path=OTHER/learned
 --config.stages.learned.num_epochs=4`.
 
-Departures from the paper (README, "Departures from the paper"; tests/test_optim.py pins
+Departures from the paper (docs/departures.md; tests/test_optim.py pins
 each value): learning rates are the paper's figures *per 256 images*, scaled linearly with
 the batch (the paper gives no batch size); 2 warm-up epochs in `baseline` (lr 0.2 at
 batch 1024 from scratch diverges without); weight decay 4e-5 on kernels (not stated,
@@ -46,7 +46,7 @@ MobileNet-v2 71.9% top-1 (300 epochs), DenseNet-121 74.4%; TF-slim's Inception-v
 EfficientNet-B0 about 77% (RMSProp, AutoAugment, 350 epochs). 90 epochs of this SGD recipe
 land lower. On the mobile networks the resizer (0.99 GMACs at 448 -> 224) costs more than
 the network: the paper's point is accuracy per input, not FLOPs.
-Needs TFDS `imagenet2012` prepared under --config.data.data_dir (see README).
+Needs TFDS `imagenet2012` prepared under --config.data.data_dir (see docs/imagenet.md).
 """
 
 import os

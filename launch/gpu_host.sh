@@ -19,7 +19,7 @@
 #                      default ~/.cache/learned_resize/xla
 #   --dry-run          print the environment and each command instead of running them
 #
-# GPU settings exported (README "GPU hosts and clusters" says why; yours come after ours
+# GPU settings exported (docs/gpu_clusters.md says why; yours come after ours
 # in XLA_FLAGS, so they win):
 #   XLA_FLAGS                  --xla_gpu_enable_latency_hiding_scheduler=true
 #                              --xla_gpu_per_fusion_autotune_cache_dir=DIR/autotune

@@ -42,7 +42,7 @@ done
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # Debian packages: the embedded dataset; tcmalloc, which the trainer runs under on CPU when it
-# is installed (learned_resize/runtime/allocator.py says why; README "Performance" has the
+# is installed (learned_resize/runtime/allocator.py says why; docs/performance.md has the
 # numbers; Debian 13 and Ubuntu 24.04 call it ...4t64); python3-venv when .venv is made from
 # a system Python without it (Debian splits venv/ensurepip out of python3).
 apt_packages=()

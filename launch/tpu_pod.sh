@@ -29,7 +29,7 @@
 #   --spot               create a Spot slice (cheaper, preemptible: `run` again resumes)
 #   --dry-run            print every command instead of running it
 #
-# Example (the README's pod section):
+# Example (docs/pods.md):
 #   launch/tpu_pod.sh create install check
 #   launch/tpu_pod.sh --workdir=gs://BUCKET/r50 run -- --config=configs/imagenet_resnet50.py \
 #       --workdir=gs://BUCKET/r50 --config.data.data_dir=gs://BUCKET/tensorflow_datasets

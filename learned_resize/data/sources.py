@@ -132,7 +132,7 @@ def resolve_num_workers(
     """config.data.num_workers with AUTO_WORKERS (-1) replaced by the host's share.
 
     Auto is max(0, cpu_count - 2) on a TPU or GPU backend: decoding and augmenting JPEGs
-    costs 2-8 ms of a core per image (README "Estimate"), so a pod host needs most of its
+    costs 2-8 ms of a core per image (docs/scaling_estimate.md), so a pod host needs most of its
     cores to keep its chips fed; 2 stay with the training process (its loop and
     host-to-device copies, and the prefetch threads). On a CPU backend it is 0: the
     training step already uses every core, and worker processes would compete with it.

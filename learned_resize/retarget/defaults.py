@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Feature-space operator: 'multi' (a crop keeping the most of the mask, then seams
     # for the rest of the reduction; `multi.py`), 'seam' (the paper's method: seams
     # only, with the mask protected; `--config.operator=seam`), 'uniform' or 'crop'.
-    # The held-out comparison of all of them is in the README (issue 14).
+    # The held-out comparison of all of them is in docs/retargeting.md.
     c.operator = "multi"
     # 'multi' only: share of each shrinking axis' reduction taken by the crop (0 = seams
     # only, 1 = crop only). 0.75 was chosen on scikit-image's tuning photos only:

@@ -7,7 +7,7 @@ buffers for the first time again: one page fault per 4 KiB. A [8, 448, 448, 16]
 float32 activation (103 MB, the learned resizer's full-resolution layers in
 ResNet-50's recipe) costs ~25,000 faults each time. tcmalloc keeps freed memory for
 reuse. `python bench/train_step.py --allocator=both` measures the trainer's step
-under each, with its page faults (README "Performance" at commit 80bc7f2 has the numbers);
+under each, with its page faults (docs/performance.md has the numbers);
 tests/test_host_allocator.py checks the fault counts.
 
 The allocator is bound when a process starts, so switching takes `LD_PRELOAD`

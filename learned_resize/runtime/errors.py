@@ -9,7 +9,7 @@ Exit statuses of `python -m learned_resize.main`:
   75  preempted (SIGTERM, or JAX's preemption notice on a pod): the newest state is
       saved; run the same command again to continue. 75 is EX_TEMPFAIL from
       sysexits.h ("try again later"); give it to your job controller as the
-      restart condition (launch/tpu_pod.sh, launch/slurm.sbatch, README).
+      restart condition (launch/tpu_pod.sh, launch/slurm.sbatch, docs/pods.md).
 """
 
 import os

@@ -28,7 +28,7 @@ from learned_resize.runtime import cli, distributed, errors
 CATALOG_DATASETS = ("imagenet2012",)
 # Optional packages that carry the accelerator runtime, reported with jax and jaxlib.
 RUNTIME_PACKAGES = ("jax-cuda12-plugin", "jax-cuda13-plugin", "libtpu")
-CUDA_FIX = 'pip install -e ".[cuda12]"  (jax with its CUDA 12 wheels; see README "GPU hosts")'
+CUDA_FIX = 'pip install -e ".[cuda12]"  (jax with its CUDA 12 wheels; see docs/gpu_clusters.md)'
 _GIB = 2**30
 
 

@@ -22,7 +22,7 @@ from learned_resize.data.builders import ava, ava_standin, fashion_mnist
 LOCAL_BUILDERS = {
     "fashion_mnist_local": fashion_mnist.FashionMnistLocal,
     "ava": ava.Ava,  # prepared from its manual dir (AVA.txt + images/)
-    "ava_standin": ava_standin.AvaStandin,  # a labelled offline stand-in, NOT AVA (see README)
+    "ava_standin": ava_standin.AvaStandin,  # a labelled offline stand-in, NOT AVA (see docs/iqa.md)
 }
 
 

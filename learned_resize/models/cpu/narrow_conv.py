@@ -7,7 +7,7 @@ resizer's other convs. Written as matmuls with one operand of k*k*c_out columns,
 the same sums run at matmul speed; the price is a tensor of k*k*c_out/c_in times
 the memory of `x` (~9x for out_conv), alive only inside the forward or backward
 pass. That pays under tcmalloc and loses under glibc's malloc, which faults such a
-tensor's pages in again at every step (bench/resizer.py, README "Performance" at 80bc7f2;
+tensor's pages in again at every step (bench/resizer.py, docs/performance.md;
 allocator.py).
 
 So the CPU formulation is chosen once, when this module is imported (at start-up:
