@@ -1,15 +1,11 @@
 """config.data.aspect='pad': the whole image, aspect ratio kept, padded to the canvas."""
 
-import os
-import sys
-
 import numpy as np
 import PIL.Image
 import pytest
 
 from learned_resize.config import defaults, validation
 from learned_resize.data import aspect_ratio, pipeline
-
 from tests.helpers.configs import tiny_config
 
 BILINEAR = PIL.Image.Resampling.BILINEAR

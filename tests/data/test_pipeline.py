@@ -349,7 +349,7 @@ def mock_imagenet():
         config = ml_collections.ConfigDict({"batch_size": 4, "data": {"name": "imagenet2012"}})
         config.data.eval_split = "validation"
         config.data.prefetch = 0
-        # Exact comparisons with a full decode; tests/test_preprocessing.py checks the
+        # Exact comparisons with a full decode; tests/data/test_preprocessing.py checks the
         # reduced (draft-mode) JPEG decode against it.
         config.data.jpeg_draft = False
         yield config, records

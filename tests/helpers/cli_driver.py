@@ -4,9 +4,9 @@ Imports what the CLI imports once, then forks one child per case; the child runs
 CLI's own entry point (`learned_resize.main.run()`, flag parsing included) with
 that argv and its stdout/stderr going to files, exactly as `python -m
 learned_resize.main ARGS` would (JAX's backend is not initialised before the
-fork). Prints a JSON list of {status, stdout, stderr}. Used by tests/test_cli_errors.py.
+fork). Prints a JSON list of {status, stdout, stderr}. Used by tests/integration/test_cli_errors.py.
 
-    python tests/cli_driver.py CASES.json
+    python tests/helpers/cli_driver.py CASES.json
 """
 
 import json

@@ -6,7 +6,7 @@ flag parsing included) in the given folder, with its stdout/stderr going to file
 (JAX's backend is not initialised before the fork). Prints a JSON list of
 {status, stdout, stderr}.
 
-    python tests/fork_cli.py MODULE CASES.json [CWD]
+    python tests/helpers/fork_cli.py MODULE CASES.json [CWD]
 """
 
 import json

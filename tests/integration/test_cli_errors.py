@@ -1,9 +1,10 @@
 """Every user mistake is one line, `error: <what and how to fix it>`, exit status 1, no
 traceback, found before anything is compiled or written.
 
-The cases run through the CLI's own entry point, one process each (tests/cli_driver.py
-forks them from one interpreter so that 50 cases take seconds, not minutes); a few
-also run as a plain `python -m learned_resize.main` to show the two agree.
+The cases run through the CLI's own entry point, one process each
+(tests/helpers/cli_driver.py forks them from one interpreter so that 50 cases take
+seconds, not minutes); a few also run as a plain `python -m learned_resize.main` to show
+the two agree.
 """
 
 import json

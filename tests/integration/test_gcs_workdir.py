@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 
-from tests.helpers import gcs_emulator
 import pytest
+
+from tests.helpers import gcs_emulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 gcs = gcs_emulator.fixture(scope="module")

@@ -26,10 +26,10 @@ import time
 import jax
 import numpy as np
 import pytest
-from tests.integration import test_multihost as multihost
-from tests.integration.test_multihost import data  # noqa: F401  (fixture: the dataset prepared once)
 
 from learned_resize import train
+from tests.integration import test_multihost as multihost
+from tests.integration.test_multihost import data  # noqa: F401  (fixture: the dataset prepared once)
 
 TASKS, DEVICES = 2, 4
 NODE = "127.0.0.1"

@@ -6,13 +6,13 @@ import jax
 import numpy as np
 import pytest
 import scipy.stats
-from tests.helpers.configs import load_config
 
 from learned_resize import iqa, train
 from learned_resize import steps as steps_lib
 from learned_resize.config import stages as stages_lib
 from learned_resize.data.builders import ava, ava_standin
 from learned_resize.runtime import checkpoints, mesh
+from tests.helpers.configs import load_config
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Nothing the user gave is overwritten, and bad values are refused before any work.
 
 The command-line tools (`python -m learned_resize.retarget`, `.resize`, `.export`) run
-as a user runs them, one process per command (forked by `tests/fork_cli.py`): each
+as a user runs them, one process per command (forked by `tests/helpers/fork_cli.py`): each
 refusal must be exit status 1 and exactly one `error:` line, with every file in the
 folder byte-identical afterwards and nothing new written.
 """
@@ -20,9 +20,10 @@ from PIL import Image
 from learned_resize.retarget import __main__ as cli
 from learned_resize.retarget import api, image_io
 from learned_resize.runtime import no_overwrite
+from tests.helpers import stand_in_vgg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.helpers import stand_in_vgg
+FORK_CLI = os.path.join(REPO, "tests", "helpers", "fork_cli.py")
 
 
 def _texture(h, w, seed=0):
@@ -34,8 +35,7 @@ def _run_cli(module: str, cases: list[list[str]], cwd, tmp_path) -> list[dict]:
     cases_file = tmp_path / f"cases_{module}.json"
     cases_file.write_text(json.dumps(cases))
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tests", "helpers", "fork_cli.py"), module, str(cases_file),
-         str(cwd)],
+        [sys.executable, FORK_CLI, module, str(cases_file), str(cwd)],
         capture_output=True, text=True, timeout=900, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,5 @@
 """The trainer: sharded step, checkpoints, kill -9 resume, eval-only, stage 2 init, bad input."""
 
-import importlib
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from learned_resize import train
 from learned_resize.config import stages as stages_lib
 from learned_resize.runtime import checkpoints, errors
 from learned_resize.runtime import mesh as mesh_lib
-from tests.helpers.configs import load_config, tiny_config  # noqa: F401  (load_config: used below)
+from tests.helpers.configs import load_config, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -14,11 +14,11 @@ import sys
 import jax
 import numpy as np
 import pytest
-from tests.helpers.configs import tiny_config
 
 from learned_resize import steps as steps_lib
 from learned_resize import train
 from learned_resize.runtime import checkpoints, mesh
+from tests.helpers.configs import tiny_config
 
 
 def _tiny(small_fmnist, **overrides):

@@ -1,12 +1,12 @@
 """MobileNet-v2, EfficientNet-B0 and Inception-v2 against their published architecture tables.
 
-Output shape and parameter count (tests/test_models_*.py) do not see where a network
-downsamples: a block's stride moved to the next block, or a pool moved, keeps both. Here
-every block's (or stage's) output size and channels at 224x224 are recorded from the
-model's own forward pass (each block class's `__call__` wrapped to log its output shape,
-under `jax.eval_shape`) and compared with tables typed in by hand from the papers, and
-the multiply-adds of the convolutions and dense layers are counted from the traced
-program and compared with the papers' totals.
+Output shape and parameter count (tests/models/test_registry.py and test_backbones.py)
+do not see where a network downsamples: a block's stride moved to the next block, or a
+pool moved, keeps both. Here every block's (or stage's) output size and channels at
+224x224 are recorded from the model's own forward pass (each block class's `__call__`
+wrapped to log its output shape, under `jax.eval_shape`) and compared with tables typed
+in by hand from the papers, and the multiply-adds of the convolutions and dense layers
+are counted from the traced program and compared with the papers' totals.
 """
 
 import math

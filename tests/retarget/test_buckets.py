@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import monitoring
-from tests.helpers.stand_in_vgg import nets, small_config
 
 from learned_resize.retarget import api, buckets
+from tests.helpers.stand_in_vgg import nets, small_config
 
 _COMPILES = []
 monitoring.register_event_duration_secs_listener(

@@ -11,10 +11,10 @@ import pytest
 import skimage.data
 from flax import nnx
 from PIL import Image
-from tests.helpers.stand_in_vgg import nets, small_config
 
 from learned_resize.retarget import __main__ as cli
 from learned_resize.retarget import api, loop_vgg, operators, reconstruct, vgg
+from tests.helpers.stand_in_vgg import nets, small_config
 
 
 def _identity_loss(image, aux):

@@ -13,10 +13,10 @@ import pytest
 from learned_resize import train
 from learned_resize.tools import apply_resizer as resize_cli
 from learned_resize.tools import eval_modes, export
+from tests.helpers.configs import tiny_config
 
 _MODULE = "learned_resize.tools.apply_resizer"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.helpers.configs import tiny_config
 
 
 @pytest.fixture(scope="module")

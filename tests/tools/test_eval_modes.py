@@ -1,8 +1,5 @@
 """Eval mode matches training: top-1 with running averages vs with batch statistics."""
 
-import os
-import sys
-
 import jax
 import numpy as np
 import pytest
@@ -10,7 +7,6 @@ import pytest
 from learned_resize import train
 from learned_resize.runtime import mesh
 from learned_resize.tools import eval_modes
-
 from tests.helpers.configs import tiny_config
 
 

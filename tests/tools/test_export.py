@@ -13,9 +13,9 @@ from flax import nnx
 from learned_resize import train
 from learned_resize.models import resizers
 from learned_resize.tools import eval_modes, export
+from tests.helpers.configs import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.helpers.configs import tiny_config
 
 
 def _random_resizer(norm, seed=0):

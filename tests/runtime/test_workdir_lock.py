@@ -15,12 +15,12 @@ import subprocess
 import sys
 import time
 
-from tests.helpers import gcs_emulator
 import pytest
 
 from learned_resize.runtime import errors, workdir_lock
+from tests.helpers import gcs_emulator
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 gcs = gcs_emulator.fixture(scope="module")
 
 

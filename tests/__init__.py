@@ -1,0 +1,1 @@
+"""The test suite: unit tests by subpackage, end-to-end runs in integration/."""

@@ -1,0 +1,1 @@
+"""Tests of learned_resize.config."""

@@ -1,0 +1,1 @@
+"""End-to-end runs: the real command-line tools, in subprocesses."""
