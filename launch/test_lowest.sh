@@ -23,6 +23,6 @@ echo "== pytest (fast subset) at the lowest versions"
 # retargeting operators and TensorBoard files; not the subprocess runs (kill/resume,
 # SIGTERM), which the full suite covers.
 "$venv/bin/python" -m pytest -q -n "${PYTEST_WORKERS:-2}" -m "not slow" -p no:cacheprovider \
-  -k "not kill_and_resume and not sigterm" tests/test_input_pipeline.py tests/test_iqa.py \
-  tests/test_train.py tests/test_retarget_operators.py tests/test_metric_writers.py \
-  tests/test_preprocessing.py "$@"
+  -k "not kill_and_resume and not sigterm" tests/data/test_pipeline.py tests/test_iqa.py \
+  tests/integration/test_train.py tests/retarget/test_operators.py tests/runtime/test_metric_writers.py \
+  tests/data/test_preprocessing.py "$@"
