@@ -159,6 +159,7 @@ def check_config(cfg) -> None:
         ("chunk", 1, float("inf")),
         ("memory_size", 1, 1000),
         ("max_linesearch_steps", 1, 1000),
+        ("noise_seed", 0, 2**31 - 1),
     ):
         if not _is_whole(cfg.get(name, low), low, high):
             bound = "" if high == float("inf") else f" and <= {high}"
@@ -175,7 +176,8 @@ def check_config(cfg) -> None:
     _check_layers(cfg, "perc_layers", "perc_weights", allow_empty=True)
     _check_choice(cfg, "perc_target", ("plan", "uniform"))
     _check_choice(cfg, "stats", ("input", "imagenet"))
-    _check_choice(cfg, "init", ("plan", "uniform"))
+    _check_choice(cfg, "init", ("plan", "uniform", "noise"))
+    _check_choice(cfg, "energy", operators.ENERGIES)
     _check_mask_config(cfg.mask)
 
 
@@ -244,10 +246,10 @@ def _loss_fn(spec: reconstruct.LossSpec) -> Callable:
     return fn
 
 
-def _load(depth: int) -> nnx.Module:
+def _load(depth: int, path=None) -> nnx.Module:
     from learned_resize.retarget import weights  # heavy imports only when needed
 
-    return weights.load_vgg(depth)
+    return weights.load_vgg(depth) if path is None else weights.load_vgg_file(path, depth)
 
 
 def retarget_details(
@@ -260,6 +262,7 @@ def retarget_details(
     log: Callable[[str], None] | None = print,
     protect_mask=None,
     remove_mask=None,
+    weights=None,
 ) -> RetargetResult:
     """Retargets image to size by reconstruction from retargeted VGG-19 features.
 
@@ -276,6 +279,8 @@ def retarget_details(
       log: progress printer, or None.
       protect_mask: optional [H, W] user mask (1 = keep), added to the importance mask.
       remove_mask: optional [H, W] user mask of an object for the seams to take first.
+      weights: optional VGG-19 weights file (Keras notop .h5, or a torchvision state
+        dict as .safetensors or .pth) used instead of the cache; not with vgg19.
 
     Returns:
       A `RetargetResult`.
@@ -290,7 +295,9 @@ def retarget_details(
     gray = image_io.is_gray(image)
     size = check_size(size, image.shape[:2])
     check_config(cfg)
-    vgg19 = _load(19) if vgg19 is None else vgg19
+    if weights is not None and vgg19 is not None:
+        raise ValueError("Pass either weights (a file) or vgg19 (a network), not both.")
+    vgg19 = _load(19, weights) if vgg19 is None else vgg19
     if _uses_perceptual(cfg) and vgg16 is None:
         vgg16 = _load(16)
 
@@ -353,7 +360,7 @@ def solve(cfg, image, size, plan, vgg19, vgg16, log):
     out, base, solves = None, None, []
     for i, (scale, iterations) in enumerate(zip(cfg.scales, cfg.iterations)):
         loss_fn, aux, scaled = scale_problem(cfg, image, size, plan, scale, vgg19, vgg16)
-        init = _start(cfg.init, plan, image, scaled, out, base)
+        init = initial_image(cfg, plan, image, scaled, out, base)
         base = init
         label = f"[{i + 1}/{len(cfg.scales)} {scaled.shape[2]}x{scaled.shape[1]}] "
         out, info = reconstruct.minimize(
@@ -373,15 +380,25 @@ def solve(cfg, image, size, plan, vgg19, vgg16, log):
     return out, solves
 
 
-def _start(kind, plan, image, scaled, out, base) -> jax.Array:
-    """A scale's start: 'plan' warps the input with the plan at this scale's size and,
-    after the first scale, adds the previous scale's change (out - its start)
-    upsampled, so the coarse moves carry over without blurring the fine detail."""
-    size = scaled.shape[1:3]
+def initial_image(cfg, plan, image, scaled, out, base) -> jax.Array:
+    """A scale's start [1, h, w, 3] (cfg.init). 'plan' warps the input with the plan at
+    this scale's size and, after the first scale, adds the previous scale's change (out
+    - its start) upsampled, so the coarse moves carry over without blurring the fine
+    detail. 'uniform' starts from the linearly scaled input (scaled), 'noise' (the
+    paper's other start) from Gaussian noise with the input's per-channel mean and
+    std, clipped to [0, 1] (seed cfg.noise_seed); after the first scale both start
+    from the previous scale's output upsampled."""
+    size, kind = scaled.shape[1:3], cfg.init
+    if out is not None and kind in ("uniform", "noise"):
+        return operators.uniform_scale(out, size)
     if kind == "uniform":
-        return scaled if out is None else operators.uniform_scale(out, size)
+        return scaled
+    if kind == "noise":
+        mean, std = reconstruct.channel_stats(image[None])
+        noise = jax.random.normal(jax.random.key(cfg.get("noise_seed", 0)), scaled.shape)
+        return jnp.clip(mean + std * noise, 0.0, 1.0)
     if kind != "plan":
-        raise ValueError(f"config.init must be 'plan' or 'uniform', got {kind!r}.")
+        raise ValueError(f"config.init must be 'plan', 'uniform' or 'noise', got {kind!r}.")
     warped = operators.apply_plan(plan, image[None], size)
     return warped if out is None else warped + operators.uniform_scale(out - base, size)
 

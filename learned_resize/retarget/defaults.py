@@ -43,6 +43,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Seams are decided on the image scaled by 1/plan_stride (4 = the conv3 grid); a
     # coarse decision, spread smoothly over the finer layers, avoids pixel-seam jaggies.
     c.plan_stride = 4
+    # Seam energy: 'gradient' (|d/dx| + |d/dy| of the luminance, Avidan & Shamir 2007) or
+    # 'forward' (Rubinstein et al. 2008: the new neighbour differences a removal creates).
+    # The held-out comparison is in docs/departures.md; not tuned.
+    c.energy = "gradient"
     c.mask = ml_collections.ConfigDict()
     c.mask.layers = mask_lib.DEFAULT_LAYERS  # deepest VGG-19 layers whose energy marks objects
     c.mask.threshold = mask_lib.DEFAULT_THRESHOLD  # on the energy normalised by its maximum
@@ -75,8 +79,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Reference statistics for the prior: 'input' (the photo's own) or 'imagenet'.
     c.stats = "input"
     # Start of the first scale: 'plan' (the input warped by the plan: every pixel starts
-    # where the plan puts it) or 'uniform' (the linearly scaled input).
+    # where the plan puts it), 'uniform' (the linearly scaled input) or 'noise' (the
+    # paper's other start: Gaussian noise with the photo's per-channel mean and std,
+    # clipped to [0, 1]; `api.initial_image`).
     c.init = "plan"
+    c.noise_seed = 0  # init='noise' only
     # Coarse to fine: output scales and the most L-BFGS iterations spent at each; a
     # scale stops early once an iteration lowers the loss by less than rtol of it.
     c.scales = (0.5, 1.0)

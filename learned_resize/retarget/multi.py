@@ -27,6 +27,7 @@ def seam_plan_for(
     mask_bonus: float = operators.MASK_BONUS,
     fallback: bool = False,
     remove: jax.Array | None = None,
+    energy: str = "gradient",
 ) -> tuple[operators.Plan, str]:
     """(plan, note) of the seam operator for image [H, W, 3] -> size on a 1/plan_stride grid.
 
@@ -36,8 +37,11 @@ def seam_plan_for(
     height, width = image.shape[:2]
     grid = (max(2, round(height / plan_stride)), max(2, round(width / plan_stride)))
     if (fallback or remove is not None) and mask is not None:
-        return protect.protected_seam_plan(image, size, mask, grid, mask_bonus, remove)
-    return operators.seam_plan(image, size, mask=mask, grid=grid, mask_bonus=mask_bonus), ""
+        return protect.protected_seam_plan(image, size, mask, grid, mask_bonus, remove, energy)
+    plan = operators.seam_plan(
+        image, size, mask=mask, grid=grid, mask_bonus=mask_bonus, energy=energy
+    )
+    return plan, ""
 
 
 def crop_window(
@@ -101,6 +105,7 @@ def multi_plan(
     mask_bonus: float = operators.MASK_BONUS,
     fallback: bool = False,
     remove: jax.Array | None = None,
+    energy: str = "gradient",
 ) -> tuple[operators.Plan, str]:
     """(plan, note): crop crop_fraction of the reduction around the mask, then seams.
 
@@ -110,7 +115,7 @@ def multi_plan(
       mask: importance mask [h_m, w_m] in [0, 1] at any resolution, or None (centred).
       crop_fraction: share of each shrinking axis' reduction taken by the crop, in [0, 1]
         (0 = `seam_plan_for` alone, 1 = a crop alone).
-      plan_stride, mask_bonus, fallback: as for the seam operator (`seam_plan_for`).
+      plan_stride, mask_bonus, fallback, energy: as for the seam operator (`seam_plan_for`).
       remove: optional [H, W] object mask for the seams to take first; the crop leaves
         the seams at least the object's width (height) of the reduction.
 
@@ -134,10 +139,10 @@ def multi_plan(
     )
     y0, x0, h_c, w_c = window
     if (h_c, w_c) == in_size:
-        return seam_plan_for(image, size, mask, plan_stride, mask_bonus, fallback, remove)
+        return seam_plan_for(image, size, mask, plan_stride, mask_bonus, fallback, remove, energy)
     cut = lambda a: None if a is None else jnp.asarray(a)[y0 : y0 + h_c, x0 : x0 + w_c]
     seams, note = seam_plan_for(
-        cut(image), size, cut(full), plan_stride, mask_bonus, fallback, cut(remove)
+        cut(image), size, cut(full), plan_stride, mask_bonus, fallback, cut(remove), energy
     )
     by_axis = {stage.axis: stage for stage in seams}
     stages = []

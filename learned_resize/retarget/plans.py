@@ -20,13 +20,15 @@ def make_plan(
     fallback: bool = False,
     remove: jax.Array | None = None,
     crop_fraction: float = multi.CROP_FRACTION,
+    energy: str = "gradient",
 ) -> tuple[operators.Plan, str]:
     """(plan, note) of operator for image [H, W, 3] -> size, on a 1/plan_stride grid.
 
     With fallback (and a mask), seams never cross the mask: what the unmasked part
     cannot absorb is cropped around the mask, and note says so ('' otherwise). remove
     ([H, W], seams and multi only) marks an object the seams take first. 'multi' crops
-    crop_fraction of the reduction around the mask first (`multi.multi_plan`).
+    crop_fraction of the reduction around the mask first (`multi.multi_plan`). energy:
+    the seams' energy, 'gradient' or 'forward' (`operators.find_seams`).
     """
     if remove is not None and (operator not in ("seam", "multi") or mask is None):
         raise ValueError(
@@ -38,7 +40,9 @@ def make_plan(
         return operators.crop_plan(image.shape[:2], size), ""
     m = None if mask is None else mask[0]
     if operator == "seam":
-        return multi.seam_plan_for(image, size, m, plan_stride, mask_bonus, fallback, remove)
+        return multi.seam_plan_for(
+            image, size, m, plan_stride, mask_bonus, fallback, remove, energy
+        )
     if operator == "multi":
         return multi.multi_plan(
             image,
@@ -49,6 +53,7 @@ def make_plan(
             mask_bonus=mask_bonus,
             fallback=fallback,
             remove=remove,
+            energy=energy,
         )
     raise ValueError(f"Unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}.")
 
@@ -65,4 +70,5 @@ def plan_for(cfg, image, size, mask, remove=None) -> tuple[operators.Plan, str]:
         cfg.mask.fallback,
         remove,
         cfg.get("crop_fraction", multi.CROP_FRACTION),
+        cfg.get("energy", "gradient"),
     )

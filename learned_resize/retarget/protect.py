@@ -18,7 +18,9 @@ def _on_grid(mask: jax.Array, grid: tuple[int, int]) -> jax.Array:
     return operators.uniform_scale(mask[None, :, :, None].astype(jnp.float32), grid)[0, ..., 0]
 
 
-def _protected_stage(gray, bonus, out_len: int, protected: float) -> tuple[jax.Array, int]:
+def _protected_stage(
+    gray, bonus, out_len: int, protected: float, energy: str = "gradient"
+) -> tuple[jax.Array, int]:
     """Pixel source positions [H, out_len] and the columns cropped (0: seams only).
 
     When fewer columns than the reduction lie outside the protected region in some row,
@@ -28,8 +30,10 @@ def _protected_stage(gray, bonus, out_len: int, protected: float) -> tuple[jax.A
     h, w = gray.shape
     free = int(jnp.min(jnp.sum(bonus < protected, axis=1)))
     if out_len >= w or w - out_len <= free:
-        return operators.seam_stage_coords(gray, bonus, out_len), 0
-    kept, _ = operators.find_seams(gray, bonus, num_seams=free) if free else (None, None)
+        return operators.seam_stage_coords(gray, bonus, out_len, energy), 0
+    kept = None
+    if free:
+        kept, _ = operators.find_seams(gray, bonus, num_seams=free, energy=energy)
     if kept is None:
         kept = jnp.broadcast_to(jnp.arange(w, dtype=jnp.int32), (h, w))
     weight = np.sum(np.asarray(jnp.take_along_axis(bonus, kept, axis=1)) >= protected, axis=0)
@@ -60,6 +64,7 @@ def protected_seam_plan(
     grid: tuple[int, int],
     mask_bonus: float = operators.MASK_BONUS,
     remove: jax.Array | None = None,
+    energy: str = "gradient",
 ) -> tuple[operators.Plan, str]:
     """`seam_plan` that never carves through the mask: seams up to it, then a crop.
 
@@ -71,6 +76,7 @@ def protected_seam_plan(
       mask_bonus: energy added where the mask is 1.
       remove: optional [H', W'] mask of an object to remove: its energy is lowered by
         mask_bonus, so seams go through it first (object removal).
+      energy: seam energy, 'gradient' or 'forward' (`operators.find_seams`).
 
     Returns:
       (plan, note): note is '' when seams alone did it, else one sentence saying how
@@ -87,7 +93,7 @@ def protected_seam_plan(
         if outs[axis] == grid[axis]:
             continue
         g, b = (gray, bonus) if axis == 1 else (gray.T, bonus.T)
-        coords, cropped = _protected_stage(g, b, outs[axis], 0.5 * mask_bonus)
+        coords, cropped = _protected_stage(g, b, outs[axis], 0.5 * mask_bonus, energy)
         stages.append(operators.Stage((coords + 0.5) / g.shape[1], axis=axis))
         if cropped:
             name = "width" if axis == 1 else "height"
