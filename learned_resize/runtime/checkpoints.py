@@ -587,21 +587,4 @@ def check_init_sources(config: ml_collections.ConfigDict, workdir) -> None:
             found = model_meta(planned)
         else:
             found = _source_meta(key, path)
-        found = {"resizer_norm": "batch", **found}  # (checkpoints saved before the key)
-        if "resizer" in parts and found.get("resizer") != "learned":
-            raise errors.UserError(
-                f"config.init_from.{key}={path} has no learned resizer (its resizer is "
-                f"{found.get('resizer')!r}); give a run with config.resizer.kind='learned' or "
-                "drop 'resizer' from config.init_from.parts."
-            )
-        keys = ["channels"]
-        keys += ["model"] if "classifier" in parts else []
-        keys += ["task", "num_classes"] if "score_head" in parts else []
-        keys += ["resizer_filters", "resizer_blocks", "resizer_norm"] if "resizer" in parts else []
-        diffs = [f"{k}={found.get(k)!r} (this config: {expected[k]!r})" for k in keys]
-        diffs = [d for k, d in zip(keys, diffs) if found.get(k) != expected[k]]
-        if diffs:
-            raise errors.UserError(
-                f"config.init_from.{key}={path} is a checkpoint of another model "
-                f"({', '.join(diffs)}); give a run of this model or change the config to match."
-            )
+        check_parts_meta(found, expected, parts, f"config.init_from.{key}={path}")

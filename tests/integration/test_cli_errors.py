@@ -127,10 +127,10 @@ CASES = [
     ),
     (
         ["--config.init_from.path={tmp}/fake_bilinear", "--config.init_from.parts=('resizer',)"],
-        "has no learned resizer (its resizer is 'bilinear')",
+        "has no learned resizer (resizer='bilinear')",
     ),
     (["--config.init_from.resizer_path={tmp}/fake_bilinear"], "has no learned resizer"),
-    (["--config.init_from.path={tmp}/fake_resnet"], "is a checkpoint of another model (model="),
+    (["--config.init_from.path={tmp}/fake_resnet"], "is of a different model: backbone"),
     (["--config.init_from.path={tmp}/fake_no_meta"], "has no readable meta/metadata"),
     (["--config=configs/tiny.py:staged", "--stages=learned"], "baseline does not exist"),
     # The schedule's length.
