@@ -34,7 +34,7 @@ import numpy as np
 
 from learned_resize import evaluation, optim
 from learned_resize import steps as steps_lib
-from learned_resize.data import pipeline
+from learned_resize.data import pipeline, sources
 from learned_resize.runtime import checkpoints, errors, metric_writers, preemption, profiling
 from learned_resize.runtime import mesh as mesh_lib
 from learned_resize.runtime import workdir as workdir_lib
@@ -61,10 +61,10 @@ def _point(name: str, point: str) -> None:
 _DATASET_INFO = {}  # config.data as JSON -> DatasetInfo: the splits are opened once per run.
 
 
-def dataset_info(config) -> pipeline.DatasetInfo:
+def dataset_info(config) -> sources.DatasetInfo:
     key = config.data.to_json()
     if key not in _DATASET_INFO:
-        _DATASET_INFO[key] = pipeline.get_dataset_info(config)
+        _DATASET_INFO[key] = sources.get_dataset_info(config)
     return _DATASET_INFO[key]
 
 

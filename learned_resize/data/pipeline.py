@@ -22,7 +22,8 @@ Corrupt or undecodable images never crash a run. Train substitutes the next
 decodable record (deterministically, so batches stay reproducible) and counts
 the corrupt records skipped in `skipped`; eval gives them mask=0, skipped=1.
 
-config.data keys and their defaults: learned_resize/sources_lib.py.
+config.data's keys and defaults: learned_resize/config/defaults.py; the dataset's
+builder, splits and options: learned_resize/data/sources.py.
 
 Output batches: image uint8 [B_local, H, W, C], label int32, skipped int32, and
 for eval mask float32 [B_local].
@@ -45,16 +46,6 @@ from learned_resize.data import sources as sources_lib
 
 # A run of this many undecodable records in a row means the data is broken, not noisy.
 _MAX_CONSECUTIVE_CORRUPT = 100
-
-# The config side lives in learned_resize/sources_lib.py; these names stay importable here.
-CROPS = sources_lib.CROPS
-AUTO_WORKERS = sources_lib.AUTO_WORKERS
-DatasetInfo = sources_lib.DatasetInfo
-DataOptions = sources_lib.DataOptions
-data_options = sources_lib.data_options
-get_dataset_info = sources_lib.get_dataset_info
-resolve_num_workers = sources_lib.resolve_num_workers
-ASPECT_RATIO_RANGE = preprocessing.ASPECT_RATIO_RANGE
 
 
 # ----------------------------------------------------------------------------
@@ -225,10 +216,10 @@ def _process_share(config, process_index, process_count) -> tuple[int, int, int]
     return process_index, process_count, batch_size // process_count
 
 
-def _to_iter_dataset(ds: grain.MapDataset, opts: DataOptions) -> grain.IterDataset:
+def _to_iter_dataset(ds: grain.MapDataset, opts: sources_lib.DataOptions) -> grain.IterDataset:
     read_options = grain.ReadOptions(num_threads=opts.prefetch, prefetch_buffer_size=opts.prefetch)
     iter_ds = ds.to_iter_dataset(read_options)
-    num_workers = resolve_num_workers(opts.num_workers)
+    num_workers = sources_lib.resolve_num_workers(opts.num_workers)
     if num_workers:
         if not flags.FLAGS.is_parsed():
             # grain's worker processes read absl flags; outside an absl app (tests,
@@ -266,7 +257,7 @@ def create_train_iterator(
       Iterator of dict(image=uint8 [B_local, H, W, C], label=int32 [B_local],
       skipped=int32 [B_local]), B_local = config.batch_size // process_count.
     """
-    opts = data_options(config)
+    opts = sources_lib.data_options(config)
     image_size = _image_size(image_size)
     process_index, process_count, local_batch = _process_share(config, process_index, process_count)
     if not isinstance(seed, int | np.integer) or seed < 0:
@@ -321,7 +312,7 @@ def create_eval_iterator(
       [B_local, H, W, C], label int32, mask float32 (0 for padding and corrupt
       images) and skipped int32 (1 for corrupt images); it can be iterated again.
     """
-    opts = data_options(config)
+    opts = sources_lib.data_options(config)
     image_size = _image_size(image_size)
     process_index, process_count, local_batch = _process_share(config, process_index, process_count)
     builder = sources_lib.builder(opts)
