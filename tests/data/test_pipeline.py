@@ -15,7 +15,7 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from learned_resize.data import builders
+from learned_resize.data import builders, sources
 from learned_resize.data import pipeline as pipeline_lib
 from learned_resize.data.builders import fashion_mnist
 
@@ -97,8 +97,8 @@ def test_builder_round_trip_equals_source_arrays(fmnist):
                 np.asarray(PIL.Image.open(io.BytesIO(record["image"]))), images[index]
             )
             assert record["label"] == labels[index]
-    info = pipeline_lib.get_dataset_info(config)
-    assert info == pipeline_lib.DatasetInfo(NUM_TRAIN, NUM_TEST, 10, 1)
+    info = sources.get_dataset_info(config)
+    assert info == sources.DatasetInfo(NUM_TRAIN, NUM_TEST, 10, 1)
 
 
 def test_read_idx_rejects_bad_magic_and_truncation(tmp_path):
@@ -117,7 +117,7 @@ def test_missing_fashion_mnist_directory_says_how_to_install(tmp_path):
     config.data.data_dir = str(tmp_path / "tfds")
     config.data.manual_dir = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        pipeline_lib.get_dataset_info(config)
+        sources.get_dataset_info(config)
 
 
 # ----------------------------------------------------------------------------
@@ -357,8 +357,8 @@ def mock_imagenet():
 
 def test_mock_imagenet_eval_matches_pil_and_masks_corrupt(mock_imagenet):
     config, records = mock_imagenet
-    info = pipeline_lib.get_dataset_info(config)
-    assert info == pipeline_lib.DatasetInfo(12, 7, 1000, 3)
+    info = sources.get_dataset_info(config)
+    assert info == sources.DatasetInfo(12, 7, 1000, 3)
     iterable, num_batches = pipeline_lib.create_eval_iterator(
         config, image_size=24, process_index=0, process_count=1
     )
