@@ -244,3 +244,80 @@ def test_overlay_tints_only_the_mask():
     assert out.dtype == np.uint8 and out.shape == (8, 8, 3)
     np.testing.assert_array_equal(out[0, 0], [128, 128, 128])
     assert out[4, 4, 0] > 180 and out[4, 4, 1] < 100
+
+
+# ----------------------------------------------------------------------------- forward energy
+
+
+def test_forward_energy_dp_by_hand_on_a_3x4_image():
+    # Rubinstein et al. 2008: C_U = |I(i,j+1) - I(i,j-1)|, C_L = C_U + |I(i-1,j) - I(i,j-1)|,
+    # C_R = C_U + |I(i-1,j) - I(i,j+1)|, borders replicated; M(0,j) = C_U(0,j) and
+    # M(i,j) = P(i,j) + min(M(i-1,j-1) + C_L, M(i-1,j) + C_U, M(i-1,j+1) + C_R), P = 0.
+    gray = np.array([[1, 3, 0, 2], [4, 1, 5, 0], [2, 2, 1, 3]], np.float32)
+    c_u = [[2, 1, 1, 2], [3, 1, 1, 5], [0, 1, 1, 2]]
+    c_l = [[2, 2, 8], [2, 4, 3]]  # rows 1 and 2 at j = 1..3
+    c_r = [[3, 3, 1, 7], [2, 1, 3, 5]]  # rows 1 and 2
+    costs = np.asarray(operators.forward_costs(jnp.asarray(gray)))
+    np.testing.assert_array_equal(costs[1], c_u)
+    np.testing.assert_array_equal(costs[0, 1:, 1:], c_l)
+    np.testing.assert_array_equal(costs[0, 1:, 0], [6, 2])  # j = 0, never reachable
+    np.testing.assert_array_equal(costs[2, 1:], c_r)
+    # M row 0 = [2, 1, 1, 2]
+    # M row 1: j0 min(-, 2+3, 1+3) = 4; j1 min(2+2, 1+1, 1+3) = 2; j2 min(1+2, 1+1, 2+1) = 2;
+    #          j3 min(1+8, 2+5, -) = 7
+    # M row 2: j0 min(-, 4+0, 2+2) = 4; j1 min(4+2, 2+1, 2+1) = 3 (ties: the left-most
+    #          offset wins, here straight up); j2 min(2+4, 2+1, 7+3) = 3; j3 min(2+3, 7+2, -) = 5
+    # Minimum 3 at j1 (left-most of j1, j2), reached straight down: seam [1, 1, 1], cost 3.
+    pixel = jnp.zeros((3, 4), jnp.float32).at[0].add(jnp.asarray(costs[1, 0]))
+    seam, cost = operators.min_seam(pixel, jnp.asarray(costs))
+    assert list(np.asarray(seam)) == [1, 1, 1] and float(cost) == 3.0
+    kept, removed = operators.find_seams(
+        jnp.asarray(gray), jnp.zeros((3, 4)), num_seams=1, energy="forward"
+    )
+    np.testing.assert_array_equal(np.asarray(kept), [[0, 2, 3]] * 3)
+    assert np.asarray(removed)[:, 1].all() and np.asarray(removed).sum() == 3
+    # Backward (gradient) energy picks another seam here: the two energies differ.
+    kept_g, _ = operators.find_seams(jnp.asarray(gray), jnp.zeros((3, 4)), num_seams=1)
+    assert not np.array_equal(np.asarray(kept_g), np.asarray(kept))
+
+
+def test_forward_energy_matches_the_seam_carving_package():
+    """Seam removal with forward energy against PyPI's `seam-carving` (1.1.0).
+
+    The two are defined identically for a grey image without masks (same costs, edge
+    replication, first-minimum tie breaking), so on integer-valued pixels (exact float32
+    sums) the carved images are equal. Expected differences, not compared: RGB images
+    (it converts with Rec. 709 weights and truncates to uint8, we use Rec. 601 luma on
+    floats), a keep mask (it adds the mask energy from the second row on, we on every
+    row), seam insertion (it inserts the mean with the left neighbour before the seam
+    pixel, we the mean with the right neighbour after it) and backward energy (Sobel
+    there, central differences here).
+    """
+    seam_carving = pytest.importorskip("seam_carving")
+    rng = np.random.default_rng(0)
+    for shape, k in (((12, 16), 5), ((9, 20), 11), ((16, 7), 3)):
+        gray = rng.integers(0, 256, shape).astype(np.float32)
+        ref = seam_carving.resize(gray, (shape[1] - k, shape[0]), energy_mode="forward")
+        kept, _ = operators.find_seams(
+            jnp.asarray(gray), jnp.zeros(shape), num_seams=k, energy="forward"
+        )
+        np.testing.assert_array_equal(np.take_along_axis(gray, np.asarray(kept), 1), ref)
+    # Height: horizontal seams, as seam_plan finds them (vertical seams of the transpose).
+    gray = rng.integers(0, 256, (14, 10)).astype(np.float32)
+    ref = seam_carving.resize(gray, (10, 9), energy_mode="forward")
+    kept, _ = operators.find_seams(
+        jnp.asarray(gray.T), jnp.zeros((10, 14)), num_seams=5, energy="forward"
+    )
+    np.testing.assert_array_equal(np.take_along_axis(gray.T, np.asarray(kept), 1).T, ref)
+
+
+def test_forward_energy_seam_carve_keeps_a_flat_photo_region_and_refuses_unknown():
+    # Columns 4..9 flat (removing them creates no new edge), the rest a ramp of steps.
+    image = np.zeros((10, 16, 3), np.float32)
+    image[:, :4] = np.linspace(0, 1, 4)[None, :, None]
+    image[:, 10:] = np.linspace(0, 1, 6)[None, :, None]
+    out = np.asarray(operators.seam_carve(jnp.asarray(image), (10, 12), energy="forward"))
+    np.testing.assert_allclose(out[:, :4], image[:, :4], atol=1e-6)
+    np.testing.assert_allclose(out[:, 6:], image[:, 10:], atol=1e-6)
+    with pytest.raises(ValueError, match="gradient, forward"):
+        operators.find_seams(jnp.zeros((3, 4)), jnp.zeros((3, 4)), num_seams=1, energy="sobel")
