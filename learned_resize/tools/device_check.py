@@ -1,0 +1,583 @@
+r"""Is this accelerator ready and fast? The doctor, a learning check, ResNet-50's step, a retarget.
+
+    python -m learned_resize.tools.device_check [--out=device_check.json]
+    python -m learned_resize.tools.device_check --smoke      # tiny sizes, seconds on a CPU
+
+On whatever `jax.devices()` gives (every device of this process, the batch split over
+them), one row per check, printed as one table and written as JSON to `--out`:
+
+  doctor      `learned_resize.tools.doctor.run_checks`: OK when every line is; without
+              tensorflow-datasets the dataset lines are left out (and named).
+  learning    `configs/default.py`'s `learned` stage (small CNN behind a learned resizer
+              28x28 -> 8x8) trained from scratch through `learned_resize.steps.Steps` for
+              `--train_steps` steps on in-memory Fashion-MNIST (the idx files of Debian's
+              `dataset-fashion-mnist`; separable synthetic images when they are absent),
+              then evaluated on held-out images: OK when the loss fell and top-1 is at
+              least chance + 0.25. No input pipeline, so grain and TFDS are not needed.
+  resnet50    the `learned` stage of `configs/imagenet.py:resnet50` (resizer 448 -> 224,
+              ResNet-50, bf16 compute): the trainer's train step on a fixed random uint8
+              batch, at the largest batch that fits (from `--start_batch`, halved on
+              RESOURCE_EXHAUSTED). images/s, XLA's FLOPs of the step and MFU against the
+              chip's peak dense bf16 FLOP/s (`PEAK_BF16`; unknown chips get the achieved
+              FLOP/s only). XLA counts the FLOPs of the program one device runs, so MFU is
+              per-chip FLOP/s over the per-chip peak.
+  retarget    `learned_resize.retarget.api.retarget` of scikit-image's astronaut at
+              `--photo_px` to 3/4 of its width with the default settings: the first call
+              (compiles included) and a second one. Needs the VGG weight cache.
+
+Rows that need a package which is missing (ml-collections, scikit-image) or the VGG
+weights say so and are skipped; nothing is imported from tensorflow-datasets, grain,
+array-record or tensorboardX, so a host with only jax, flax, optax and orbax runs it.
+Exit status 0 when every row is OK or skipped, 2 when a check failed, 1 for bad flags
+(one `error:` line before anything runs). `--smoke`: ResNet-50 at 64 -> 32 px, batch 2,
+20 training steps, a 64-px photo; what tests/tools/test_device_check.py runs.
+"""
+
+import dataclasses
+import gzip
+import importlib
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+from learned_resize.runtime import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_DIR = os.path.join(REPO, "configs")  # the checkout's config files
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+
+# Peak dense (no sparsity) bf16 FLOP/s per chip, from the vendors' datasheets: NVIDIA's
+# H100 / H200 / A100 product datasheets (their tables give the 2:4-sparse figure, twice
+# these) and Google Cloud's TPU system-architecture pages (per chip; v4 and v5p run one
+# JAX device per chip, "megacore"). GPUs match by substring of `device_kind`, first hit
+# wins (PCIe and NVL H100s have lower clocks than the SXM part); TPUs by the exact kind.
+PEAK_BF16_GPU = (
+    ("h100 pcie", 756e12),
+    ("h100 nvl", 835e12),
+    ("h100", 989e12),  # SXM5 ("NVIDIA H100 80GB HBM3")
+    ("h200", 989e12),  # also GH200
+    ("a100", 312e12),  # SXM4 and PCIe alike
+)
+PEAK_BF16_TPU = {
+    "tpu v4": 275e12,
+    "tpu v5 lite": 197e12,  # v5e
+    "tpu v5e": 197e12,
+    "tpu v5": 459e12,  # v5p
+    "tpu v5p": 459e12,
+    "tpu v6 lite": 918e12,  # v6e (Trillium)
+    "tpu v6e": 918e12,
+}
+CHECKS = ("doctor", "learning", "resnet50", "retarget")  # the rows, in order
+LEARNING_MARGIN = 0.25  # top-1 must beat chance (1 / classes) by this much
+ML_COLLECTIONS = "ml-collections~=1.0"  # configs, Steps and retargeting need it
+
+
+def peak_bf16(device_kind: str) -> float | None:
+    """Peak dense bf16 FLOP/s of one chip of this `device_kind`, or None if unknown."""
+    kind = " ".join(device_kind.lower().split())
+    if kind in PEAK_BF16_TPU:
+        return PEAK_BF16_TPU[kind]
+    for pattern, peak in PEAK_BF16_GPU:
+        if pattern in kind:
+            return peak
+    return None
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the table: status is ok, fail, fix (the doctor's) or skipped."""
+
+    name: str
+    status: str
+    summary: str
+    values: dict = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Missing(Exception):  # noqa: N818  (a reason to skip a row, not an error)
+    """A package, file or weight the row needs is absent; the message says what to do."""
+
+
+def _require(module: str, package: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise Missing(f"needs {package}: pip install '{package}'") from None
+
+
+def _load_config(name: str, arg: str = ""):
+    """`get_config(arg)` of configs/NAME.py in the checkout."""
+    _require("ml_collections", ML_COLLECTIONS)
+    path = os.path.join(CONFIG_DIR, name)
+    if not os.path.isfile(path):
+        raise Missing(f"{path} not found: run from a checkout of the project")
+    return cli.load_config(f"{path}:{arg}" if arg else path)
+
+
+def _stage(config, name: str):
+    """The config of stage `name` as the trainer runs it (its overrides applied)."""
+    from learned_resize.config import stages
+
+    for stage, _, stage_config in stages.stage_configs(config, workdir="unused"):
+        if stage == name:
+            return stage_config
+    raise KeyError(name)
+
+
+# ------------------------------------------------------------------------------ doctor
+
+
+def check_doctor() -> Row:
+    from learned_resize.tools import doctor
+
+    left_out = ""
+    try:
+        checks = doctor.run_checks()
+    except ImportError as e:  # the dataset checks import tensorflow-datasets
+        import jax
+        from jax._src import hardware_utils
+
+        local = jax.local_devices()
+        tpu_chips, _ = hardware_utils.num_available_tpu_chips_and_device_id()
+        checks = [
+            doctor.check_platform(local, hardware_utils.has_visible_nvidia_gpu(), tpu_chips),
+            doctor.check_processes(
+                jax.process_index(), jax.process_count(), len(local), jax.device_count()
+            ),
+            doctor.check_memory(local),
+            doctor.check_versions(local[0].client.platform_version.strip() or local[0].platform),
+            doctor.check_allocator(local[0].platform),
+            doctor.check_weights(None),
+        ]
+        left_out = f"; dataset checks left out ({e.name or e} not installed)"
+    fixes = [c for c in checks if not c.ok]
+    summary = f"{len(checks) - len(fixes)} of {len(checks)} OK" + left_out
+    if fixes:
+        summary += "; to fix: " + ", ".join(c.name for c in fixes)
+    lines = [c.line() for c in checks]
+    return Row("doctor", "fix" if fixes else "ok", summary, {"lines": lines})
+
+
+# ---------------------------------------------------------------------------- learning
+
+
+def _read_idx(path: str) -> np.ndarray:
+    """An idx file of unsigned bytes (gzip or plain) as an array of its header's shape."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int(d) for d in np.frombuffer(data[4 : 4 + 4 * ndim], ">u4"))
+    if data[2] != 0x08 or len(data) != 4 + 4 * ndim + math.prod(shape):
+        raise ValueError(f"{path} is not an idx file of unsigned bytes of shape {shape}.")
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def fashion_mnist(directory: str = FASHION_MNIST_DIR):
+    """((train images, labels), (test images, labels)) as uint8 [N, 28, 28, 1], int32 [N]."""
+    splits = []
+    for stem in ("train", "t10k"):
+        images = _read_idx(os.path.join(directory, f"{stem}-images-idx3-ubyte.gz"))
+        labels = _read_idx(os.path.join(directory, f"{stem}-labels-idx1-ubyte.gz"))
+        splits.append((images[..., None], labels.astype(np.int32)))
+    return tuple(splits)
+
+
+def synthetic_images(num: int, classes: int = 10, seed: int = 0):
+    """Separable stand-in for Fashion-MNIST: a fixed 28x28 template per class plus noise."""
+    templates = np.random.default_rng(1234).uniform(0, 255, (classes, 28, 28, 1))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, num).astype(np.int32)
+    noise = rng.normal(0, 40, (num, 28, 28, 1))
+    return np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels
+
+
+def check_learning(num_steps: int, eval_images: int) -> Row:
+    _require("ml_collections", ML_COLLECTIONS)  # learned_resize.steps imports it
+    import jax
+
+    from learned_resize import steps as steps_lib
+    from learned_resize.runtime import mesh as mesh_lib
+
+    config = _stage(_load_config("default.py"), "learned")
+    with config.unlocked():
+        config.init_from.path = ""  # from scratch: nothing to restore
+    source = "Fashion-MNIST"
+    try:
+        (train_x, train_y), (test_x, test_y) = fashion_mnist()
+    except (OSError, ValueError):
+        source = f"synthetic ({FASHION_MNIST_DIR} missing)"
+        (train_x, train_y), (test_x, test_y) = synthetic_images(6000), synthetic_images(2000, 10, 1)
+    batch_size, classes = config.batch_size, config.data.num_classes
+    mesh = mesh_lib.create_mesh()
+    trainer = steps_lib.Steps(config, mesh, len(train_x) // batch_size, num_steps)
+    state, rest = trainer.init(jax.random.key(config.seed))
+    order = np.random.default_rng(0).permutation(len(train_x))
+    losses = []
+    for step in range(num_steps):
+        index = order[(np.arange(batch_size) + step * batch_size) % len(order)]
+        batch = {
+            "image": train_x[index],
+            "label": train_y[index],
+            "skipped": np.zeros(batch_size, np.int32),
+        }
+        state, metrics = trainer.train_step(state, mesh_lib.global_batch(batch, mesh), rest)
+        losses.append(metrics["loss"])
+    losses = np.asarray(jax.device_get(losses), np.float64)
+    correct = count = 0
+    eval_images = min(eval_images, len(test_x)) // batch_size * batch_size
+    for start in range(0, eval_images, batch_size):
+        batch = {
+            "image": test_x[start : start + batch_size],
+            "label": test_y[start : start + batch_size],
+            "mask": np.ones(batch_size, np.float32),
+            "skipped": np.zeros(batch_size, np.int32),
+        }
+        out = trainer.eval_step(state, mesh_lib.global_batch(batch, mesh), rest)
+        correct += float(out["correct_top1"])
+        count += float(out["count"])
+    top1 = correct / count
+    window = max(1, num_steps // 10)
+    first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+    chance = 1 / classes
+    learned = last < first and top1 >= chance + LEARNING_MARGIN
+    summary = (
+        f"{source}, {num_steps} steps of {batch_size}: loss {first:.3f} -> {last:.3f}, "
+        f"held-out top-1 {top1:.3f} on {int(count)} images (chance {chance:.2f}, "
+        f"needs >= {chance + LEARNING_MARGIN:.2f})"
+    )
+    values = {
+        "data": source,
+        "steps": num_steps,
+        "batch": batch_size,
+        "loss_first": first,
+        "loss_last": last,
+        "top1": top1,
+        "eval_images": int(count),
+        "chance": chance,
+    }
+    return Row("learning", "ok" if learned else "fail", summary, values)
+
+
+# ---------------------------------------------------------------------------- resnet50
+
+
+def resnet50_config(batch: int, input_px: int | None = None, output_px: int | None = None):
+    """The `learned` stage of configs/imagenet.py:resnet50 at `batch` (bf16 compute);
+    `input_px` / `output_px` shrink it (--smoke)."""
+    config = _stage(_load_config("imagenet.py", "resnet50"), "learned")
+    with config.unlocked():
+        config.init_from.path = ""
+        config.batch_size = batch
+        config.model.dtype = "bfloat16"
+        if input_px:
+            config.input_size = (input_px, input_px)
+        if output_px:
+            config.resizer.output_size = (output_px, output_px)
+    return config
+
+
+def random_batch(config, seed: int = 0) -> dict:
+    """A fixed random uint8 batch of the config's input size (as bench/train_step.py)."""
+    rng = np.random.default_rng(seed)
+    size, n = tuple(config.input_size), config.batch_size
+    return {
+        "image": rng.integers(0, 256, (n, *size, config.data.channels), np.uint8),
+        "label": rng.integers(0, config.data.num_classes, n, np.int32),
+        "skipped": np.zeros(n, np.int32),
+    }
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return "RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)
+
+
+def largest_batch(try_batch, start: int, multiple: int = 1):
+    """`(batch, try_batch(batch))` for the first of start, start/2, ... (kept a multiple of
+    `multiple`) whose `try_batch` does not run out of device memory; other errors propagate.
+
+    Raises:
+      MemoryError: even `multiple` (one image per device) does not fit.
+    """
+    batch = max(multiple, start // multiple * multiple)
+    while True:
+        try:
+            return batch, try_batch(batch)
+        except Exception as e:
+            if not is_out_of_memory(e) or batch <= multiple:
+                if is_out_of_memory(e):
+                    raise MemoryError(f"batch {batch} does not fit: {str(e)[:200]}") from e
+                raise
+            batch = max(multiple, batch // 2 // multiple * multiple)
+
+
+class CompiledStep:
+    """The trainer's train step for one config, compiled, with its state and batch."""
+
+    def __init__(self, config, mesh):
+        import jax
+
+        from learned_resize import steps as steps_lib
+        from learned_resize.runtime import compiled_stats
+        from learned_resize.runtime import mesh as mesh_lib
+
+        trainer = steps_lib.Steps(config, mesh, steps_per_epoch=1000, num_steps=10_000)
+        self.state, self.rest = trainer.init(jax.random.key(0))
+        self.batch = mesh_lib.global_batch(random_batch(config), mesh)
+        self.step = trainer.train_step.lower(self.state, self.batch, self.rest).compile()
+        self.flops = compiled_stats.xla_flops(self.step)
+        self.run(1)  # runs out of memory here rather than in the timing
+
+    def run(self, steps: int) -> float:
+        """Seconds for `steps` steps, blocking on the last."""
+        import jax
+
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.state, metrics = self.step(self.state, self.batch, self.rest)
+        jax.block_until_ready(metrics["loss"])
+        return time.perf_counter() - start
+
+
+def check_resnet50(start_batch: int, steps: int, input_px=None, output_px=None) -> Row:
+    _require("ml_collections", ML_COLLECTIONS)
+    import gc
+
+    import jax
+
+    from learned_resize.runtime import mesh as mesh_lib
+
+    mesh = mesh_lib.create_mesh()
+    devices = jax.device_count()
+
+    def attempt(batch):
+        gc.collect()  # the failed attempt's buffers
+        return CompiledStep(resnet50_config(batch, input_px, output_px), mesh)
+
+    batch, step = largest_batch(attempt, start_batch, devices)
+    config = resnet50_config(batch, input_px, output_px)
+    step.run(2)  # warm-up
+    seconds = step.run(steps) / steps
+    kind = jax.devices()[0].device_kind
+    achieved = step.flops / seconds  # per device: XLA's count is of one device's program
+    peak = peak_bf16(kind)
+    size_in, size_out = config.input_size[0], config.resizer.output_size[0]
+    values = {
+        "batch": batch,
+        "devices": devices,
+        "input_px": size_in,
+        "output_px": size_out,
+        "step_seconds": seconds,
+        "images_per_s": batch / seconds,
+        "step_flops_per_device": step.flops,
+        "achieved_flops_per_device": achieved,
+        "peak_bf16_flops_per_device": peak,
+        "mfu": achieved / peak if peak else None,
+    }
+    summary = (
+        f"{size_in}->{size_out} px, batch {batch} on {devices} device(s): "
+        f"{batch / seconds:.1f} images/s, {seconds * 1e3:.1f} ms/step, "
+        f"{step.flops / 1e9:.4g} GFLOP/step/device, {achieved / 1e12:.3g} TFLOP/s/device"
+    )
+    if peak:
+        summary += f" = {achieved / peak:.1%} MFU of {peak / 1e12:.0f} TFLOP/s ({kind})"
+    else:
+        summary += f" (no peak figure for {kind!r}: MFU not computed)"
+    return Row("resnet50", "ok", summary, values)
+
+
+# ---------------------------------------------------------------------------- retarget
+
+
+def astronaut(px: int) -> np.ndarray:
+    """scikit-image's astronaut (512x512) resized to px x px, uint8 RGB."""
+    _require("skimage", "scikit-image")
+    import PIL.Image
+    import skimage.data
+
+    photo = PIL.Image.fromarray(skimage.data.astronaut())
+    if photo.size != (px, px):
+        photo = photo.resize((px, px), PIL.Image.Resampling.LANCZOS)
+    return np.asarray(photo)
+
+
+def check_retarget(px: int) -> Row:
+    _require("ml_collections", ML_COLLECTIONS)
+    from learned_resize.retarget import weights
+
+    missing = [weights.cache_path(d) for d in (19, 16) if not weights.cache_path(d).is_file()]
+    if missing:
+        raise Missing(f"VGG weights missing ({missing[0]}): {weights.FETCH_COMMAND}")
+    image = astronaut(px)
+    import jax
+
+    from learned_resize.retarget import api
+
+    size = (px, px * 3 // 4)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        out = api.retarget(image, size, log=None)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - start)
+    values = {
+        "input": [px, px],
+        "output": list(out.shape[:2]),
+        "first_seconds": times[0],
+        "second_seconds": times[1],
+    }
+    summary = (
+        f"astronaut {px}x{px} -> {size[1]}x{size[0]} (width x height): "
+        f"{times[0]:.2f} s first call (compiles), {times[1]:.2f} s second"
+    )
+    return Row("retarget", "ok", summary, values)
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def run_row(name: str, fn, *args) -> Row:
+    """fn(*args) timed; a missing prerequisite is a skipped row, any other error a failed one."""
+    start = time.perf_counter()
+    try:
+        row = fn(*args)
+    except Missing as e:
+        row = Row(name, "skipped", str(e))
+    except Exception as e:  # one check failing must not hide the others
+        text = " ".join(str(e).split())[:300]
+        row = Row(name, "fail", f"{type(e).__name__}: {text}")
+    row.seconds = time.perf_counter() - start
+    print(f"{row.name}: {row.status} ({row.seconds:.1f} s)", flush=True)
+    return row
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| check | status | seconds | result |", "|---|---|---:|---|"]
+    lines += [f"| {r.name} | {r.status} | {r.seconds:.1f} | {r.summary} |" for r in rows]
+    return "\n".join(lines)
+
+
+def define_flags(values: flags.FlagValues = flags.FLAGS) -> dict:
+    """The command line's flags (defined only when run as a program, or by a test)."""
+    define = dict(flag_values=values)
+    return dict(
+        out=flags.DEFINE_string("out", "device_check.json", "Where to write the JSON.", **define),
+        smoke=flags.DEFINE_bool(
+            "smoke", False, "Tiny sizes (seconds on a CPU): see the docstring.", **define
+        ),
+        train_steps=flags.DEFINE_integer(
+            "train_steps", None, "Learning-check steps (default 300; 20 with --smoke).", **define
+        ),
+        start_batch=flags.DEFINE_integer(
+            "start_batch",
+            None,
+            "ResNet-50 global batch to try first, halved until it fits "
+            "(default 256 per device; 2 with --smoke).",
+            **define,
+        ),
+        timed_steps=flags.DEFINE_integer(
+            "timed_steps", None, "ResNet-50 steps timed (default 20; 3 with --smoke).", **define
+        ),
+        checks=flags.DEFINE_list(
+            "checks", list(CHECKS), f"Rows to run, some of {','.join(CHECKS)}.", **define
+        ),
+        photo_px=flags.DEFINE_integer(
+            "photo_px",
+            None,
+            "Side of the retargeted photo (default 512; 64 with --smoke).",
+            **define,
+        ),
+    )
+
+
+def _settings(flag: dict) -> dict:
+    """Flag values with the defaults of the mode filled in; UsageError for bad ones."""
+    smoke = flag["smoke"].value
+    chosen = lambda name, full, tiny: (
+        flag[name].value if flag[name].value is not None else (tiny if smoke else full)
+    )
+    settings = {
+        "train_steps": chosen("train_steps", 300, 20),
+        "start_batch": chosen("start_batch", 0, 2),  # 0: 256 per device
+        "timed_steps": chosen("timed_steps", 20, 3),
+        "photo_px": chosen("photo_px", 512, 64),
+    }
+    unknown = sorted(set(flag["checks"].value) - set(CHECKS))
+    if unknown or not flag["checks"].value:
+        raise app.UsageError(f"--checks takes some of {','.join(CHECKS)}, got {unknown or 'none'}.")
+    minimum = {"train_steps": 1, "start_batch": 0, "timed_steps": 1, "photo_px": 32}
+    for name, low in minimum.items():
+        if settings[name] < low:
+            raise app.UsageError(f"--{name} must be at least {low}, got {settings[name]}.")
+    out_dir = os.path.dirname(os.path.abspath(flag["out"].value))
+    if not os.path.isdir(out_dir):
+        raise app.UsageError(f"--out={flag['out'].value}: directory {out_dir} does not exist.")
+    if os.path.isdir(flag["out"].value):
+        raise app.UsageError(f"--out={flag['out'].value} is a directory; give a file name.")
+    return settings
+
+
+def main(argv: list[str], flag: dict) -> int:
+    if len(argv) > 1:
+        print(
+            f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        settings = _settings(flag)
+    except app.UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    import jax
+
+    smoke = flag["smoke"].value
+    device = jax.devices()[0]
+    header = (
+        f"jax {jax.__version__} on {jax.device_count()} x {device.platform} "
+        f"({device.device_kind}){'; --smoke sizes' if smoke else ''}"
+    )
+    print(header, flush=True)
+    start_batch = settings["start_batch"] or 256 * jax.device_count()
+    sizes = (64, 32) if smoke else (None, None)
+    calls = {
+        "doctor": (check_doctor,),
+        "learning": (check_learning, settings["train_steps"], 2048 if smoke else 10_000),
+        "resnet50": (check_resnet50, start_batch, settings["timed_steps"], *sizes),
+        "retarget": (check_retarget, settings["photo_px"]),
+    }
+    rows = [run_row(name, *calls[name]) for name in CHECKS if name in flag["checks"].value]
+    print(header)
+    print(table(rows))
+    report = {
+        "jax": jax.__version__,
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "smoke": smoke,
+        "rows": [r.as_dict() for r in rows],
+    }
+    with open(flag["out"].value, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {flag['out'].value}", flush=True)
+    return 2 if any(r.status == "fail" for r in rows) else 0
+
+
+def console() -> None:
+    """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
+    global _FLAGS
+    _FLAGS = define_flags()
+    cli.setup_logging()
+    app.run(lambda argv: main(argv, _FLAGS), flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+    console()
