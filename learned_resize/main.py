@@ -9,6 +9,8 @@ unfinished one resumes from its newest readable checkpoint. Exit statuses (0 don
 1 `error: ...`, 75 preempted: run again) are in `learned_resize/runtime/errors.py`. A training
 run holds `<workdir>/trainer.lock` while it runs: a second trainer on the same workdir
 is refused in one line (`learned_resize/runtime/workdir_lock.py`); `--mode=eval` only reads.
+Compiled programs are kept in `<workdir>/compile_cache/` (`--compile_cache=`, '' = off;
+`learned_resize/runtime/compile_cache.py`), so a restarted run does not compile again.
 
 On a Cloud TPU pod or a SLURM cluster run the same command on every host/task;
 `--distributed=auto` initialises jax.distributed there. Elsewhere pass
@@ -46,6 +48,13 @@ _MODE = flags.DEFINE_enum(
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "For --mode=eval: a workdir or checkpoint directory (default: --workdir)."
 )
+_COMPILE_CACHE = flags.DEFINE_string(
+    "compile_cache",
+    None,
+    "JAX's persistent compilation cache, so a restarted run compiles nothing; '' = off. "
+    "Default: $LEARNED_RESIZE_CACHE/jax if set, else <workdir>/compile_cache (in eval "
+    "mode, which writes nothing, off unless given or $LEARNED_RESIZE_CACHE is set).",
+)
 _STAGES = flags.DEFINE_list("stages", None, "Run only these of config.stages (default: all).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
@@ -78,6 +87,21 @@ def _select_stages(stages: list, names) -> list:
     return [s for s in stages if s[0] in names]
 
 
+def _use_compile_cache(workdir) -> None:
+    """JAX's compilation cache where --compile_cache says (runtime/compile_cache.py);
+    workdir None: no default inside a workdir (eval mode writes nothing there)."""
+    from learned_resize.runtime import compile_cache
+
+    path = _COMPILE_CACHE.value
+    if path is None:
+        if workdir is None and not os.environ.get("LEARNED_RESIZE_CACHE"):  # eval mode
+            return
+        path = compile_cache.default_dir(workdir)
+        if path is None:  # JAX_COMPILATION_CACHE_DIR is set: JAX's settings stay
+            return
+    compile_cache.use(path)
+
+
 def _eval_config(config, checkpoint: str):
     """The config of the stage `--mode=eval` evaluates (staged configs need --stages=NAME)."""
     from learned_resize.config import stages as stages_lib
@@ -104,6 +128,7 @@ def _evaluate(config) -> None:
         raise errors.UserError("--mode=eval needs --checkpoint=DIR (or --workdir=DIR).")
     config = _eval_config(config, path)
     validation.validate_config(config)
+    _use_compile_cache(None)
     metrics = train.evaluate_checkpoint(config, path)
     metric_writers.log(json.dumps(metrics, indent=2))
     print(json.dumps(metrics))
@@ -134,6 +159,7 @@ def _train(config, watcher: preemption.Watcher) -> None:
     # One writer per workdir (every stage's is inside it): taken after the read-only
     # checks above, before anything is written; released however the run ends.
     with workdir_lock.held(workdir):
+        _use_compile_cache(workdir)
         for name, stage_workdir, stage_config in stages:
             if watcher.signalled():
                 raise errors.Preempted(f"preempted before stage {name}")
