@@ -27,7 +27,9 @@ even then). Every refusal, like every bad setting (`api.check_config`), size or 
 suffix, is one `error:` line and exit status 1, before any weights load or anything
 compiles.
 
-Needs the VGG weight cache: `python -m learned_resize.retarget.weights --fetch`.
+Needs the VGG weight cache: `python -m learned_resize.retarget.weights --fetch`;
+`--weights=FILE` takes VGG-19 from a Keras notop .h5 or a torchvision state dict
+(.safetensors, .pth) instead (see docs/install.md).
 """
 
 import os
@@ -57,6 +59,12 @@ _REMOVE = flags.DEFINE_string("remove", None, "Mask image of an object the seams
 _COMPARISON = flags.DEFINE_bool("comparison", True, "Also write <out>_comparison.png.")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace existing output files (an input is never replaced)."
+)
+_WEIGHTS = flags.DEFINE_string(
+    "weights",
+    None,
+    "VGG-19 weights file instead of the cache: Keras notop .h5, or a torchvision state dict "
+    "(.safetensors or .pth).",
 )
 _CACHE = flags.DEFINE_string(
     "compile_cache",
@@ -165,6 +173,7 @@ def run(
     write_comparison: bool,
     masks=(None, None),
     overwrite: bool = False,
+    weights_path: str | None = None,
 ):
     """The CLI's work; raises ValueError / FileNotFoundError on user errors.
 
@@ -186,7 +195,7 @@ def run(
         todo.append((path, image, size, user, out_path))
     from learned_resize.retarget import weights  # after the cheap checks
 
-    vgg19 = weights.load_vgg(19)
+    vgg19 = weights.load_vgg(19) if weights_path is None else weights.load_vgg_file(weights_path)
     vgg16 = weights.load_vgg(16) if config.beta > 0 and len(config.perc_layers) else None
     for k, (path, image, size, user, out_path) in enumerate(todo):
         print(
@@ -242,6 +251,7 @@ def main(argv):
             _COMPARISON.value,
             (_PROTECT.value, _REMOVE.value),
             _OVERWRITE.value,
+            _WEIGHTS.value,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

