@@ -208,8 +208,10 @@ def check_learning(num_steps: int, eval_images: int) -> Row:
     from learned_resize.runtime import mesh as mesh_lib
 
     config = _stage(_load_config("default.py"), "learned")
+    devices = jax.device_count()
     with config.unlocked():
         config.init_from.path = ""  # from scratch: nothing to restore
+        config.batch_size = max(devices, config.batch_size // devices * devices)  # split evenly
     source = "Fashion-MNIST"
     try:
         (train_x, train_y), (test_x, test_y) = fashion_mnist()
@@ -297,7 +299,8 @@ def random_batch(config, seed: int = 0) -> dict:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    return "RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)
+    text = str(error).lower()
+    return any(s in text for s in ("resource_exhausted", "resource exhausted", "out of memory"))
 
 
 def largest_batch(try_batch, start: int, multiple: int = 1):
@@ -546,6 +549,8 @@ def main(argv: list[str], flag: dict) -> int:
         f"({device.device_kind}){'; --smoke sizes' if smoke else ''}"
     )
     print(header, flush=True)
+    if device.platform == "cpu" and not smoke:
+        print("note: no accelerator; full sizes take long on a CPU (--smoke: tiny ones)")
     start_batch = settings["start_batch"] or 256 * jax.device_count()
     sizes = (64, 32) if smoke else (None, None)
     calls = {
