@@ -11,6 +11,7 @@ use TF's default bilinear resize, which the paper's baselines use and which does
 antialias, so the library's defaults build the same skip path as the configs.
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -83,6 +84,8 @@ def resize(
     method = check_method(method)
     if x.ndim < 3:
         raise ValueError(f"resize needs [..., H, W, C] images, got shape {tuple(x.shape)}.")
+    if _polymorphic:  # only inside `shape_polymorphic()`: exported programs, never training
+        return _resize_polymorphic(x, size, method, bool(antialias))
     return _resize(x, size, method, bool(antialias))
 
 
@@ -203,3 +206,105 @@ def _resize_axis(x: jax.Array, axis: int, plan: _AxisPlan | None) -> jax.Array:
         return residues[0]
     y = jnp.stack(residues, axis=axis + 1)  # [..., g, q, ...]: output q*m + r
     return y.reshape(*x.shape[:axis], g * q, *x.shape[axis + 1 :])
+
+
+# ------------------------------------------------------------------ any input size
+#
+# The slice plan above is built from the concrete input size. An exported resizer
+# (`tools/export.py`) takes images of any size, so inside `shape_polymorphic()` the
+# resize is two matmuls with `[n_out, n_in]` weight matrices computed inside the
+# program from the (possibly symbolic) input size with jnp ops: `resize_matrix`.
+# Training never enters that context, so what it traces is unchanged.
+
+_polymorphic = False
+
+
+@contextlib.contextmanager
+def shape_polymorphic():
+    """Traces inside this context resize with `resize_matrix` weights (any input size)."""
+    global _polymorphic
+    previous, _polymorphic = _polymorphic, True
+    try:
+        yield
+    finally:
+        _polymorphic = previous
+
+
+def polymorphic() -> bool:
+    """Whether `resize` traces the any-size formulation now (see `shape_polymorphic`)."""
+    return _polymorphic
+
+
+def resize_matrix(n_in, n_out: int, method: str, antialias: bool = ANTIALIAS) -> jax.Array:
+    """The float32 `[n_out, n_in]` weights of `resize` along one axis, as jnp ops of n_in.
+
+    `n_in` may be a symbolic dimension (`jax.export.symbolic_shape`): the matrix is
+    built from iotas, so one program serves every input size. The definition is
+    jax.image.resize's (half-pixel centres, the kernel widened by n_in / n_out when
+    antialiasing a downscale, each row normalised to sum to one), with the distances
+    between output and input centres taken from integers,
+
+        |(i + 1/2) n_in / n_out - 1/2 - j| = |(2i + 1) n_in - (2j + 1) n_out| / (2 n_out),
+
+    so that a weight is rounded once, not after an inexact scale. `area` is the exact
+    overlap, `nearest` the one-hot of input floor((2i + 1) n_in / (2 n_out)). At
+    n_in == n_out the matrix is the identity, as `resize` returns its input.
+    `tools/export.py` writes the same arithmetic as ONNX operators.
+    """
+    method = check_method(method)
+    i = jax.lax.broadcasted_iota(jnp.int32, (n_out, n_in), 0)
+    j = jax.lax.broadcasted_iota(jnp.int32, (n_out, n_in), 1)
+    n_in_value = _dimension_value(n_in)
+    if method == "nearest":
+        weights = (j == (2 * i + 1) * n_in_value // (2 * n_out)).astype(jnp.float32)
+    elif method == "area":
+        low = jnp.maximum(i * n_in_value, j * n_out)
+        high = jnp.minimum((i + 1) * n_in_value, (j + 1) * n_out)
+        weights = jnp.maximum(high - low, 0).astype(jnp.float32) / n_in_value.astype(jnp.float32)
+    else:
+        widen = jnp.maximum(n_in_value, n_out) if antialias else jnp.int32(n_out)
+        distance = jnp.abs((2 * i + 1) * n_in_value - (2 * j + 1) * n_out).astype(jnp.float32)
+        weights = _KERNELS[method](distance / (2 * widen).astype(jnp.float32))
+        weights = weights / jnp.sum(weights, axis=1, keepdims=True)
+    return jnp.where(n_in_value == n_out, (i == j).astype(jnp.float32), weights)
+
+
+def _dimension_value(n) -> jax.Array:
+    """A dimension, concrete or symbolic, as an int32 scalar of the traced program."""
+    return jnp.asarray(n, jnp.int32)
+
+
+def _triangle(d):
+    return jnp.maximum(0.0, 1.0 - d)
+
+
+def _keys_cubic(d):  # a = -0.5, as jax.image's "cubic" (and PIL's BICUBIC)
+    near = ((1.5 * d - 2.5) * d) * d + 1.0
+    far = ((-0.5 * d + 2.5) * d - 4.0) * d + 2.0
+    return jnp.where(d >= 2.0, 0.0, jnp.where(d >= 1.0, far, near))
+
+
+def _lanczos(radius: float):
+    def kernel(d):  # as jax.image: 1 near 0, r sin(pi d) sin(pi d / r) / (pi d)^2, 0 beyond r
+        y = radius * jnp.sin(np.pi * d) * jnp.sin(np.pi * d / radius)
+        out = jnp.where(d > 1e-3, y / jnp.where(d != 0, np.pi**2 * d**2, 1.0), 1.0)
+        return jnp.where(d > radius, 0.0, out)
+
+    return kernel
+
+
+_KERNELS = {
+    "bilinear": _triangle,
+    "bicubic": _keys_cubic,
+    "lanczos3": _lanczos(3.0),
+    "lanczos5": _lanczos(5.0),
+}
+
+
+def _resize_polymorphic(x: jax.Array, size: tuple[int, int], method: str, antialias: bool):
+    """`resize` for any (symbolic) input size: one matmul per spatial axis."""
+    for axis, n_out in ((x.ndim - 3, size[0]), (x.ndim - 2, size[1])):
+        matrix = resize_matrix(x.shape[axis], n_out, method, antialias).astype(x.dtype)
+        y = jnp.tensordot(x, matrix, axes=[[axis], [1]], precision="highest")
+        x = jnp.moveaxis(y, -1, axis)
+    return x

@@ -260,3 +260,60 @@ def test_resize_weights_sum_to_one(method):
         for n_in, n_out in [(28, 8), (10, 23), (53, 26)]:
             matrix = resampling._resize_matrix(n_in, n_out, method, antialias, np.float32)
             np.testing.assert_allclose(matrix.sum(1), 1.0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------
+# Any input size: the exported formulation (tools/export.py).
+
+_ANY_SIZE_PAIRS = [(28, 8), (40, 8), (57, 8), (31, 8), (8, 8), (5, 8), (320, 224), (13, 29)]
+
+
+@pytest.mark.parametrize("method", resizers.FIXED_METHODS)
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resize_matrix_equals_float64_definition(method, antialias):
+    # Distances from integers: each weight is rounded once, so float32 roundoff only,
+    # also at 320 -> 224 where jax.image's float32 positions are off by an ulp of 320.
+    for n_in, n_out in _ANY_SIZE_PAIRS:
+        got = np.asarray(resampling.resize_matrix(n_in, n_out, method, antialias))
+        want = np.eye(n_in) if n_in == n_out else _reference_matrix(n_in, n_out, method, antialias)
+        np.testing.assert_allclose(got, want, atol=1e-6, err_msg=f"{n_in} -> {n_out}")
+
+
+_POLYMORPHIC_SETTINGS = [
+    ("bilinear", False),
+    ("bicubic", True),
+    ("area", True),
+    ("nearest", False),
+    ("lanczos3", False),
+]
+
+
+@pytest.mark.parametrize("method,antialias", _POLYMORPHIC_SETTINGS)
+def test_shape_polymorphic_export_equals_resize_at_each_size(method, antialias):
+    """One artifact with symbolic batch, height and width; the slice plan at each size."""
+
+    def fn(x):
+        return resizers.resize(x, (8, 7), method, antialias)
+
+    spec = jax.ShapeDtypeStruct((*jax.export.symbolic_shape("b, h, w"), 2), jnp.float32)
+    with resampling.shape_polymorphic():
+        exported = jax.export.export(jax.jit(fn))(spec)
+    assert not resampling.polymorphic()  # the context is left as it was found
+    for shape in ((3, 28, 28), (1, 40, 31), (2, 57, 45), (1, 8, 7), (1, 5, 3)):
+        x = _images((*shape, 2))
+        want = resizers.resize(x, (8, 7), method, antialias)
+        np.testing.assert_allclose(exported.call(x), want, atol=_F32_TOL, err_msg=f"{shape}")
+
+
+def test_shape_polymorphic_context_leaves_other_traces_alone():
+    x = jax.ShapeDtypeStruct((2, 28, 28, 3), jnp.float32)
+
+    def lowered():
+        return jax.jit(lambda x: resizers.resize(x, (8, 8))).lower(x).as_text()
+
+    before = lowered()
+    with resampling.shape_polymorphic():
+        inside = lowered()
+    assert lowered() == before
+    # The slice plan (strided slices, no matmul) outside; two dot_generals inside.
+    assert "dot_general" not in before and inside.count("dot_general") == 2
