@@ -1,33 +1,52 @@
-r"""A trained learned resizer as a `jax.export` artifact you can use anywhere.
+r"""A trained learned resizer as a `jax.export` artifact or an ONNX file, for any input size.
 
     python -m learned_resize.tools.export --checkpoint=W/learned --out=resizer.jaxexport
+    python -m learned_resize.tools.export --checkpoint=W/learned --format=onnx --out=resizer.onnx
 
-writes `resizer.jaxexport` (the serialized `jax.export.Exported`: inference mode,
-weights embedded) and `resizer.json` (its settings). Existing files are replaced only
-with `--overwrite`, and the checkpoint's own files (its folder, the run's config.json)
-never: the command stops with one `error:` line before it reads anything. In any JAX
-program, without this package's training code (only jax and numpy are imported to
-load it):
+writes the artifact (the serialized `jax.export.Exported`, or an ONNX model) and its
+settings next to it (`resizer.json`): inference mode, weights embedded. Existing files
+are replaced only with `--overwrite`, and the checkpoint's own files (its folder, the
+run's config.json) never: the command stops with one `error:` line before it reads
+anything. In any JAX program, without this package's training code (only jax and numpy
+are imported to load it):
 
     from learned_resize.tools import export
     resize = export.load("resizer.jaxexport")
-    small = resize(images)  # uint8 [N, H, W, C] (0..255) or float in [0, 1]
+    small = resize(images)  # uint8 [N, H, W, C] (0..255) or float in [0, 1], any N, H, W
 
 The function takes images in pixel units, normalises them as the trainer did
 (`mean`, `std` in the JSON), applies the resizer and returns float32
 `[N, h, w, C]` in [0, 1] units (not clipped: a learned resizer's output is not an
-image). Multiply back by nothing and normalise with the same `mean`/`std` to feed
-the classifier it was trained with. The batch size is symbolic; the spatial input
-size is fixed at export time (`--input_size`, default the run's `input_size`)
-because the resampling's slice plan depends on it (`resampling.py`): export once
-per input size.
+image). Normalise it with the same `mean`/`std` to feed the classifier it was trained
+with. Batch, height and width are symbolic (`jax.export.symbolic_shape("batch, height,
+width")`): one artifact serves every input size. Its fixed resizes are two matmuls with
+weight matrices computed inside the program from the input size
+(`resampling.resize_matrix`, entered through `resampling.shape_polymorphic()`), the
+same linear map as the trainer's slice plan, which needs a concrete size. The trainer's
+own program is untouched. `--input_size=H,W` exports for one fixed size instead, with
+the trainer's formulation.
 
 The exported function is the trained `LearnedResizer` module itself in eval mode,
 after `resizers.fold_batch_norm` has folded each conv + BatchNorm pair into the conv
 (exact in real arithmetic), traced with XLA's own convolutions so that it runs on any
 platform.
+
+ONNX (`--format=onnx`, opset 17, dynamic `batch`, `height`, `width`): the graph is
+written here with the `onnx` package's helper API from the folded weights: `Conv`
+(each conv + BatchNorm pair as one conv with a bias), `LeakyRelu`, and each fixed
+resize as two `MatMul`s whose weight matrices are computed in the graph from the input's
+`Shape` with `Range`/integer arithmetic, the same formula as `resampling.resize_matrix`.
+The layout is NCHW (ONNX's and PyTorch's): float32 `[N, C, H, W]` in [0, 1] ->
+`[N, C, h, w]` in [0, 1] units. ONNX's own `Resize` is not used: its edge handling and
+antialiasing are defined differently from jax.image's (which the trainer used), so
+matching would be approximate. Why not a converter: jax2onnx 0.17.1 (PyPI) pins
+orbax-checkpoint < 0.11.37, below the version this package trains with, and brings
+two dozen packages (flax plugins, equinox, huggingface-hub, netron); the network has
+five kinds of operator, so a direct graph needs only `onnx` and is easy to check
+(tests/tools/test_onnx_export.py compares onnxruntime with the JAX artifact).
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -37,18 +56,25 @@ import jax.numpy as jnp
 import numpy as np
 
 SUFFIX = ".jaxexport"
+ONNX_SUFFIX = ".onnx"
+FORMATS = ("jax", "onnx")
+ONNX_OPSET = 17
+_SPATIAL = "batch, height, width"
 
 
 def settings_path(path: str) -> str:
-    """The JSON written next to artifact `path` (resizer.jaxexport -> resizer.json)."""
-    return (path[: -len(SUFFIX)] if path.endswith(SUFFIX) else path) + ".json"
+    """The JSON written next to artifact `path` (resizer.jaxexport or .onnx -> resizer.json)."""
+    for suffix in (SUFFIX, ONNX_SUFFIX):
+        if path.endswith(suffix):
+            return path[: -len(suffix)] + ".json"
+    return path + ".json"
 
 
 def load(path: str):
     """Loads an exported resizer; returns `resize(images) -> float32 images in [0, 1]`.
 
-    `resize.settings` holds the JSON settings (input and output size, channels,
-    mean, std, the run's resizer config).
+    `resize.settings` holds the JSON settings (the run's input size, output size,
+    channels, mean, std, the run's resizer config).
     """
     with open(path, "rb") as f:
         exported = jax.export.deserialize(bytearray(f.read()))
@@ -123,35 +149,56 @@ def _path_key(path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
+def _normalisation(config) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.asarray(config.data.mean, np.float32),
+        np.asarray(config.data.std, np.float32),
+    )
+
+
 def export_resizer(resizer, config, input_size=None, platforms=("cpu",)):
-    """(serialized bytes, settings) of `resizer` behind the run's normalisation."""
-    input_size = tuple(int(s) for s in (input_size or config.input_size))
-    mean = np.asarray(config.data.mean, np.float32)
-    std = np.asarray(config.data.std, np.float32)
-    from learned_resize.models import resizers
+    """(serialized bytes, settings) of `resizer` behind the run's normalisation.
+
+    Batch, height and width are symbolic unless `input_size` (H, W) fixes the spatial
+    size; then the trainer's own resampling formulation is traced.
+    """
+    from learned_resize.models import resampling, resizers
     from learned_resize.models.cpu import narrow_conv
 
+    mean, std = _normalisation(config)
     folded = resizers.fold_batch_norm(resizer)
-    out_size = tuple(resizer.output_size)
 
     def resize_unit(images):  # float [N, H, W, C] in [0, 1] -> float32 in [0, 1]
         x = (images - mean) / std
         return folded(x, train=False) * std + mean
 
     channels = int(config.data.channels)
-    (batch,) = jax.export.symbolic_shape("batch")
-    spec = jax.ShapeDtypeStruct((batch, *input_size, channels), jnp.float32)
+    if input_size:
+        (batch,) = jax.export.symbolic_shape("batch")
+        spec = jax.ShapeDtypeStruct((batch, *(int(s) for s in input_size), channels), jnp.float32)
+        formulation = contextlib.nullcontext()
+    else:
+        spec = jax.ShapeDtypeStruct((*jax.export.symbolic_shape(_SPATIAL), channels), jnp.float32)
+        formulation = resampling.shape_polymorphic()
     # XLA's own convolutions, not the CPU-only forms: the artifact runs on any platform.
-    with narrow_conv.use_formulation("xla"):
+    with narrow_conv.use_formulation("xla"), formulation:
         exported = jax.export.export(jax.jit(resize_unit), platforms=platforms)(spec)
-    settings = {
-        "input_size": list(input_size),
-        "output_size": list(out_size),
-        "channels": channels,
+    settings = _settings(resizer, config, input_size)
+    settings["platforms"] = list(platforms)
+    return bytes(exported.serialize()), settings
+
+
+def _settings(resizer, config, input_size) -> dict:
+    mean, std = _normalisation(config)
+    return {
+        # The run's input size: what its eval preprocessing brought images to.
+        "input_size": [int(s) for s in config.input_size],
+        "accepts": [int(s) for s in input_size] if input_size else "any height and width",
+        "output_size": list(resizer.output_size),
+        "channels": int(config.data.channels),
         "mean": mean.tolist(),
         "std": std.tolist(),
-        "platforms": list(platforms),
-        "input": "uint8 0..255 or float in [0, 1], [batch, *input_size, channels]",
+        "input": "uint8 0..255 or float in [0, 1], [batch, height, width, channels]",
         "output": "float32 in [0, 1] units, not clipped, [batch, *output_size, channels]",
         # How the run brought an image to input_size (input_pipeline.eval_preprocess).
         "preprocess": {
@@ -161,7 +208,241 @@ def export_resizer(resizer, config, input_size=None, platforms=("cpu",)):
         "resizer": config.resizer.to_dict(),
         "classifier": config.model.name,
     }
-    return bytes(exported.serialize()), settings
+
+
+# ------------------------------------------------------------------------------ ONNX
+
+
+class _Graph:
+    """Nodes and constants of an ONNX graph under construction, named in order."""
+
+    def __init__(self):
+        self.nodes, self.initializers, self._count = [], [], 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value, hint: str = "c", dtype=np.float32) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attributes) -> str:
+        from onnx import helper
+
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attributes))
+        return out
+
+    def int64(self, value: int) -> str:
+        return self.const(value, "i", np.int64)
+
+
+def _onnx_dimension(g: _Graph, x: str, axis: int) -> str:
+    """x.shape[axis] as an int64 scalar."""
+    return g.op("Gather", g.op("Shape", x), g.int64(axis), axis=0, hint="size")
+
+
+def _onnx_resize_matrix(g: _Graph, n_in: str, n_out: int, method: str, antialias: bool) -> str:
+    """`resampling.resize_matrix(n_in, n_out, method, antialias)` as ONNX ops of n_in."""
+    zero, one, two = g.int64(0), g.int64(1), g.int64(2)
+    i = g.op("Unsqueeze", g.op("Range", zero, g.int64(n_out), one), one, hint="i")  # [out, 1]
+    j = g.op("Unsqueeze", g.op("Range", zero, n_in, one), zero, hint="j")  # [1, in]
+    out = g.int64(n_out)
+    odd_i = g.op("Add", g.op("Mul", two, i), one)  # 2i + 1
+    odd_j = g.op("Add", g.op("Mul", two, j), one)
+    f32 = dict(to=1)  # onnx.TensorProto.FLOAT
+    if method == "nearest":
+        source = g.op("Div", g.op("Mul", odd_i, n_in), g.op("Mul", two, out))  # floor: >= 0
+        weights = g.op("Cast", g.op("Equal", j, source), **f32)
+    elif method == "area":
+        low = g.op("Max", g.op("Mul", i, n_in), g.op("Mul", j, out))
+        i_end, j_end = g.op("Add", i, one), g.op("Add", j, one)
+        high = g.op("Min", g.op("Mul", i_end, n_in), g.op("Mul", j_end, out))
+        overlap = g.op("Cast", g.op("Max", g.op("Sub", high, low), zero), **f32)
+        weights = g.op("Div", overlap, g.op("Cast", n_in, **f32))
+    else:
+        widen = g.op("Max", n_in, out) if antialias else out
+        distance = g.op("Abs", g.op("Sub", g.op("Mul", odd_i, n_in), g.op("Mul", odd_j, out)))
+        d = g.op("Div", g.op("Cast", distance, **f32), g.op("Cast", g.op("Mul", two, widen), **f32))
+        weights = _ONNX_KERNELS[method](g, d)
+        total = g.op("ReduceSum", weights, g.const([1], "axes", np.int64), keepdims=1)
+        weights = g.op("Div", weights, total)
+    identity = g.op("Cast", g.op("Equal", i, j), **f32)
+    return g.op("Where", g.op("Equal", n_in, out), identity, weights, hint="weights")
+
+
+def _onnx_triangle(g: _Graph, d: str) -> str:
+    return g.op("Max", g.op("Sub", g.const(1.0), d), g.const(0.0))
+
+
+def _onnx_keys_cubic(g: _Graph, d: str) -> str:
+    c = g.const
+
+    def mul_add(t, a, b):  # (t * a) + b, or t * a with b None
+        product = g.op("Mul", t, a)
+        return product if b is None else g.op("Add", product, b)
+
+    # As resampling._keys_cubic: ((1.5 d - 2.5) d) d + 1 and ((-0.5 d + 2.5) d - 4) d + 2.
+    near = mul_add(mul_add(mul_add(d, c(1.5), c(-2.5)), d, None), d, c(1.0))
+    far = mul_add(mul_add(mul_add(d, c(-0.5), c(2.5)), d, c(-4.0)), d, c(2.0))
+    inner = g.op("Where", g.op("GreaterOrEqual", d, c(1.0)), far, near)
+    return g.op("Where", g.op("GreaterOrEqual", d, c(2.0)), c(0.0), inner)
+
+
+def _onnx_lanczos(radius: float):
+    def kernel(g: _Graph, d: str) -> str:
+        c = g.const
+        y = g.op("Mul", g.op("Mul", c(radius), g.op("Sin", g.op("Mul", c(np.pi), d))),
+                 g.op("Sin", g.op("Div", g.op("Mul", c(np.pi), d), c(radius))))  # fmt: skip
+        square = g.op("Mul", c(np.pi**2), g.op("Mul", d, d))
+        safe = g.op("Where", g.op("Equal", d, c(0.0)), c(1.0), square)
+        out = g.op("Where", g.op("Greater", d, c(1e-3)), g.op("Div", y, safe), c(1.0))
+        return g.op("Where", g.op("Greater", d, c(radius)), c(0.0), out)
+
+    return kernel
+
+
+_ONNX_KERNELS = {
+    "bilinear": _onnx_triangle,
+    "bicubic": _onnx_keys_cubic,
+    "lanczos3": _onnx_lanczos(3.0),
+    "lanczos5": _onnx_lanczos(5.0),
+}
+
+
+def _onnx_resize(g: _Graph, x: str, size, method: str, antialias: bool) -> str:
+    """NCHW x -> [N, C, h, w]: Wh @ x @ Ww^T, weights computed from x's shape."""
+    rows = _onnx_resize_matrix(g, _onnx_dimension(g, x, 2), size[0], method, antialias)
+    cols = _onnx_resize_matrix(g, _onnx_dimension(g, x, 3), size[1], method, antialias)
+    y = g.op("MatMul", rows, x)  # [h, H] @ [N, C, H, W] -> [N, C, h, W]
+    return g.op("MatMul", y, g.op("Transpose", cols, perm=[1, 0]), hint="resized")
+
+
+def _channel(value) -> np.ndarray:
+    """A per-channel vector as a [1, C, 1, 1] float32 constant (NCHW broadcasting)."""
+    return np.asarray(value, np.float32).reshape(1, -1, 1, 1)
+
+
+def _onnx_conv(g: _Graph, x: str, conv, bn=None) -> str:
+    """nnx.Conv (stride 1, 'SAME', odd kernel), with a following BatchNorm folded in."""
+    kernel = np.asarray(conv.kernel[...], np.float64)  # HWIO
+    bias = np.zeros(kernel.shape[-1]) if conv.bias is None else np.asarray(conv.bias[...])
+    if bn is not None:  # eval mode: (y - mean) * scale / sqrt(var + eps) + bias
+        mean, var, scale, shift = (
+            np.asarray(v[...], np.float64) for v in (bn.mean, bn.var, bn.scale, bn.bias)
+        )
+        mul = scale / np.sqrt(var + bn.epsilon)
+        kernel, bias = kernel * mul, (bias - mean) * mul + shift
+    k = kernel.shape[0]
+    weights = g.const(np.transpose(kernel, (3, 2, 0, 1)), "kernel")  # OIHW
+    return g.op(
+        "Conv", x, weights, g.const(bias, "bias"), kernel_shape=[k, k], pads=[k // 2] * 4,
+        hint="conv",
+    )  # fmt: skip
+
+
+def _onnx_group_norm(g: _Graph, x: str, gn) -> str:
+    """nnx.GroupNorm on NCHW x: statistics per image and group of channels (fast variance)."""
+    groups = int(gn.num_groups)
+    grouped = g.op("Reshape", x, g.const([0, groups, -1], "shape", np.int64))
+    mean = g.op("ReduceMean", grouped, axes=[2], keepdims=1)
+    mean_sq = g.op("ReduceMean", g.op("Mul", grouped, grouped), axes=[2], keepdims=1)
+    var = g.op("Max", g.op("Sub", mean_sq, g.op("Mul", mean, mean)), g.const(0.0))
+    mul = g.op("Reciprocal", g.op("Sqrt", g.op("Add", var, g.const(gn.epsilon))))
+    normed = g.op("Mul", g.op("Sub", grouped, mean), mul)
+    y = g.op("Reshape", normed, g.op("Shape", x))
+    scale, bias = np.asarray(gn.scale[...]), np.asarray(gn.bias[...])
+    return g.op("Add", g.op("Mul", y, g.const(_channel(scale))), g.const(_channel(bias)))
+
+
+def _onnx_conv_norm(g: _Graph, x: str, layer, norm: str) -> str:
+    """A `resizers._ConvBN` (conv, then its BatchNorm folded in or its GroupNorm)."""
+    if norm == "batch":
+        return _onnx_conv(g, x, layer.conv, layer.bn)
+    y = _onnx_conv(g, x, layer.conv)
+    return _onnx_group_norm(g, y, layer.bn) if norm == "group" else y
+
+
+def onnx_model(resizer, config):
+    """The ONNX model of `resizer` (eval mode) behind the run's normalisation, NCHW."""
+    import onnx
+    from onnx import helper
+
+    from learned_resize.models import resizers
+
+    folded = resizers.fold_batch_norm(resizer)
+    mean, std = _normalisation(config)
+    size, method, antialias = folded.output_size, folded.interpolation, folded.antialias
+    norm, channels = folded.norm, int(config.data.channels)
+    g = _Graph()
+
+    def lrelu(t):
+        return g.op("LeakyRelu", t, alpha=resizers._LEAKY_SLOPE)
+
+    x = g.op("Div", g.op("Sub", "images", g.const(_channel(mean))), g.const(_channel(std)))
+    skip = _onnx_resize(g, x, size, method, antialias)
+    y = lrelu(_onnx_conv(g, x, folded.head_conv7))
+    y = lrelu(_onnx_conv(g, y, folded.head_conv1))
+    if norm == "batch":  # After the resize, as the module computes it (a per-channel map).
+        bn = folded.head_bn
+        mul = np.asarray(bn.scale[...], np.float64) / np.sqrt(
+            np.asarray(bn.var[...], np.float64) + bn.epsilon
+        )
+        y = _onnx_resize(g, y, size, method, antialias)
+        y = g.op("Mul", g.op("Sub", y, g.const(_channel(bn.mean[...]))), g.const(_channel(mul)))
+        y = g.op("Add", y, g.const(_channel(bn.bias[...])))
+    elif norm == "group":
+        y = _onnx_resize(g, _onnx_group_norm(g, y, folded.head_bn), size, method, antialias)
+    else:
+        y = _onnx_resize(g, y, size, method, antialias)
+    z = y
+    for block in folded.blocks:
+        inner = lrelu(_onnx_conv_norm(g, z, block.first, norm))
+        z = g.op("Add", z, _onnx_conv_norm(g, inner, block.second, norm))
+    z = g.op("Add", _onnx_conv_norm(g, z, folded.tail, norm), y)
+    out = g.op("Add", _onnx_conv(g, z, folded.out_conv), skip)
+    g.nodes.append(
+        helper.make_node(
+            "Add", [g.op("Mul", out, g.const(_channel(std))), g.const(_channel(mean))], ["resized"]
+        )
+    )
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        g.nodes,
+        "learned_resizer",
+        [helper.make_tensor_value_info("images", f32, ["batch", channels, "height", "width"])],
+        [helper.make_tensor_value_info("resized", f32, ["batch", channels, *size])],
+        g.initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        producer_name="learned_resize",
+        ir_version=8,  # opset 17's, readable by onnxruntime >= 1.13
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export_onnx(resizer, config) -> tuple[bytes, dict]:
+    """(serialized ONNX model, settings) of `resizer`; see `onnx_model`."""
+    model = onnx_model(resizer, config)
+    settings = _settings(resizer, config, None)
+    settings.update(
+        format="onnx",
+        opset=ONNX_OPSET,
+        input="float32 in [0, 1], [batch, channels, height, width] (NCHW), input name 'images'",
+        output="float32 in [0, 1] units, not clipped, [batch, channels, *output_size] (NCHW), "
+        "output name 'resized'",
+    )
+    return model.SerializeToString(), settings
+
+
+# --------------------------------------------------------------------------- writing
 
 
 def write(path: str, serialized: bytes, settings: dict) -> None:
@@ -193,51 +474,121 @@ def check_outputs(out: str, checkpoint: str, overwrite: bool = False) -> None:
     no_overwrite.check_outputs(outputs, inputs, overwrite)
 
 
-def main(argv=None) -> int:
-    import argparse
+def export_checkpoint(
+    checkpoint: str,
+    out: str,
+    format: str = "jax",
+    input_size: tuple[int, int] | None = None,
+    platforms: tuple[str, ...] = ("cpu",),
+    overwrite: bool = False,
+) -> int:
+    """What the command does: checks, restores, exports, writes. Returns the bytes written.
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1].strip())
-    parser.add_argument("--checkpoint", required=True, help="workdir of a learned-resizer run")
-    parser.add_argument("--out", required=True, help="artifact path, e.g. resizer.jaxexport")
-    parser.add_argument("--input_size", default="", help="H,W to export for (default: the run's)")
-    parser.add_argument("--platforms", default="cpu", help="comma-separated: cpu,cuda,tpu")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing artifact and JSON (never the checkpoint's files)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        input_size = _parse_size(args.input_size) if args.input_size else None
-        platforms = tuple(p for p in args.platforms.split(",") if p)
-        if set(platforms) - {"cpu", "cuda", "rocm", "tpu"} or not platforms:
-            raise ValueError(f"--platforms={args.platforms!r}; use some of cpu,cuda,rocm,tpu.")
-        check_outputs(args.out, args.checkpoint, args.overwrite)
-        resizer, config = restore_resizer(args.checkpoint)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    serialized, settings = export_resizer(resizer, config, input_size, platforms)
-    write(args.out, serialized, settings)
-    print(f"wrote {args.out} ({len(serialized)} bytes) and {settings_path(args.out)}")
-    return 0
+    Raises ValueError / FileNotFoundError (one sentence each) before anything is written.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"--format={format!r}; use one of {', '.join(FORMATS)}.")
+    if set(platforms) - {"cpu", "cuda", "rocm", "tpu"} or not platforms:
+        raise ValueError(f"--platforms={','.join(platforms)!r}; use some of cpu,cuda,rocm,tpu.")
+    if format == "onnx":
+        if input_size:
+            raise ValueError("--input_size is for --format=jax; an ONNX file takes any size.")
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "--format=onnx needs the onnx package; pip install 'learned_resize[onnx]'."
+            ) from None
+    check_outputs(out, checkpoint, overwrite)
+    resizer, config = restore_resizer(checkpoint)
+    if format == "onnx":
+        serialized, settings = export_onnx(resizer, config)
+    else:
+        serialized, settings = export_resizer(resizer, config, input_size, platforms)
+    write(out, serialized, settings)
+    return len(serialized)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, flag: str = "--input_size") -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(
-            f"--input_size={text!r}; give H,W as two integers, e.g. 224,224."
-        ) from None
+        raise ValueError(f"{flag}={text!r}; give H,W as two integers, e.g. 224,224.") from None
     if h <= 0 or w <= 0:
-        raise ValueError(f"--input_size={text!r}; give two positive integers.")
+        raise ValueError(f"{flag}={text!r}; give two positive integers.")
     return h, w
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def define_flags(values=None) -> dict:
+    """The command line's flags, in `values` (absl's FLAGS by default). Defined only when
+    this module runs as a program (or by a test, in its own FlagValues): importing it
+    (tools/eval_modes.py does) claims no flag names."""
+    from absl import flags
+
+    define = dict(flag_values=values if values is not None else flags.FLAGS)
+    return dict(
+        checkpoint=flags.DEFINE_string(
+            "checkpoint", None, "Workdir of a learned-resizer run (e.g. W/learned).", **define
+        ),
+        out=flags.DEFINE_string(
+            "out", None, "Artifact path, e.g. resizer.jaxexport or resizer.onnx.", **define
+        ),
+        format=flags.DEFINE_enum(
+            "format", "jax", FORMATS, "jax: a jax.export artifact; onnx: an ONNX model.", **define
+        ),
+        input_size=flags.DEFINE_string(
+            "input_size",
+            "",
+            "H,W: a jax artifact for this size only (default: any size).",
+            **define,
+        ),  # fmt: skip
+        platforms=flags.DEFINE_string(
+            "platforms", "cpu", "Comma-separated, for --format=jax: cpu,cuda,rocm,tpu.", **define
+        ),
+        overwrite=flags.DEFINE_bool(
+            "overwrite",
+            False,
+            "Replace an existing artifact and JSON (never the checkpoint's files).",
+            **define,
+        ),  # fmt: skip
+    )
+
+
+def main(argv: list[str], flag: dict) -> int:
+    """Runs the command with the parsed flags of `define_flags`; 1 on a user error."""
+    try:
+        if len(argv) > 1:
+            raise ValueError(f"unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+        for name in ("checkpoint", "out"):
+            if not flag[name].value:
+                raise ValueError(f"--{name} is missing; see the examples in --help.")
+        text = flag["input_size"].value
+        size = parse_size(text) if text else None
+        platforms = tuple(p for p in flag["platforms"].value.split(",") if p)
+        out = flag["out"].value
+        written = export_checkpoint(
+            flag["checkpoint"].value, out, flag["format"].value, size, platforms,
+            flag["overwrite"].value,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({written} bytes) and {settings_path(out)}")
+    return 0
 
 
 def console() -> None:
     """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
-    sys.exit(main())
+    from absl import app
+
+    from learned_resize.runtime import cli
+
+    flag = define_flags()
+    cli.setup_logging()
+    app.run(lambda argv: main(argv, flag), flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":
