@@ -77,35 +77,65 @@ def _checkpointed_resize(config, workdir, images):
     return np.asarray(model.denormalise(model.resize(jnp.asarray(images), train=False)))
 
 
+# The trained size, a non-square one and an odd one (both sides odd, down by 7.1 x 5.6).
+SIZES = ((28, 28), (40, 31), (57, 45))
+
+
 @pytest.mark.slow  # trains the tiny config once per module
-def test_round_trip_equals_checkpointed_model(trained, tmp_path):
+def test_round_trip_equals_checkpointed_model_at_any_size(trained, tmp_path):
     workdir, config = trained
     out = str(tmp_path / "resizer.jaxexport")
-    assert export.main([f"--checkpoint={workdir}", f"--out={out}"]) == 0
+    assert export.export_checkpoint(workdir, out) > 0
     resize = export.load(out)
-    assert resize.settings["input_size"] == [28, 28]
+    assert resize.settings["input_size"] == [28, 28]  # the run's, for its eval preprocessing
+    assert resize.settings["accepts"] == "any height and width"
     assert resize.settings["output_size"] == [8, 8]
-    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
+    # One artifact: symbolic batch, height and width.
+    shape = [str(d) for d in resize.exported.in_avals[0].shape]
+    assert shape == ["batch", "height", "width", "1"]
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for size in SIZES:
+        images = rng.integers(0, 256, (5, *size, 1), dtype=np.uint8)
+        # The trainer's own model at this size (its slice-plan resize, built for it).
+        want = _checkpointed_resize(config, workdir, images)
+        got = np.asarray(resize(images))
+        assert got.shape == (5, 8, 8, 1) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max(), err_msg=f"{size}")
+        worst = max(worst, float(np.abs(got - want).max() / np.abs(want).max()))
+        # Any batch size; floats in [0, 1] = uint8 / 255.
+        np.testing.assert_allclose(resize(images[:1] / 255.0), got[:1], atol=1e-6)
+        # Not the bilinear resize: the trained correction is in the artifact.
+        bilinear = jax.image.resize(images / 255.0, (5, 8, 8, 1), "linear", antialias=False)
+        assert np.abs(got - bilinear).max() > 1e-3
+    print(f"any-size artifact vs checkpointed model, max |diff| / max |output|: {worst:.2e}")
+
+
+@pytest.mark.slow  # trains the tiny config once per module
+def test_fixed_size_artifact_keeps_the_trainers_formulation(trained, tmp_path):
+    workdir, config = trained
+    out = str(tmp_path / "fixed.jaxexport")
+    assert export.export_checkpoint(workdir, out, input_size=(40, 31)) > 0
+    resize = export.load(out)
+    assert resize.settings["accepts"] == [40, 31]
+    assert [str(d) for d in resize.exported.in_avals[0].shape] == ["batch", "40", "31", "1"]
+    images = np.random.default_rng(1).integers(0, 256, (3, 40, 31, 1), dtype=np.uint8)
     want = _checkpointed_resize(config, workdir, images)
-    got = np.asarray(resize(images))
-    assert got.shape == (5, 8, 8, 1) and got.dtype == np.float32
-    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
-    # Symbolic batch: one artifact for any batch size; floats in [0, 1] = uint8 / 255.
-    np.testing.assert_allclose(resize(images[:1] / 255.0), got[:1], atol=1e-6)
-    # Not the bilinear resize: the trained correction is in the artifact.
-    assert np.abs(got - jax.image.resize(images / 255.0, (5, 8, 8, 1), "linear")).max() > 1e-3
+    np.testing.assert_allclose(resize(images), want, atol=1e-5 * np.abs(want).max())
+    with pytest.raises(ValueError):  # the fixed artifact refuses another size
+        resize(np.zeros((1, 28, 28, 1), np.uint8))
 
 
 @pytest.mark.slow  # trains the tiny config once per module
 def test_loading_needs_no_training_code(trained, tmp_path):
     workdir, _ = trained
     out = str(tmp_path / "r.jaxexport")
-    assert export.main([f"--checkpoint={workdir}", f"--out={out}"]) == 0
+    assert export.export_checkpoint(workdir, out) > 0
     code = (
         "import sys, numpy as np\n"
         "from learned_resize.tools import export\n"
         f"r = export.load({out!r})\n"
-        "y = r(np.zeros((2, 28, 28, 1), np.uint8))\n"
+        "y = r(np.zeros((2, 33, 21, 1), np.uint8))\n"
         "heavy = [m for m in ('flax', 'orbax', 'optax', 'learned_resize.train',"
         " 'learned_resize.models.resizers') if m in sys.modules]\n"
         "print(y.shape, heavy)\n"
@@ -129,6 +159,19 @@ def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
         ([f"--checkpoint={workdir}", f"--out={existing}"], "exists"),
         ([f"--checkpoint={tmp_path}/nothing", f"--out={tmp_path}/a.jaxexport"], "config.json"),
         ([f"--checkpoint={workdir}", f"--out={tmp_path}/b.jaxexport", "--input_size=28"], "H,W"),
+        ([f"--checkpoint={workdir}", f"--out={tmp_path}/c.jaxexport", "--format=tf"], "format"),
+        ([f"--checkpoint={workdir}", f"--out={tmp_path}/d.jaxexport", "--nosuch"], "nosuch"),
+        ([f"--checkpoint={workdir}", f"--out={tmp_path}/e.jaxexport", "stray"], "stray"),
+        ([f"--checkpoint={workdir}"], "--out is missing"),
+        (
+            [
+                f"--checkpoint={workdir}",
+                f"--out={tmp_path}/f.onnx",
+                "--format=onnx",
+                "--input_size=28,28",
+            ],
+            "--input_size is for --format=jax",
+        ),  # fmt: skip
         (
             [f"--checkpoint={workdir}", f"--out={workdir}/config.jaxexport", "--overwrite"],
             "config.json is the input --checkpoint",
@@ -147,8 +190,17 @@ def test_cli_errors_are_one_line_and_keep_files(trained, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0]
     assert existing.read_bytes() == b"keep me"
     assert _read(os.path.join(workdir, "config.json")) == run_config
+    assert not any(
+        (tmp_path / n).exists() for n in ("a.json", "b.json", "c.json", "d.json", "e.json")
+    )
     # With --overwrite the old artifact (not the run's files) is replaced by a working one.
-    assert export.main([f"--checkpoint={workdir}", f"--out={existing}", "--overwrite"]) == 0
+    run = subprocess.run(
+        [sys.executable, "-m", "learned_resize.tools.export", f"--checkpoint={workdir}",
+         f"--out={existing}", "--overwrite"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {existing}" in run.stdout
     resize = export.load(str(existing))
     assert resize.settings["output_size"] == [8, 8]
     assert np.asarray(resize(np.zeros((1, 28, 28, 1), np.uint8))).shape == (1, 8, 8, 1)
