@@ -4,12 +4,17 @@ r"""ImageNet: the paper's two-stage recipe (Talebi & Milanfar 2021, sec. 4), one
     python -m learned_resize.main --config=configs/imagenet_resnet50.py --workdir=gs://BUCKET/r50
 
 `configs/imagenet_<backbone>.py` are links to this file: with no `:backbone` the
-backbone comes from the file name. Two stages, each run in `workdir/<stage>`:
+backbone comes from the file name. Three stages, each run in `workdir/<stage>`:
 
   baseline  the classifier from scratch behind a fixed bilinear resize to 224x224 (the
             input pipeline already crops to 224, so the resize is the identity);
+  bicubic   the control: from `baseline`, the classifier fine-tuned behind a fixed
+            bicubic resize 448x448 -> 224x224 (not antialiased, as the bilinear one)
+            with the learned stage's budget, so that the learned resizer's gain is
+            measured against a second fixed kernel at the same input size;
   learned   the baseline's classifier plus a fresh learned resizer (n=16, r=1)
             448x448 -> 224x224, trained jointly.
+`--stages=baseline,learned` skips the control.
 
 Every value is set below. The ablations are overrides of the `learned` stage:
     --config.stages.learned.input_size='(368, 368)'    # the paper's 224, 256, 320, 368, 448
@@ -105,6 +110,13 @@ def get_config(backbone: str = ""):
     config.keep_checkpoints = 3
 
     config.stages.baseline = {}
+    config.stages.bicubic = {  # the same input, budget and schedule as `learned`
+        "init_from_stage": "baseline",
+        "input_size": (448, 448),
+        "num_epochs": 20.0,
+        "resizer": {"kind": "bicubic"},  # antialias: the base config's False, as bilinear
+        "optim": {"learning_rate": 0.005, "warmup_epochs": 0.0},  # per 256 images
+    }
     config.stages.learned = {
         "init_from_stage": "baseline",
         "input_size": (448, 448),
