@@ -57,11 +57,9 @@ def jpeg(h, w):
     buffer = io.BytesIO()
     PIL.Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buffer, "JPEG")
     return buffer.getvalue()
-records = {
-    split: [{"image": jpeg(200 + 7 * i, 260 - 5 * i), "label": int(rng.integers(0, 1000))}
-            for i in range(n)]
-    for split, n in (("train", 64), ("validation", 16))
-}
+def record(i):
+    return {"image": jpeg(200 + 3 * (i % 20), 240 - 2 * (i % 20)), "label": i * 7 % 1000}
+records = {"train": [record(i) for i in range(64)], "validation": [record(i) for i in range(16)]}
 def as_data_source(self, split, decoders=None, **kwargs):
     return records[split]
 with tfds.testing.mock_data(as_data_source_fn=as_data_source):
@@ -92,7 +90,7 @@ def command(case: str, workdir: str) -> list[str]:
             sys.executable, "-c", _MOCK_IMAGENET, "--config=configs/imagenet_resnet50.py",
             "--stages=learned", "--config.stages.learned.init_from_stage=",
             f"--config.stages.learned.input_size=({size},{size})",
-            f"--config.stages.learned.resizer.output_size=({out},{out})",
+            f"--config.resizer.output_size=({out},{out})",
             "--config.model.dtype=float32", "--config.batch_size=8",
             "--config.optim.warmup_epochs=0", "--config.data.num_workers=0",
             "--config.num_eval_images=8", *common,
