@@ -12,8 +12,9 @@ by: uniform scaling; center crop; `seam-carving` from PyPI (forward energy, the 
 standard pixel seam carving; a bench-only dependency); our pixel seams
 (`operators.seam_carve`, gradient energy); "multi" (the CLI's defaults: operator
 multi, a crop keeping the most of the mask then seams); "seam (paper)" (the defaults
-with operator=seam, the paper's method), plus any --variant of the defaults (a config
-override, for ablations). Scores (see
+with operator=seam, the paper's method); "auto" (operator=auto: the best-scoring of
+crop, seam and multi for each photo, `plans.auto_plan`), plus any --variant of the
+defaults (a config override, for ablations); --rows keeps only the rows named. Scores (see
 `learned_resize.retarget.quality`): subject NCC (x100, higher is better), artifact
 (worst patch, lower is better), complete and coherent (0-100, higher is better). The
 mask's recall / precision against the subject box are printed per photo. Defaults are
@@ -47,6 +48,9 @@ _VARIANT = flags.DEFINE_multi_string(
 )
 _OUT = flags.DEFINE_string("out", "retarget_quality.png", "Comparison grid PNG.")
 _TUNE_MASK = flags.DEFINE_bool("tune_mask", False, "Mask thresholds (tuning split).")
+_ROWS = flags.DEFINE_list(
+    "rows", [], "Only these operators (table row names, e.g. multi,auto); default: all."
+)
 
 
 def _positive_numbers(values) -> bool:
@@ -123,6 +127,8 @@ def run_operator(name, image, size, configs, nets) -> tuple[np.ndarray, str]:
         return np.asarray(operators.seam_carve(image, size)), ""
     result = api.retarget_details(image, size, config=configs[name], **nets, log=None)
     note = "+".join(str(s.iterations) for s in result.solves) + " iters"
+    if name == "auto" or configs[name].operator == "auto":
+        note += f", chose {result.operator}"
     return np.asarray(result.image), note
 
 
@@ -163,7 +169,7 @@ def tune_mask(names, ratios, width, vgg19, thresholds=(0.35, 0.4, 0.5)):
 
 def variant_configs(texts) -> dict:
     """{name: config} of the built-in rows and each --variant; UserError for a bad one."""
-    configs = {"multi": {}, "seam (paper)": {"operator": "seam"}}
+    configs = {"multi": {}, "seam (paper)": {"operator": "seam"}, "auto": {"operator": "auto"}}
     for text in texts:
         try:
             name, overrides = parse_variant(text)
@@ -198,6 +204,14 @@ def run(chosen, ratios, width):
     configs = variant_configs(_VARIANT.value)
     nets = dict(vgg19=weights.load_vgg(19), vgg16=weights.load_vgg(16))
     names = ["uniform", "crop", "seam-carving", "our seams", *configs]
+    if _ROWS.value:
+        unknown = set(_ROWS.value) - set(names)
+        if unknown:
+            raise errors.UserError(
+                f"--rows: unknown row(s) {', '.join(sorted(unknown))}; choose from "
+                f"{', '.join(names)}"
+            )
+        names = [n for n in names if n in _ROWS.value]
     chosen = chosen or photos.names(_SPLIT.value)
     scores, seconds, grid_rows = {}, {n: [] for n in names}, []
     for photo_name in chosen:

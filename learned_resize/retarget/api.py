@@ -63,6 +63,7 @@ class RetargetResult:
       mask: [h_m, w_m] importance mask on the deepest mask layer's grid.
       plan: the retargeting plan (normalised coordinates, any resolution).
       work_size: (input, output) (h, w) sizes the work was done at (`buckets.py`).
+      operator: the operator whose plan was used (auto's choice for 'auto').
       note: '' or the sentence saying the plan fell back to cropping.
       solves: one `reconstruct.SolveInfo` per scale.
       seconds: wall time of the whole call.
@@ -75,6 +76,7 @@ class RetargetResult:
     solves: list[reconstruct.SolveInfo]
     seconds: float
     note: str = ""
+    operator: str = ""
 
 
 def _is_whole(value, low: int, high: float = float("inf")) -> bool:
@@ -133,6 +135,26 @@ def check_config(cfg) -> None:
     pixels = cfg.get("winograd_min_pixels", 0)
     if not _is_whole(pixels, 0):
         raise ValueError(f"config.winograd_min_pixels must be a whole number >= 0, got {pixels!r}.")
+    work_side = cfg.get("work_side", 0)
+    if not _is_whole(work_side, 0, image_io.MAX_SIDE) or 0 < work_side < 64:
+        raise ValueError(
+            f"config.work_side must be 0 (the photo's own size) or a whole number of px in "
+            f"[64, {image_io.MAX_SIDE}], got {work_side!r}."
+        )
+    if not _is_number(cfg.get("blend_margin", 0.0), 0.0):
+        raise ValueError(
+            f"config.blend_margin must be a finite number of px >= 0, got {cfg.blend_margin!r}."
+        )
+    auto_weights = cfg.get("auto_weights", (1.0, 1.0))
+    if (
+        not _is_sequence(auto_weights)
+        or len(auto_weights) != 2
+        or not all(_is_number(v, 0.0) for v in auto_weights)
+    ):
+        raise ValueError(
+            f"config.auto_weights must be two finite numbers >= 0 (subject, artifact), "
+            f"got {auto_weights!r}."
+        )
     bucket = cfg.get("bucket", 0)
     if not _is_whole(bucket, 0, 256):
         raise ValueError(
@@ -298,31 +320,55 @@ def retarget_details(
     if weights is not None and vgg19 is not None:
         raise ValueError("Pass either weights (a file) or vgg19 (a network), not both.")
     vgg19 = _load(19, weights) if vgg19 is None else vgg19
-    if _uses_perceptual(cfg) and vgg16 is None:
+    if (_uses_perceptual(cfg) or cfg.operator == "auto") and vgg16 is None:
         vgg16 = _load(16)
 
-    # Nearby photo sizes share one bucket, and so every compiled program (buckets.py).
-    size_in = image.shape[:2]
-    work_in, work_out = buckets.working_sizes(size_in, size, cfg.get("bucket", 0))
-    if work_in != image.shape[:2]:
-        image = jax.device_put(buckets.resize_image(np.asarray(image), work_in))
+    # The work is done at a bounded working size (config.work_side), its sides rounded
+    # to the bucket so nearby photo sizes share every compiled program (buckets.py).
+    size_in = tuple(image.shape[:2])
+    full_image = np.asarray(image)
+    scaled_in, scaled_out = buckets.scaled_sizes(size_in, size, cfg.get("work_side", 0))
+    work_in, work_out = buckets.working_sizes(scaled_in, scaled_out, cfg.get("bucket", 0))
+    if work_in != size_in:
+        image = jax.device_put(buckets.resize_image(full_image, work_in))
+    else:
+        image = jax.device_put(full_image)
+    if log:
+        log(
+            f"working size {work_in[1]}x{work_in[0]} -> {work_out[1]}x{work_out[0]} for "
+            f"{size_in[1]}x{size_in[0]} -> {size[1]}x{size[0]} (config.work_side="
+            f"{cfg.get('work_side', 0)}, config.bucket={cfg.get('bucket', 0)})"
+        )
     protect_mask, remove_mask = (
         None if m is None else buckets.resize_mask(np.asarray(m, np.float32), work_in)
         for m in (protect_mask, remove_mask)
     )
     mask, remove_mask = _user_masks(importance_mask(image, vgg19, cfg), protect_mask, remove_mask)
-    plan, note = plans.plan_for(cfg, image, work_out, mask, remove_mask)
-    if note and work_in != tuple(size_in):
-        note += f" (px of the {work_in[1]}x{work_in[0]} working size, `config.bucket`)"
+    operator = cfg.operator
+    if operator == "auto":
+        vgg16 = _load(16) if vgg16 is None else vgg16
+        plan, note, operator, why = plans.auto_plan(cfg, image, work_out, mask, remove_mask, vgg16)
+        if log:
+            log(why)
+    else:
+        plan, note = plans.plan_for(cfg, image, work_out, mask, remove_mask)
+    if note and work_in != size_in:
+        note += f" (px of the {work_in[1]}x{work_in[0]} working size)"
     if log and note:
         log(f"note: {note}")
+    # Only what the plan does not copy is reconstructed (a crop copies every pixel).
+    weight = buckets.changed_weight(plan, work_in, work_out, cfg.get("blend_margin", 8))
     if log:
         log(
-            f"mask covers {float(jnp.mean(mask)):.0%} of the image; plan: {cfg.operator} "
-            f"with {len(plan)} stage(s); {time.perf_counter() - start:.1f}s"
+            f"mask covers {float(jnp.mean(mask)):.0%} of the image; plan: {operator} "
+            f"with {len(plan)} stage(s), {float(np.mean(weight > 0)):.0%} of the output to "
+            f"reconstruct; {time.perf_counter() - start:.1f}s"
         )
-    out, solves = solve(cfg, image, work_out, plan, vgg19, vgg16, log)
-    result = buckets.resize_image(np.asarray(out[0]), size)
+    solves, out = [], None
+    if np.any(weight):
+        out, solves = solve(cfg, image, work_out, plan, vgg19, vgg16, log)
+        out = np.asarray(out[0])
+    result = buckets.carry_to_full(plan, full_image, size, np.asarray(image), out, weight)
     if gray:  # the VGG losses pull the channels apart; a grey photo stays grey
         result = image_io.to_gray(result)
     return RetargetResult(
@@ -333,6 +379,7 @@ def retarget_details(
         solves=solves,
         seconds=time.perf_counter() - start,
         note=note,
+        operator=operator,
     )
 
 

@@ -94,3 +94,135 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if tuple(mask.shape[:2]) == tuple(size):
         return np.asarray(mask, np.float32)
     return (resize(mask, size) > 0.5).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------
+# The working size: any photo size in bounded time and memory.
+
+
+def scaled_sizes(
+    in_size: tuple[int, int], out_size: tuple[int, int], work_side: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(input, output) (h, w) scaled so the input's longer side is at most work_side.
+
+    Both are scaled by the same factor (an unchanged side stays equal to the input's);
+    work_side 0 (or a photo already that small) leaves both as they are.
+    """
+    factor = 1.0 if work_side <= 0 else min(1.0, work_side / max(in_size))
+    if factor == 1.0:
+        return tuple(in_size), tuple(out_size)
+    work_in = tuple(max(1, round(n * factor)) for n in in_size)
+    work_out = tuple(
+        w_in if n_out == n_in else max(1, round(n_out * factor))
+        for n_in, n_out, w_in in zip(in_size, out_size, work_in)
+    )
+    return work_in, work_out
+
+
+def linear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] weights of `jax.image.resize(..., 'linear', antialias=True)` on one
+    axis: the triangle kernel, widened by the reduction when shrinking; rows sum to 1."""
+    stretch = max(n_in / n_out, 1.0)
+    centres = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(np.arange(n_in)[None, :] - centres[:, None]) / stretch)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _coords_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] weights bringing one axis of stage coords to n_out samples: linear
+    interpolation, extrapolated past the outer sample centres (a crop's or a copied run's
+    coords are linear, so they stay exact up to the border), antialiased when shrinking."""
+    if n_out < n_in or n_in == 1:
+        return linear_matrix(n_in, n_out)
+    pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    left = np.clip(np.floor(pos), 0, n_in - 2).astype(np.int64)
+    frac = pos - left
+    weights = np.zeros((n_out, n_in))
+    weights[np.arange(n_out), left] = 1.0 - frac
+    weights[np.arange(n_out), left + 1] = frac
+    return weights
+
+
+def _stage_coords(coords: np.ndarray, rows: int, out_len: int) -> np.ndarray:
+    """A stage's normalised coords [r, c] brought to a grid of rows x out_len."""
+    if coords.shape != (rows, out_len):
+        coords = _coords_matrix(coords.shape[0], rows) @ coords
+        coords = coords @ _coords_matrix(coords.shape[1], out_len).T
+    return coords
+
+
+def copy_plan(plan, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The plan applied to image [H, W, C] at any resolution by copying pixels.
+
+    Each stage's normalised coords are brought to the image's grid and rounded to the
+    nearest source pixel, so every output pixel is one of the input's (pixel seam
+    carving and cropping at full resolution, with the detail of the photo); an empty
+    plan (uniform scaling) is a cubic resize.
+    """
+    x = np.asarray(image)
+    for stage in plan:
+        if stage.axis == 0:
+            x = np.swapaxes(x, 0, 1)
+        rows, n = x.shape[:2]
+        out_len = size[stage.axis]
+        coords = _stage_coords(np.asarray(stage.coords, np.float64), rows, out_len)
+        # Halves round up, all alike: rint's half-to-even would alternate along a run
+        # whose offset is a half pixel and drop every other pixel of it.
+        index = np.clip(np.floor(coords * n + 1e-9), 0, n - 1).astype(np.int64)
+        x = np.take_along_axis(x, index[..., None] if x.ndim == 3 else index, axis=1)
+        if stage.axis == 0:
+            x = np.swapaxes(x, 0, 1)
+    if tuple(x.shape[:2]) != tuple(size):
+        x = resize(x, size)
+    return np.asarray(x, np.float32)
+
+
+def changed_weight(plan, in_size: tuple[int, int], size: tuple[int, int], margin: float):
+    """[h, w] weight in [0, 1] of the reconstruction at each output pixel: 0 where the
+    plan copies a block of input pixels (the pixel and its 4 neighbours come from one
+    rigidly shifted neighbourhood of the input), 1 within margin px of a pixel it does
+    not copy (a seam, a scaled axis), falling linearly to 0 over the next margin px."""
+    if not plan:  # uniform scaling copies nothing (or everything, at the same size)
+        return np.full(size, float(tuple(size) != tuple(in_size)), np.float32)
+    ys, xs = np.mgrid[0 : in_size[0], 0 : in_size[1]].astype(np.float32)
+    where = copy_plan(plan, np.stack([ys, xs], -1), size)  # source (y, x) per output pixel
+    whole = np.all(np.abs(where - np.rint(where)) < 1e-3, axis=-1)
+    copied = whole.copy()
+    step_x = np.all(np.abs(np.diff(where, axis=1) - (0.0, 1.0)) < 1e-3, axis=-1)  # [h, w-1]
+    step_y = np.all(np.abs(np.diff(where, axis=0) - (1.0, 0.0)) < 1e-3, axis=-1)  # [h-1, w]
+    copied[:, 1:] &= step_x
+    copied[:, :-1] &= step_x
+    copied[1:] &= step_y
+    copied[:-1] &= step_y
+    if copied.all():
+        return np.zeros(size, np.float32)
+    if not copied.any():
+        return np.ones(size, np.float32)
+    import scipy.ndimage
+
+    distance = scipy.ndimage.distance_transform_edt(copied)
+    return np.clip(2.0 - distance / max(margin, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def carry_to_full(
+    plan,
+    image: np.ndarray,
+    size: tuple[int, int],
+    work_image: np.ndarray,
+    reconstruction: np.ndarray,
+    weight: np.ndarray,
+) -> np.ndarray:
+    """The full-resolution result: the plan applied to image [H, W, 3] by copying pixels,
+    plus the reconstruction's change at the working size (reconstruction minus the plan
+    applied the same way to work_image), weighted by weight [h_w, w_w] and upsampled.
+
+    Where weight is 0 the result is exactly the photo's own pixels.
+    """
+    out = copy_plan(plan, image, size)
+    if reconstruction is None:  # nothing reconstructed: the plan copies every pixel
+        return out
+    work_size = reconstruction.shape[:2]
+    change = (reconstruction - copy_plan(plan, work_image, work_size)) * weight[..., None]
+    if np.any(change):
+        out += change if tuple(work_size) == tuple(size) else resize(change, size)
+    return np.clip(out, 0.0, 1.0)

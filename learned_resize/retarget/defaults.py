@@ -15,6 +15,9 @@ import ml_collections
 from learned_resize.retarget import mask as mask_lib
 from learned_resize.retarget import operators
 
+# Longer side of the working size (`c.work_side`); see bench/retarget.py for its speed.
+WORK_SIDE = 256
+
 
 def get_config() -> ml_collections.ConfigDict:
     """Default retargeting settings; every field is documented inline."""
@@ -40,6 +43,19 @@ def get_config() -> ml_collections.ConfigDict:
     # conv4_1's stride; a side moves by at most 8 px: 3% at 256 px, 6% at 128), not
     # tuned; 0 or 1 works at the exact sizes.
     c.bucket = 16
+    # Working size (`buckets.py`): mask, plan and reconstruction are computed on the photo
+    # scaled so its longer side is at most this many px (0 = the photo's own size); the
+    # plan is then applied to the full-resolution photo by copying pixels, and the
+    # reconstruction's change, upsampled, is added where the plan does not copy.
+    c.work_side = WORK_SIDE
+    # The reconstruction is used within this many px (of the working size) of an output
+    # pixel the plan does not copy, fading out over as many more; elsewhere the output is
+    # the photo's own pixels.
+    c.blend_margin = 8
+    # operator='auto' scores each candidate plan by subject_w x subject NCC (of the
+    # mask's box) + completeness + coherence - artifact_w x artifact (`plans.score`):
+    # (subject_w, artifact_w).
+    c.auto_weights = (1.0, 1.0)
     # Seams are decided on the image scaled by 1/plan_stride (4 = the conv3 grid); a
     # coarse decision, spread smoothly over the finer layers, avoids pixel-seam jaggies.
     c.plan_stride = 4

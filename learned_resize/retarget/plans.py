@@ -1,13 +1,21 @@
 """Which plan each retargeting operator makes: `make_plan(operator, image, size, mask)`.
 
-'multi' (the default, `multi.py`), 'seam' (the paper's), 'uniform' and 'crop'.
+'multi' (the default, `multi.py`), 'seam' (the paper's), 'uniform' and 'crop'; 'auto'
+(`auto_plan`) makes the candidate plans, scores each one's result with the quality
+metrics of `quality.py` and keeps the best.
 """
 
 import jax
+import numpy as np
 
-from learned_resize.retarget import multi, operators
+from learned_resize.retarget import buckets, multi, operators
 
-OPERATORS = ("multi", "seam", "uniform", "crop")
+OPERATORS = ("multi", "seam", "uniform", "crop", "auto")
+# auto considers uniform scaling only when the importance mask covers less than this
+# share of the photo (nothing stands out that squeezing would distort).
+UNIFORM_MAX_MASK = 0.02
+# auto's (subject, artifact) weights in its score (`score`); see defaults.auto_weights.
+AUTO_WEIGHTS = (1.0, 1.0)
 
 
 def make_plan(
@@ -34,6 +42,8 @@ def make_plan(
         raise ValueError(
             "--remove needs a seam operator (config.operator=multi or config.operator=seam)."
         )
+    if operator == "auto":
+        raise ValueError("operator 'auto' chooses among plans: use plans.auto_plan.")
     if operator == "uniform":
         return (), ""
     if operator == "crop":
@@ -58,10 +68,85 @@ def make_plan(
     raise ValueError(f"Unknown operator {operator!r}; choose one of {', '.join(OPERATORS)}.")
 
 
-def plan_for(cfg, image, size, mask, remove=None) -> tuple[operators.Plan, str]:
-    """`make_plan` with the operator and its settings read from a retarget config."""
+def mask_box(mask: jax.Array, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) bounding box of mask [1, h_m, w_m] on an image of size, or None."""
+    m = np.asarray(mask[0], np.float32)
+    rows, cols = np.flatnonzero(m.max(axis=1) > 0.5), np.flatnonzero(m.max(axis=0) > 0.5)
+    if not len(rows):
+        return None
+    sy, sx = size[0] / m.shape[0], size[1] / m.shape[1]
+    return (
+        int(np.floor(cols[0] * sx)),
+        int(np.floor(rows[0] * sy)),
+        int(np.ceil((cols[-1] + 1) * sx)),
+        int(np.ceil((rows[-1] + 1) * sy)),
+    )
+
+
+def candidates(mask: jax.Array, remove) -> tuple[str, ...]:
+    """The operators auto compares: seams only with a remove mask; uniform scaling only
+    when the mask marks (almost) nothing."""
+    if remove is not None:
+        return ("multi", "seam")
+    names = ("crop", "seam", "multi")
+    return names + ("uniform",) if float(np.mean(np.asarray(mask))) < UNIFORM_MAX_MASK else names
+
+
+def score(image: np.ndarray, out: np.ndarray, box, vgg16, weights) -> dict[str, float]:
+    """The scores auto compares one candidate by (`quality.py`), and their total.
+
+    complete and coherent (VGG-16 bidirectional similarity) and artifact (worst patch
+    found nowhere in the input) do not use the mask; subject is the NCC of the mask's
+    bounding box against out (0 without a mask). total = subject_w * subject + complete
+    + coherent - artifact_w * artifact, weights = (subject_w, artifact_w).
+    """
+    from learned_resize.retarget import quality  # imports api; only auto needs it
+
+    complete, coherent = quality.bidirectional_scores(vgg16, image, out)
+    terms = dict(
+        subject=0.0 if box is None else 100.0 * quality.subject_ncc(image, box, out),
+        complete=complete,
+        coherent=coherent,
+        artifact=quality.artifact_score(image, out),
+    )
+    subject_w, artifact_w = weights
+    terms["total"] = (
+        subject_w * terms["subject"] + complete + coherent - artifact_w * terms["artifact"]
+    )
+    return terms
+
+
+def auto_plan(cfg, image, size, mask, remove, vgg16):
+    """(plan, note, operator, line): the candidate plan whose result scores best.
+
+    Each candidate's plan is applied to image by copying pixels (`buckets.copy_plan`,
+    what the output keeps where nothing is reconstructed) and scored (`score`); line
+    is one sentence naming the choice and the scores it won by.
+    """
+    img = np.asarray(image)
+    box = mask_box(mask, img.shape[:2])
+    weights = tuple(cfg.get("auto_weights", AUTO_WEIGHTS))
+    results = {}
+    for name in candidates(mask, remove):
+        plan, note = plan_for(cfg, image, size, mask, remove, operator=name)
+        out = buckets.copy_plan(plan, img, size)
+        results[name] = (plan, note, score(img, out, box, vgg16, weights))
+    best = max(results, key=lambda n: results[n][2]["total"])
+    t = results[best][2]
+    others = ", ".join(f"{n} {r[2]['total']:.1f}" for n, r in results.items() if n != best)
+    line = (
+        f"auto: {best} (score {t['total']:.1f} = {weights[0]:g} x subject {t['subject']:.1f} "
+        f"+ complete {t['complete']:.1f} + coherent {t['coherent']:.1f} - {weights[1]:g} x "
+        f"artifact {t['artifact']:.1f}) beats {others}"
+    )
+    return results[best][0], results[best][1], best, line
+
+
+def plan_for(cfg, image, size, mask, remove=None, operator=None) -> tuple[operators.Plan, str]:
+    """`make_plan` with the operator (default cfg.operator) and its settings read from a
+    retarget config."""
     return make_plan(
-        cfg.operator,
+        cfg.operator if operator is None else operator,
         image,
         size,
         mask,

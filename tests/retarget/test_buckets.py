@@ -114,4 +114,4 @@ def test_a_fallback_note_says_its_px_are_the_working_sizes():
         image, (39, 29), config=cfg, vgg19=net19, vgg16=net16, log=None, protect_mask=keep
     )
     assert "cannot absorb" in result.note
-    assert result.note.endswith("(px of the 40x40 working size, `config.bucket`)")
+    assert result.note.endswith("(px of the 40x40 working size)")
