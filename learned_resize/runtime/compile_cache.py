@@ -1,7 +1,7 @@
 """JAX's persistent compilation cache for the trainer: a restarted run compiles nothing.
 
-A run killed and started again (a preemption, a crash, a changed `num_train_steps`)
-traces its steps again but finds XLA's compiled programs on disk. Where they live:
+A run killed and started again (a preemption, a crash, `kill -9`) traces its steps
+again but finds XLA's compiled programs on disk. Where they live:
 
   - `--compile_cache=PATH` when given ('' turns the cache off);
   - else JAX's own setting, when JAX_COMPILATION_CACHE_DIR (or --jax_compilation_cache_dir)
