@@ -13,10 +13,21 @@ one loss-and-gradient evaluation inside the solve (solve time / evaluations) aga
 the same evaluation timed alone (best of 3): their ratio is the share of the solve
 spent in the VGG forward/backward passes, the rest is L-BFGS and line-search
 bookkeeping.
+
+    python bench/retarget.py --photos=640,12mp   # whole photos, one subprocess per row
+
+--photos rows retarget a whole photo to 3/4 width through `api.retarget_details` with
+the defaults (working size `config.work_side`), twice in a fresh subprocess with the
+CLI's persistent compilation cache: cold (the first call: weights load, compilation
+or cache reads) and warm, plus the child's peak resident memory (`os.wait4`'s
+ru_maxrss). '640' is scikit-image's rocket (640x427, a tuning photo); '12mp' is a
+held-out photo (imgaug's quokka, else scikit-image's astronaut) upscaled to 4032x3024.
 Needs the VGG weight cache (`python -m learned_resize.retarget.weights --fetch`).
 """
 
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -29,6 +40,13 @@ from learned_resize.retarget import api, operators, weights
 from learned_resize.runtime import cli, errors
 
 _WIDTHS = flags.DEFINE_list("widths", ["256", "512"], "Input widths, comma-separated.")
+_PHOTOS = flags.DEFINE_list("photos", [], "Whole-photo rows: 640 and/or 12mp.")
+_CHILD = flags.DEFINE_string("child", None, "Internal: run one --photos row and print JSON.")
+flags.register_validator(
+    "photos",
+    lambda v: set(v) <= {"640", "12mp"},
+    "--photos takes 640 and/or 12mp, e.g. --photos=640,12mp",
+)
 flags.register_validator(
     "widths",
     lambda v: bool(v) and all(w.isdigit() and int(w) >= 8 for w in v),
@@ -82,9 +100,76 @@ def bench_width(width: int, vgg19, vgg16, cfg) -> dict:
     )
 
 
+def _photo(row: str):
+    import numpy as np
+
+    from learned_resize.retarget import buckets, photos
+
+    if row == "640":
+        return skimage.data.rocket(), "rocket"
+    try:
+        image, name = photos.load("quokka").image, "quokka (held out)"
+    except FileNotFoundError:
+        image, name = skimage.data.astronaut(), "astronaut"
+    big = buckets.resize_image(np.asarray(image, np.float32) / 255.0, (3024, 4032))
+    return big, f"{name} upscaled"
+
+
+def child(row: str) -> None:
+    """One --photos row in this (fresh) process: cold and warm calls, printed as JSON."""
+    from learned_resize.retarget import __main__ as cli_main
+
+    cli_main.use_compile_cache(cli_main._CACHE.default)
+    start = time.perf_counter()
+    image, name = _photo(row)
+    size = (image.shape[0], round(0.75 * image.shape[1]))
+    vgg19, vgg16 = weights.load_vgg(19), weights.load_vgg(16)
+    loaded = time.perf_counter() - start
+    times, work = [], None
+    for _ in range(2):
+        result = api.retarget_details(image, size, vgg19=vgg19, vgg16=vgg16, log=None)
+        times.append(result.seconds)
+        work = result.work_size
+    out = dict(photo=name, size=f"{image.shape[1]}x{image.shape[0]} -> {size[1]}x{size[0]}")
+    out.update(work=f"{work[0][1]}x{work[0][0]} -> {work[1][1]}x{work[1][0]}", load=loaded)
+    out.update(cold=times[0], warm=times[1], evals=sum(s.evaluations for s in result.solves))
+    print(json.dumps(out))
+
+
+def photo_rows(rows) -> None:
+    """Each row in its own subprocess; its peak RSS from os.wait4."""
+    print(
+        f"{'photo':<26}{'size':<24}{'working size':<18}{'evals':>6}{'weights s':>10}"
+        f"{'cold s':>8}{'warm s':>8}{'peak RSS GB':>13}"
+    )
+    for row in rows:
+        load = os.getloadavg()[0]
+        proc = subprocess.Popen(
+            [sys.executable, __file__, f"--child={row}"], stdout=subprocess.PIPE, text=True
+        )
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            sys.exit(f"error: the {row} row failed (exit status {status >> 8}); run it alone.")
+        r = json.loads(stdout.strip().splitlines()[-1])
+        print(
+            f"{r['photo']:<26}{r['size']:<24}{r['work']:<18}{r['evals']:>6}{r['load']:>10.1f}"
+            f"{r['cold']:>8.1f}{r['warm']:>8.1f}{usage.ru_maxrss / 2**20:>13.2f}"
+            f"   (load {load:.1f})",
+            flush=True,
+        )
+
+
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}; flags start with --.")
+    if _CHILD.value:
+        return child(_CHILD.value)
+    if _PHOTOS.value:
+        print(f"CPU cores: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
+        photo_rows(_PHOTOS.value)
+        print(f"load average at end: {os.getloadavg()[0]:.1f}")
+        return None
     cfg = api.get_config()
     try:
         vgg19 = weights.load_vgg(19)

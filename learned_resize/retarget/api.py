@@ -329,6 +329,9 @@ def retarget_details(
     full_image = np.asarray(image)
     scaled_in, scaled_out = buckets.scaled_sizes(size_in, size, cfg.get("work_side", 0))
     work_in, work_out = buckets.working_sizes(scaled_in, scaled_out, cfg.get("bucket", 0))
+    # The output keeps the photo's exact in/out ratio on each axis (not rounded to the
+    # bucket): the plan is carried to full size, where a copied run must stay 1:1.
+    work_out = buckets.exact_output(size_in, size, work_in)
     if work_in != size_in:
         image = jax.device_put(buckets.resize_image(full_image, work_in))
     else:

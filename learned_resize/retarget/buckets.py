@@ -53,6 +53,18 @@ def working_sizes(
     return tuple(work_in), tuple(work_out)
 
 
+def exact_output(
+    in_size: tuple[int, int], out_size: tuple[int, int], work_in: tuple[int, int]
+) -> tuple[int, int]:
+    """The working output (h, w): out_size scaled by work_in / in_size on each axis and
+    rounded (an unchanged side stays work_in's), so that the plan, applied at full size,
+    copies runs of pixels 1:1 (a bucket-rounded output could scale them by up to 8%)."""
+    return tuple(
+        w if n_out == n_in else max(1, round(n_out * w / n_in))
+        for n_in, n_out, w in zip(in_size, out_size, work_in)
+    )
+
+
 def _keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     x = np.abs(x)
     near = ((a + 2) * x - (a + 3)) * x * x + 1

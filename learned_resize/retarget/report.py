@@ -3,8 +3,21 @@
 import jax
 import numpy as np
 
-from learned_resize.retarget import api, operators
+from learned_resize.retarget import api, buckets, operators
 from learned_resize.retarget import mask as mask_lib
+
+# The comparison is drawn at most this many px on a side: the baselines of a larger photo
+# are computed on it scaled to this (pixel seam carving a 12-megapixel photo takes
+# hours), and larger cells are scaled down.
+PREVIEW_SIDE = 768
+
+
+def _preview(x: np.ndarray) -> np.ndarray:
+    factor = PREVIEW_SIDE / max(x.shape[:2])
+    if factor >= 1:
+        return x
+    size = tuple(max(1, round(n * factor)) for n in x.shape[:2])
+    return buckets.resize_image(np.asarray(x, np.float32), size)
 
 
 def baselines(image, size: tuple[int, int], mask: jax.Array | None = None) -> dict[str, np.ndarray]:
@@ -17,10 +30,15 @@ def baselines(image, size: tuple[int, int], mask: jax.Array | None = None) -> di
         (the classical operator, as in Avidan & Shamir, uses only gradient energy).
 
     Returns:
-      name -> [h, w, 3] float32 arrays in [0, 1].
+      name -> [h, w, 3] float32 arrays in [0, 1]; for a photo larger than PREVIEW_SIDE,
+      computed on it and size scaled to that longer side.
     """
     image = api.as_float_image(image)
     size = api.check_size(size, image.shape[:2])
+    factor = PREVIEW_SIDE / max(image.shape[:2])
+    if factor < 1:
+        image = _preview(image)
+        size = tuple(max(1, round(n * factor)) for n in size)
     return {
         "uniform": np.asarray(operators.uniform_scale(image[None], size)[0]),
         "crop": np.asarray(operators.center_crop(image, size)),
@@ -56,14 +74,16 @@ def comparison_grid(
       pad: white gap between columns.
 
     Returns:
-      uint8 [label + max height, total width, 3], a label above every column.
+      uint8 [label + max height, total width, 3], a label above every column; cells
+      longer than PREVIEW_SIDE are scaled down to it.
     """
     from PIL import Image, ImageDraw  # only the grid needs PIL drawing
 
+    image = _preview(np.asarray(image))
     cells = [("input", to_uint8(image))]
-    cells += [(name, to_uint8(x)) for name, x in columns.items()]
+    cells += [(name, to_uint8(_preview(np.asarray(x)))) for name, x in columns.items()]
     if mask is not None:
-        cells.append(("mask", mask_lib.overlay(np.asarray(image), np.asarray(mask))))
+        cells.append(("mask", mask_lib.overlay(image, np.asarray(mask))))
     label_h = 16
     height = max(c.shape[0] for _, c in cells)
     width = sum(c.shape[1] for _, c in cells) + pad * (len(cells) - 1)
