@@ -52,8 +52,8 @@ _COMPILE_CACHE = flags.DEFINE_string(
     "compile_cache",
     None,
     "JAX's persistent compilation cache, so a restarted run compiles nothing; '' = off. "
-    "Default: $LEARNED_RESIZE_CACHE/jax if set, else <workdir>/compile_cache (in eval "
-    "mode, which writes nothing, off unless given or $LEARNED_RESIZE_CACHE is set).",
+    "Default: JAX_COMPILATION_CACHE_DIR's if set, else $LEARNED_RESIZE_CACHE/jax if set, "
+    "else <workdir>/compile_cache (none in eval mode, which writes nothing there).",
 )
 _STAGES = flags.DEFINE_list("stages", None, "Run only these of config.stages (default: all).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
