@@ -237,12 +237,14 @@ def test_stage_configs_chain_workdirs():
     stages = stages_lib.stage_configs(config, "/w")
     by_name = {name: (workdir, c) for name, workdir, c in stages}
     assert [s[0] for s in stages][0] == "baseline"  # the parent runs first
-    assert set(by_name) == {"baseline", "learned", "bilinear_ft"}
+    assert set(by_name) == {"baseline", "learned", "bilinear_ft", "bicubic_ft"}
     assert by_name["learned"][0] == "/w/learned"
     assert by_name["learned"][1].init_from.path == "/w/baseline"
     assert by_name["bilinear_ft"][1].init_from.path == "/w/baseline"
     assert by_name["learned"][1].resizer.kind == "learned"
     assert by_name["bilinear_ft"][1].resizer.kind == "bilinear"
+    assert by_name["bicubic_ft"][1].resizer.kind == "bicubic"
+    assert by_name["bicubic_ft"][1].init_from.path == "/w/baseline"
     assert by_name["baseline"][1].init_from.path == ""
     assert by_name["baseline"][1].num_epochs == 4.0 and by_name["learned"][1].num_epochs == 3.0
 
