@@ -119,7 +119,8 @@ def child(row: str) -> None:
     """One --photos row in this (fresh) process: cold and warm calls, printed as JSON."""
     from learned_resize.retarget import __main__ as cli_main
 
-    cli_main.use_compile_cache(cli_main._CACHE.default)
+    if os.environ.get("RETARGET_BENCH_CACHE", "1") == "1":
+        cli_main.use_compile_cache(cli_main._CACHE.default)
     start = time.perf_counter()
     image, name = _photo(row)
     size = (image.shape[0], round(0.75 * image.shape[1]))
@@ -139,7 +140,7 @@ def child(row: str) -> None:
 def photo_rows(rows) -> None:
     """Each row in its own subprocess; its peak RSS from os.wait4."""
     print(
-        f"{'photo':<26}{'size':<24}{'working size':<18}{'evals':>6}{'weights s':>10}"
+        f"{'photo':<30}{'size':<24}{'working size':<18}{'evals':>6}{'weights s':>10}"
         f"{'cold s':>8}{'warm s':>8}{'peak RSS GB':>13}"
     )
     for row in rows:
@@ -153,7 +154,7 @@ def photo_rows(rows) -> None:
             sys.exit(f"error: the {row} row failed (exit status {status >> 8}); run it alone.")
         r = json.loads(stdout.strip().splitlines()[-1])
         print(
-            f"{r['photo']:<26}{r['size']:<24}{r['work']:<18}{r['evals']:>6}{r['load']:>10.1f}"
+            f"{r['photo']:<30}{r['size']:<24}{r['work']:<18}{r['evals']:>6}{r['load']:>10.1f}"
             f"{r['cold']:>8.1f}{r['warm']:>8.1f}{usage.ru_maxrss / 2**20:>13.2f}"
             f"   (load {load:.1f})",
             flush=True,
