@@ -9,6 +9,7 @@ network access to the registry the test skips with one sentence.
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -23,11 +24,24 @@ pytestmark = pytest.mark.slow
 def plain_venv(tmp_path_factory):
     """A fresh venv (no system site-packages) with only `pip install <checkout>`."""
     root = tmp_path_factory.mktemp("plain")
+    # A copy without build products, so pip's in-tree build neither reuses a stale
+    # build/ nor leaves one in the checkout.
+    source = root / "source"
+    skip = ("build", "workdirs", ".git", ".venv*", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*skip))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     result = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(source),
+        ],
         capture_output=True,
         text=True,
         timeout=1800,
