@@ -8,7 +8,8 @@ program by what decides it without tracing it:
 
   - the function's module and qualified name, and the source of this whole package
     (so any edit to the code gives new names);
-  - jax and jaxlib versions, the backend, its devices, XLA_FLAGS, x64 mode and the CPU;
+  - jax and jaxlib versions, the backend, its devices, XLA_FLAGS, the CPU-forms switch,
+    the preloaded allocator, x64 mode and the CPU;
   - the arguments' tree structure, shapes, dtypes (weak or not), devices and static
     values.
 
@@ -79,6 +80,10 @@ def environment_fingerprint() -> str:
         jax.default_backend(),
         [d.device_kind for d in devices],
         os.environ.get("XLA_FLAGS", ""),
+        # What decides the traced program besides the code: the CPU-forms switch and
+        # the allocator (models/cpu/narrow_conv.py picks its form by it).
+        os.environ.get("LEARNED_RESIZE_CPU_FORMS", ""),
+        os.environ.get("LD_PRELOAD", ""),
         jax.config.jax_enable_x64,
         _cpu(),
     )
@@ -166,7 +171,9 @@ def stored_jit(fn: Callable, *, static_argnames: tuple[str, ...] = (), name: str
         loaded = _load(path)
         if loaded is not None:
             try:
-                out = loaded(*args, **dynamic)
+                # Blocking: a program that cannot run here (e.g. object code missing a
+                # function it calls) fails only once its result is awaited.
+                out = jax.block_until_ready(loaded(*args, **dynamic))
             except Exception:  # noqa: BLE001 (a program this process cannot run: compile)
                 loaded = None
             else:
