@@ -5,12 +5,14 @@ r"""What a restart costs: the trainer CLI cold, killed after its first step, sta
 
 Each case runs `python -m learned_resize.main` in a fresh process on a fresh workdir
 (so an empty compilation cache, the default `<workdir>/compile_cache`), reads its log
-lines as they come, and kills it with SIGKILL once the first step's line
-(`step 1/...`, `--config.log_every_steps=1`) has appeared. Then the same command again
+lines as they come, and kills it with SIGKILL once the second step's line
+(`step 2/...`, `--config.log_every_steps=1`) has appeared. Then the same command again
 in a new process: JAX's persistent compilation cache now holds the programs. Per run it
 prints the seconds from the "Compiling the train step" line to the first step's line
 (trace + compile or cache load + the first step + its batch) and from the process start
 to the first step's line (imports, data, init and all), and the ratio restart / cold.
+The middle column takes one step off the first (the second step's time, from its log
+line): the part of the interval a restart could save at all.
 
 Cases:
   resnet18_fmnist   ResNet-18 on Fashion-MNIST (prepared from Debian's
@@ -107,7 +109,7 @@ def run_to_first_step(argv: list[str]) -> dict:
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )  # fmt: skip
-    compiling = first = None
+    compiling = first = second = None
     tail = []
     try:
         for line in proc.stdout:
@@ -116,40 +118,46 @@ def run_to_first_step(argv: list[str]) -> dict:
             if compiling is None and "Compiling the train step" in line:
                 compiling = now
             if "] step " in line and "/" in line.split("] step ", 1)[1]:
+                if first is not None:
+                    second = now
+                    break
                 first = now
-                break
             if now > _TIMEOUT.value:
                 break
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    if first is None or compiling is None:
-        raise RuntimeError("no first step; the run's last lines:\n" + "".join(tail))
-    return {"compile_to_step": first - compiling, "start_to_step": first}
+    if second is None or compiling is None:
+        raise RuntimeError("no second step; the run's last lines:\n" + "".join(tail))
+    return {
+        "compile_to_step": first - compiling,
+        "start_to_step": first,
+        "beyond_a_step": first - compiling - (second - first),
+    }
+
+
+_KEYS = ("compile_to_step", "beyond_a_step", "start_to_step")
 
 
 def main(argv):
     del argv
     print(f"load average {os.getloadavg()[0]:.2f} at the start")
-    print("| case | run | compile line -> first step s | process start -> first step s |")
-    print("|---|---|---:|---:|")
+    print(
+        "| case | run | compile line -> first step s | the same less one step s "
+        "| process start -> first step s |"
+    )
+    print("|---|---|---:|---:|---:|")
     for case in _CASES.value:
         with tempfile.TemporaryDirectory(prefix="restart_bench_") as root:
             argv = command(case, os.path.join(root, "workdir"))
-            cold = run_to_first_step(argv)
-            c_step, c_start = cold["compile_to_step"], cold["start_to_step"]
-            print(f"| {case} | cold | {c_step:.1f} | {c_start:.1f} |")
-            again = run_to_first_step(argv)
-            print(
-                f"| {case} | after kill -9 | {again['compile_to_step']:.1f} | "
-                f"{again['start_to_step']:.1f} |"
-            )
-            print(
-                f"| {case} | restart / cold | "
-                f"x{again['compile_to_step'] / cold['compile_to_step']:.2f} | "
-                f"x{again['start_to_step'] / cold['start_to_step']:.2f} |",
-                flush=True,
-            )
+            runs = {}
+            for run in ("cold", "after kill -9"):
+                runs[run] = run_to_first_step(argv)
+                cells = " | ".join(f"{runs[run][k]:.1f}" for k in _KEYS)
+                print(f"| {case} | {run} | {cells} |", flush=True)
+            cold, again = runs["cold"], runs["after kill -9"]
+            ratios = " | ".join(f"x{again[k] / cold[k]:.2f}" for k in _KEYS)
+            print(f"| {case} | restart / cold | {ratios} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
