@@ -587,4 +587,4 @@ def check_init_sources(config: ml_collections.ConfigDict, workdir) -> None:
             found = model_meta(planned)
         else:
             found = _source_meta(key, path)
-        check_parts_meta(found, expected, parts, f"config.init_from.{key}={path}")
+        check_parts_meta(found, expected, parts, f"{path} (config.init_from.{key})")

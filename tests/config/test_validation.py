@@ -73,7 +73,7 @@ def test_a_later_stage_may_start_from_an_earlier_one_of_the_same_command(tmp_pat
     checkpoints.check_init_sources(learned, learned_dir)  # it is now
     with learned.unlocked():
         learned.init_from.parts = ("classifier", "resizer")  # the baseline's is bilinear
-    with pytest.raises(errors.UserError, match=r"has no learned resizer \(its resizer is 'bil"):
+    with pytest.raises(errors.UserError, match=r"has no learned resizer \(resizer='bil"):
         checkpoints.check_init_sources(learned, learned_dir)
 
 
@@ -105,5 +105,5 @@ def test_a_source_of_this_model_is_accepted(tmp_path):
     config.init_from.parts = ("classifier", "resizer")
     checkpoints.check_init_sources(config, tmp_path / "run")
     config.resizer.num_filters = 8
-    with pytest.raises(errors.UserError, match=r"resizer_filters=4 \(this config: 8\)"):
+    with pytest.raises(errors.UserError, match=r"resizer filters 4 \(this config: 8\)"):
         checkpoints.check_init_sources(config, tmp_path / "run")
