@@ -112,8 +112,12 @@ def finished_results(workdir, num_steps: int) -> dict | None:
     return None
 
 
-def initialise(steps: steps_lib.Steps, manager, config, meta: dict) -> tuple[dict, object, int]:
-    """Resumes from the newest readable checkpoint, else initialises (+ init_from parts)."""
+def initialise(
+    steps: steps_lib.Steps, manager, config, meta: dict | None = None
+) -> tuple[dict, object, int]:
+    """Resumes from the newest readable checkpoint, else initialises (+ init_from parts).
+    `meta`: the config's `checkpoints.model_meta`, when the caller has it already."""
+    meta = meta if meta is not None else checkpoints.model_meta(config)
     state, rest = steps.init(jax.random.key(config.seed))
     restored, step = checkpoints.restore_newest(manager, steps.sharded_abstract_state(), meta)
     if restored is not None:
