@@ -14,9 +14,11 @@ standard pixel seam carving; a bench-only dependency); our pixel seams
 multi, a crop keeping the most of the mask then seams); "seam (paper)" (the defaults
 with operator=seam, the paper's method); "auto" (operator=auto: the best-scoring of
 crop, seam and multi for each photo, `plans.auto_plan`), plus any --variant of the
-defaults (a config override, for ablations); --rows keeps only the rows named. Scores (see
-`learned_resize.retarget.quality`): subject NCC (x100, higher is better), artifact
-(worst patch, lower is better), complete and coherent (0-100, higher is better). The
+defaults (a config override, for ablations); --rows keeps only the rows named. Scores
+(see `learned_resize.retarget.quality`): subject NCC (x100, higher is better), artifact
+(worst patch, lower is better), complete and coherent (0-100, higher is better), and
+"total", the four as operator auto weighs them (subject + complete + coherent -
+artifact, with the hand-marked box instead of the mask's; higher is better). The
 mask's recall / precision against the subject box are printed per photo. Defaults are
 never chosen on the held-out split. --tune_mask compares mask thresholds on the tuning
 split: the mask's recall / precision / F2 against the boxes, and the subject NCC of
@@ -126,7 +128,8 @@ def run_operator(name, image, size, configs, nets) -> tuple[np.ndarray, str]:
     if name == "our seams":
         return np.asarray(operators.seam_carve(image, size)), ""
     result = api.retarget_details(image, size, config=configs[name], **nets, log=None)
-    note = "+".join(str(s.iterations) for s in result.solves) + " iters"
+    iters = "+".join(str(s.iterations) for s in result.solves)
+    note = f"{iters} iters" if result.solves else "no solve (the plan copies every pixel)"
     if name == "auto" or configs[name].operator == "auto":
         note += f", chose {result.operator}"
     return np.asarray(result.image), note
@@ -248,17 +251,30 @@ def run(chosen, ratios, width):
     save_grid(grid_rows, _OUT.value)
 
 
+def total(values: dict) -> float:
+    """Operator auto's criterion (`plans.score`, the default auto_weights) with the
+    hand-marked box: subject + complete + coherent - artifact; higher is better."""
+    subject_w, artifact_w = api.get_config().auto_weights
+    return (
+        subject_w * values["subject"]
+        + values["complete"]
+        + values["coherent"]
+        - artifact_w * values["artifact"]
+    )
+
+
 def print_table(scores, chosen, names, ratios, seconds, width):
-    columns = [(m, r) for r in ratios for m in METRICS]
+    columns = [(m, r) for r in ratios for m in (*METRICS, "total")]
     header = f"{'operator':<16}" + "".join(f"{f'{m} @{r:g}':>15}" for m, r in columns)
     print(
-        f"\nmean over {len(chosen)} photos at {width} px wide "
-        "(subject NCC x100 up, artifact down, complete/coherent up)"
+        f"\nmean over {len(chosen)} photos at {width} px wide (subject NCC x100 up, artifact "
+        "down, complete/coherent up; total = subject + complete + coherent - artifact, up)"
     )
     print(header + f"{'s / image':>11}")
     print("-" * (len(header) + 11))
     for name in names:
-        means = [np.mean([scores[(p, name, r)][m] for p in chosen]) for m, r in columns]
+        rows = {r: [scores[(p, name, r)] for p in chosen] for r in ratios}
+        means = [np.mean([total(v) if m == "total" else v[m] for v in rows[r]]) for m, r in columns]
         print(
             f"{name:<16}"
             + "".join(f"{v:>15.1f}" for v in means)
