@@ -5,6 +5,8 @@ backbone stores it under stays its parameter path and checkpoints are unchanged.
 Parameters and BatchNorm statistics are float32 whatever the compute dtype.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -82,3 +84,95 @@ def check_input(x: jax.Array, in_channels: int, network: str) -> None:
             f"{network} expects NHWC images with {in_channels} channels, got shape "
             f"{x.shape}; transpose the batch or set in_channels to match the data."
         )
+
+
+def batch_norm_act(bn: nnx.BatchNorm, x: jax.Array, train: bool, relu: bool) -> jax.Array:
+    """`bn(x)` followed by a ReLU when `relu`, with the same values and running averages
+    as `nnx.BatchNorm` (its fast variance, its operation order), but in training a
+    gradient written by hand that keeps only `x` (the convolution's output, which the
+    kernel gradient of that convolution keeps anyway), the per-channel statistics, and
+    for `relu` the output (the next layer's input, also kept anyway). Autodiff of
+    `nnx.BatchNorm` keeps the centred `x - mean` besides them, one more activation per
+    layer; the backward pass here recomputes the normalised value from `x`.
+    """
+    if not train:
+        y = bn(x, use_running_average=True)
+        return nnx.relu(y) if relu else y
+    x, running_mean, running_var, scale, bias = bn.promote_dtype(
+        (x, bn.mean[...], bn.var[...], bn.scale[...], bn.bias[...]), dtype=bn.dtype
+    )
+    out, mean, var = _bn_train(x, scale, bias, bn.epsilon, relu)
+    mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+    bn.mean[...] = bn.momentum * running_mean + (1 - bn.momentum) * mean
+    bn.var[...] = bn.momentum * running_var + (1 - bn.momentum) * var
+    return out
+
+
+def _stats(x):
+    """nnx.BatchNorm's training statistics: float32 mean and fast variance over all but
+    the last axis."""
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    axes = tuple(range(x.ndim - 1))
+    mean, mean2 = x32.mean(axes), (x32 * x32).mean(axes)
+    return mean, jnp.maximum(0.0, mean2 - mean * mean)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _bn_train(x, scale, bias, epsilon, relu):
+    """(BN(x) [then ReLU], batch mean, batch variance); the statistics' cotangents are
+    ignored (they only feed the running averages, under stop_gradient)."""
+    mean, var = _stats(x)
+    # nnx's _normalize, in its order: (x - mean) * (rsqrt(var + eps) * scale) + bias.
+    y = (x - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
+    out = jnp.asarray(y, jnp.result_type(x, scale, bias))
+    if relu:
+        out = jnp.maximum(out, 0)
+    return out, mean, var
+
+
+def _bn_train_fwd(x, scale, bias, epsilon, relu):
+    out, mean, var = _bn_train(x, scale, bias, epsilon, relu)
+    inv = jax.lax.rsqrt(var + epsilon)
+    return (out, mean, var), (x, out if relu else None, mean, inv, scale, bias)
+
+
+def _bn_train_bwd(epsilon, relu, residuals, cotangents):
+    del epsilon
+    x, out, mean, inv, scale, bias = residuals
+    g = cotangents[0].astype(mean.dtype)
+    if relu:
+        g = jnp.where(out > 0, g, 0.0)
+    axes = tuple(range(x.ndim - 1))
+    x32 = x.astype(mean.dtype)
+    # The normalised input is recomputed inside each expression that needs it, written
+    # differently from the forward pass's (x - mean) * ... and from each other, so that
+    # XLA neither merges it with the forward pass's nor computes it once as a buffer in
+    # the forward pass, kept until here.
+    dbias = jnp.sum(g, axes)
+    dscale = jnp.sum(g * (x32 * inv - mean * inv), axes)
+    n = x.size // x.shape[-1]
+    c = inv * dscale / n
+    dx = (scale.astype(mean.dtype) * inv) * (g - dbias / n - (x32 * c - mean * c))
+    return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype)
+
+
+_bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
+@jax.custom_vjp
+def relu(x: jax.Array) -> jax.Array:
+    """`nnx.relu` whose gradient keeps its output instead of its input (the mask
+    output > 0 is input > 0), for a ReLU whose input is kept by nothing else."""
+    return jnp.maximum(x, 0)
+
+
+def _relu_fwd(x):
+    out = jnp.maximum(x, 0)
+    return out, out
+
+
+def _relu_bwd(out, g):
+    return (jnp.where(out > 0, g, jnp.zeros_like(g)),)
+
+
+relu.defvjp(_relu_fwd, _relu_bwd)
