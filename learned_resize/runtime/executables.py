@@ -65,13 +65,20 @@ def _cpu() -> str:
         return platform.processor() or platform.machine()
 
 
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent  # learned_resize/
+
+
+def package_sources() -> list[pathlib.Path]:
+    """Every source file of the package, the code a stored program's name covers."""
+    return sorted(PACKAGE.rglob("*.py"))
+
+
 @functools.cache
 def environment_fingerprint() -> str:
     """Digest of the package source, the JAX install, the devices and the CPU."""
     digest = hashlib.sha256()
-    package = pathlib.Path(__file__).parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode())
+    for path in package_sources():
+        digest.update(str(path.relative_to(PACKAGE)).encode())
         digest.update(path.read_bytes())
     devices = jax.devices()
     facts = (

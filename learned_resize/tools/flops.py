@@ -55,9 +55,8 @@ from learned_resize.runtime import cli, compiled_stats
 from learned_resize.tools import cost_tables
 
 # The recipe's config file (the checkout's; the flops tool runs from a checkout).
-IMAGENET_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "imagenet.py"
-)
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGENET_CONFIG = os.path.join(_REPO, "configs", "imagenet.py")
 # The backbones of the paper (and EfficientNet-B0, which it mentions), plus ResNet-18.
 DEFAULT_BACKBONES = (
     "resnet18",

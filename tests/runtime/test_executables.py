@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -146,3 +147,12 @@ def test_a_named_loss_has_its_solver_stored_and_loaded_by_a_fresh_process(tmp_pa
     for other in (second, plain):
         np.testing.assert_array_equal(np.array(other["out"]), np.array(first["out"]))
         assert other["evals"] == first["evals"]
+
+
+def test_a_programs_name_covers_the_whole_package():
+    import learned_resize
+
+    root = pathlib.Path(learned_resize.__file__).resolve().parent
+    want = {p.relative_to(root) for p in root.rglob("*.py")}
+    got = {p.relative_to(root) for p in executables.package_sources()}
+    assert got == want and pathlib.Path("retarget/reconstruct.py") in got
