@@ -25,6 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import train_step as ts  # noqa: E402  (the sibling benchmark; defines the shared flags)
 
 from learned_resize import models
+from learned_resize.config import defaults
 from learned_resize.runtime import allocator  # noqa: E402
 from learned_resize.runtime import mesh as mesh_lib
 
@@ -51,7 +52,7 @@ def register_base(backbone: str, revision: str, directory: pathlib.Path) -> str:
     spec.loader.exec_module(sys.modules[module_name])
     name = f"{backbone}@{revision}"
     models._REGISTRY[name] = (module_name, ctor, kwargs)
-    models.MIN_INPUT_SIZE[name] = models.MIN_INPUT_SIZE[backbone]
+    defaults.MIN_INPUT_SIZE[name] = defaults.MIN_INPUT_SIZE[backbone]
     return name
 
 

@@ -27,20 +27,6 @@ _REGISTRY = {
     },
 }
 
-# Smallest square input each network accepts (its total stride, or what its
-# valid-padded layers need).
-MIN_INPUT_SIZE = {
-    "small_cnn": 4,
-    "resnet18": 32,
-    "resnet34": 32,
-    "resnet50": 32,
-    "resnet101": 32,
-    "densenet121": 32,
-    "mobilenet_v2": 32,
-    "inception_v2": 32,
-    **{f"efficientnet_b{i}": 32 for i in range(8)},
-}
-
 
 def available_classifiers() -> list[str]:
     return sorted(_REGISTRY)

@@ -142,3 +142,23 @@ def parse_flags(argv) -> list[str]:
             error = user_error
         errors.exit_with(error, errors.EXIT_USER_ERROR)
         raise  # not reached
+
+
+def run_tool(define_flags, main) -> None:
+    """Runs a tool as a program: defines its flags (only now, so that importing the tool
+    defines none), sets up logging, and calls `main(argv, flags)` through absl with this
+    module's one-line flag errors (an `app.UsageError` from `main` is one line too). The
+    body of every tool's `console()`."""
+    from absl import app
+
+    flag_values = define_flags()
+    setup_logging()
+
+    def run(argv):
+        try:
+            return main(argv, flag_values)
+        except app.UsageError as e:  # a bad flag value: one line, not absl's usage text
+            print(f"error: {e}", file=sys.stderr)
+            return errors.EXIT_USER_ERROR
+
+    app.run(run, flags_parser=parse_flags)

@@ -578,10 +578,7 @@ def main(argv: list[str], flag: dict) -> int:
 
 def console() -> None:
     """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
-    global _FLAGS
-    _FLAGS = define_flags()
-    cli.setup_logging()
-    app.run(lambda argv: main(argv, _FLAGS), flags_parser=cli.parse_flags)
+    cli.run_tool(define_flags, main)
 
 
 if __name__ == "__main__":

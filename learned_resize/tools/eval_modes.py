@@ -26,7 +26,7 @@ import sys
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from learned_resize.runtime import cli, errors
 
@@ -135,10 +135,7 @@ def main(argv: list[str], flag: dict) -> int:
 
 def console() -> None:
     """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
-    global _FLAGS
-    _FLAGS = define_flags()
-    cli.setup_logging()
-    app.run(lambda argv: main(argv, _FLAGS), flags_parser=cli.parse_flags)
+    cli.run_tool(define_flags, main)
 
 
 if __name__ == "__main__":

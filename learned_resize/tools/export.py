@@ -582,13 +582,9 @@ def main(argv: list[str], flag: dict) -> int:
 
 def console() -> None:
     """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
-    from absl import app
-
     from learned_resize.runtime import cli
 
-    flag = define_flags()
-    cli.setup_logging()
-    app.run(lambda argv: main(argv, flag), flags_parser=cli.parse_flags)
+    cli.run_tool(define_flags, main)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from absl import app, flags
 from flax import nnx
 
 from learned_resize import models
+from learned_resize.config import defaults as config_defaults
 from learned_resize.models import resized, resizers
 from learned_resize.runtime import cli, compiled_stats
 from learned_resize.tools import cost_tables
@@ -274,9 +275,8 @@ def main(argv, flag):
         raise app.UsageError(
             f"Unknown --backbones {unknown}; choose from {models.available_classifiers()}."
         )
-    too_small = [
-        b for b in flag["backbones"].value if flag["output_size"].value < models.MIN_INPUT_SIZE[b]
-    ]
+    minimum = config_defaults.MIN_INPUT_SIZE
+    too_small = [b for b in flag["backbones"].value if flag["output_size"].value < minimum[b]]
     if too_small:
         raise app.UsageError(
             f"--output_size={flag['output_size'].value} is below the minimum input of {too_small}."
@@ -318,9 +318,7 @@ def main(argv, flag):
 
 def console() -> None:
     """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
-    global _flags
-    _flags = _define_flags()
-    app.run(lambda argv: main(argv, _flags), flags_parser=cli.parse_flags)
+    cli.run_tool(_define_flags, main)
 
 
 if __name__ == "__main__":

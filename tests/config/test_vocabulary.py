@@ -36,7 +36,6 @@ def test_dtypes_match_precision():
 
 def test_min_input_sizes_cover_exactly_the_registered_classifiers():
     assert sorted(defaults.MIN_INPUT_SIZE) == models.available_classifiers()
-    assert defaults.MIN_INPUT_SIZE == models.MIN_INPUT_SIZE
 
 
 def test_base_config_defaults_are_in_the_vocabulary():

@@ -26,6 +26,7 @@ import pytest
 from flax import nnx
 
 from learned_resize import models
+from learned_resize.config import defaults
 from learned_resize.models import (
     densenet,
     efficientnet,
@@ -293,7 +294,7 @@ def test_small_cnn_shapes_down_to_min_size():
     model = materialize(
         lambda: models.get_classifier("small_cnn", 7, rngs=nnx.Rngs(0), in_channels=1)
     )
-    assert models.MIN_INPUT_SIZE["small_cnn"] == 4
+    assert defaults.MIN_INPUT_SIZE["small_cnn"] == 4
     for shape in [(2, 4, 4, 1), (3, 9, 14, 1)]:
         logits = apply(model, rand(shape), train=False)
         assert logits.shape == (shape[0], 7) and logits.dtype == jnp.float32
@@ -392,7 +393,7 @@ def test_resnet18_forward_matches_numpy(resnet18):
 
 
 def test_resnet18_min_size(resnet18):
-    size = models.MIN_INPUT_SIZE["resnet18"]
+    size = defaults.MIN_INPUT_SIZE["resnet18"]
     logits = apply(resnet18, rand((1, size, size, 3)), train=False)
     assert logits.shape == (1, 1000) and np.all(np.isfinite(logits))
 
