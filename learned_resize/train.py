@@ -35,7 +35,15 @@ import numpy as np
 from learned_resize import evaluation, optim
 from learned_resize import steps as steps_lib
 from learned_resize.data import pipeline, sources
-from learned_resize.runtime import checkpoints, errors, metric_writers, preemption, profiling
+from learned_resize.runtime import (
+    checkpoint_meta,
+    checkpoints,
+    errors,
+    init_sources,
+    metric_writers,
+    preemption,
+    profiling,
+)
 from learned_resize.runtime import mesh as mesh_lib
 from learned_resize.runtime import workdir as workdir_lib
 
@@ -73,7 +81,7 @@ def preflight(config: ml_collections.ConfigDict, workdir) -> None:
     compiled: the data and manual dirs exist, the dataset opens, has
     config.data.num_classes classes and at least config.batch_size training images, the
     workdir holds no other model's checkpoints, and config.init_from's sources hold
-    checkpoints with the requested parts (`checkpoints.check_init_sources`)."""
+    checkpoints with the requested parts (`init_sources.check_init_sources`)."""
 
     data_dir = config.data.data_dir
     if data_dir and not workdir_lib.as_path(data_dir).exists():
@@ -100,8 +108,8 @@ def preflight(config: ml_collections.ConfigDict, workdir) -> None:
             f"at most {info.num_train}."
         )
     checkpoints.check_workdir(workdir, config)
-    checkpoints.check_init_sources(config, workdir)
-    checkpoints.plan_run(workdir, config)
+    init_sources.check_init_sources(config, workdir)
+    init_sources.plan_run(workdir, config)
 
 
 def finished_results(workdir, num_steps: int) -> dict | None:
@@ -116,8 +124,8 @@ def initialise(
     steps: steps_lib.Steps, manager, config, meta: dict | None = None
 ) -> tuple[dict, object, int]:
     """Resumes from the newest readable checkpoint, else initialises (+ init_from parts).
-    `meta`: the config's `checkpoints.model_meta`, when the caller has it already."""
-    meta = meta if meta is not None else checkpoints.model_meta(config)
+    `meta`: the config's `checkpoint_meta.model_meta`, when the caller has it already."""
+    meta = meta if meta is not None else checkpoint_meta.model_meta(config)
     state, rest = steps.init(jax.random.key(config.seed))
     restored, step = checkpoints.restore_newest(manager, steps.sharded_abstract_state(), meta)
     if restored is not None:
@@ -244,7 +252,7 @@ def train_and_evaluate(
     workdir = workdir_lib.as_path(workdir)
     if not checked:
         preflight(config, workdir)
-    meta = checkpoints.model_meta(config)
+    meta = checkpoint_meta.model_meta(config)
     info = dataset_info(config)
     steps_per_epoch = max(1, info.num_train // config.batch_size)
     num_steps = optim.total_steps(config, info.num_train)
@@ -368,7 +376,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, path) -> dict:
     mesh = mesh_lib.create_mesh()
     steps = steps_lib.Steps(config, mesh, steps_per_epoch=1, num_steps=1)
     state, step = checkpoints.restore_for_eval(
-        path, steps.sharded_abstract_state(), checkpoints.model_meta(config)
+        path, steps.sharded_abstract_state(), checkpoint_meta.model_meta(config)
     )
     _, rest = steps.init(jax.random.key(config.seed))
     log(f"Evaluating checkpoint {path} at step {step}.")

@@ -2,8 +2,8 @@
 
 A checkpoint holds the train state as plain nested dicts of arrays (`params`,
 `batch_stats`, `opt_state`, `step`) plus a small JSON `meta` item describing the
-model (`model_meta`: backbone, classes, channels, the resizer and its sizes). The meta
-item lets a resume, `--mode=eval` and `config.init_from` refuse another model's
+model (`checkpoint_meta.model_meta`: backbone, classes, channels, the resizer and its
+sizes). The meta item lets a resume, `--mode=eval` and `config.init_from` refuse another model's
 checkpoint in one sentence naming the differing values, before anything is written or
 compiled.
 
@@ -26,37 +26,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from learned_resize.runtime import errors
+from learned_resize.runtime import checkpoint_meta, errors
 from learned_resize.runtime import workdir as workdir_lib
 
 CHECKPOINT_DIR = "checkpoints"
 PARTS = ("classifier", "resizer", "score_head")
-
-
-def model_meta(config: ml_collections.ConfigDict) -> dict:
-    """What a checkpoint must agree on to be restored into this config's model.
-
-    Everything that changes a parameter's shape (task, backbone, classes, channels, the
-    resizer's kind, filters, residual blocks and norm) and everything that changes what
-    the parameters mean without changing a shape: the resizer's input and output sizes,
-    its interpolation and antialiasing (a learned resizer corrects that fixed resize, a
-    classifier was trained on its output). Data settings (crop, normalisation) are the
-    data's, not the model's: they are not recorded.
-    """
-    return {
-        "task": config.task,
-        "model": config.model.name,
-        "num_classes": int(config.data.num_classes),
-        "channels": int(config.data.channels),
-        "resizer": config.resizer.kind,
-        "input_size": [int(s) for s in config.input_size],
-        "output_size": [int(s) for s in config.resizer.output_size],
-        "resizer_filters": int(config.resizer.num_filters),
-        "resizer_blocks": int(config.resizer.num_res_blocks),
-        "resizer_norm": config.resizer.norm,
-        "resizer_interpolation": config.resizer.interpolation,
-        "resizer_antialias": bool(config.resizer.antialias),
-    }
 
 
 def create_manager(workdir, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -108,125 +82,7 @@ def close(manager: ocp.CheckpointManager) -> None:
         raise _write_error(e, manager.directory) from e
 
 
-# How each meta key is named in the sentence that refuses a checkpoint.
-_LABELS = {
-    "task": "task",
-    "model": "backbone",
-    "num_classes": "classes",
-    "channels": "channels",
-    "resizer": "resizer kind",
-    "input_size": "input size",
-    "output_size": "resizer output size",
-    "resizer_filters": "resizer filters",
-    "resizer_blocks": "resizer residual blocks",
-    "resizer_norm": "resizer norm",
-    "resizer_interpolation": "resizer interpolation",
-    "resizer_antialias": "resizer antialias",
-}
-# Settings that only a learned resizer has parameters for (a fixed one ignores them).
-_LEARNED_ONLY = ("resizer_filters", "resizer_blocks", "resizer_norm", "resizer_interpolation")
-_SIZES = ("input_size", "output_size")
-
-# Meta keys added later, with the value every checkpoint saved before them had. The keys
-# added after it (the sizes, interpolation, antialias) are not checked against a
-# checkpoint that lacks them: no parameter's shape tells them (every backbone here ends
-# in a global average pool and the learned resizer is fully convolutional), and what
-# the shapes do tell (channels, classes, filters, blocks) every saved meta records.
-_META_DEFAULTS = {"resizer_norm": "batch"}
-
-
-def _value(key: str, value):
-    """A meta value as compared and shown: sizes as tuples (JSON stores lists)."""
-    if key in _SIZES and value is not None:
-        return tuple(int(v) for v in value)
-    return value
-
-
-def meta_differences(found: dict, expected: dict, keys=None) -> list[str]:
-    """`expected`'s values that `found` (a saved meta) contradicts, each as
-    'resizer output size (8, 8) (this config: (20, 20))'.
-
-    Args:
-      found: the checkpoint's meta; keys it lacks (saved before they were recorded) are
-        not compared.
-      expected: `model_meta` of this config.
-      keys: the keys to compare; default all, the learned resizer's own settings only
-        when both resizers are learned.
-    """
-    found = {**_META_DEFAULTS, **found}
-    if keys is None:
-        both_learned = found.get("resizer") == expected.get("resizer") == "learned"
-        keys = [k for k in expected if both_learned or k not in _LEARNED_ONLY]
-    diffs = []
-    for key in keys:
-        if key not in found or _value(key, found[key]) == _value(key, expected[key]):
-            continue
-        diffs.append(
-            f"{_LABELS.get(key, key)} {_value(key, found[key])!r} "
-            f"(this config: {_value(key, expected[key])!r})"
-        )
-    return diffs
-
-
-def _refuse(where: str, diffs: list[str]) -> errors.UserError:
-    return errors.UserError(
-        f"the checkpoint at {where} is of a different model: {', '.join(diffs)}; point to a "
-        "checkpoint of this model, use another workdir, or change the config to match it."
-    )
-
-
-def _check_meta(found: dict, expected: dict, where: str) -> None:
-    diffs = meta_differences(found, expected)
-    if diffs:
-        raise _refuse(where, diffs)
-
-
-def _scale(meta: dict) -> tuple[float, ...] | None:
-    if not all(k in meta for k in _SIZES):
-        return None
-    return tuple(i / o for i, o in zip(meta["input_size"], meta["output_size"], strict=True))
-
-
-def check_parts_meta(found: dict, expected: dict, parts, where: str) -> None:
-    """Refuses a source whose `parts` (of 'classifier', 'resizer', 'score_head') do not
-    fit this config's model, in one sentence.
-
-    Only what the loaded parts depend on is compared. A classifier may be fine-tuned at
-    another input size (the head's sizes are then checked leaf by leaf by `merge_parts`),
-    so sizes do not matter for it. A learned resizer is convolutional: it runs at any
-    absolute size, but its filters were trained for one ratio between its input and
-    output grids (448 -> 224 is a 2x downscale, 28 -> 8 a 3.5x one, a different task), so
-    for the resizer the scale factor input/output must match (within 0.1%), not the sizes.
-    """
-    found = {**_META_DEFAULTS, **found}
-    if "resizer" in parts and found.get("resizer") != "learned":
-        raise errors.UserError(
-            f"the checkpoint at {where} has no learned resizer (resizer="
-            f"{found.get('resizer')!r}); take the resizer from a run with "
-            "config.resizer.kind='learned'."
-        )
-    keys = ["channels"]
-    if "classifier" in parts:  # Head sizes may differ (IQA from ImageNet): shapes decide.
-        keys += ["model"]
-    if "score_head" in parts:
-        keys += ["task", "num_classes"]
-    if "resizer" in parts:
-        keys += [*_LEARNED_ONLY, "resizer_antialias"]
-    diffs = meta_differences(found, expected, keys)
-    if "resizer" in parts:
-        have, want = _scale(found), _scale(expected)
-        if have is not None and want is not None and not np.allclose(have, want, rtol=1e-3):
-            diffs.append(
-                f"resizer scale {_value('input_size', found['input_size'])} -> "
-                f"{_value('output_size', found['output_size'])} (this config: "
-                f"{_value('input_size', expected['input_size'])} -> "
-                f"{_value('output_size', expected['output_size'])})"
-            )
-    if diffs:
-        raise _refuse(where, diffs)
-
-
-def _step_dirs(directory: epath.Path) -> list[int]:
+def step_dirs(directory: epath.Path) -> list[int]:
     """Finished steps under `directory`, newest first (Orbax's own listing)."""
     if not directory.exists():
         return []
@@ -236,17 +92,19 @@ def _step_dirs(directory: epath.Path) -> list[int]:
 def _check_newest_meta(directory: epath.Path, expected: dict) -> None:
     """Checks the newest readable meta under a checkpoints `directory` against `expected`;
     reads only the small JSON files, so it runs before anything is written or compiled."""
-    for step in _step_dirs(directory):
+    for step in step_dirs(directory):
         found = workdir_lib.read_json(directory / str(step) / "meta" / "metadata")
         if found is not None:  # The newest readable meta decides.
-            _check_meta(found, expected, os.fspath(directory / str(step)))
+            checkpoint_meta.check_meta(found, expected, os.fspath(directory / str(step)))
             return
 
 
 def check_workdir(workdir, config: ml_collections.ConfigDict) -> None:
     """Refuses a workdir whose checkpoints are of another model (before anything is
     written or compiled)."""
-    _check_newest_meta(workdir_lib.as_path(workdir) / CHECKPOINT_DIR, model_meta(config))
+    _check_newest_meta(
+        workdir_lib.as_path(workdir) / CHECKPOINT_DIR, checkpoint_meta.model_meta(config)
+    )
 
 
 def check_checkpoint(path, config: ml_collections.ConfigDict) -> None:
@@ -256,9 +114,11 @@ def check_checkpoint(path, config: ml_collections.ConfigDict) -> None:
     if len(steps) == 1 and directory.name != CHECKPOINT_DIR:  # One step's directory.
         found = workdir_lib.read_json(directory / str(steps[0]) / "meta" / "metadata")
         if found is not None:
-            _check_meta(found, model_meta(config), os.fspath(directory / str(steps[0])))
+            checkpoint_meta.check_meta(
+                found, checkpoint_meta.model_meta(config), os.fspath(directory / str(steps[0]))
+            )
         return
-    _check_newest_meta(directory, model_meta(config))
+    _check_newest_meta(directory, checkpoint_meta.model_meta(config))
 
 
 # Python loggers that a failed read floods: Orbax (absl), tensorstore, and asyncio's
@@ -330,12 +190,12 @@ def restore_newest(
       (state, step), or (None, 0) if the workdir has no readable checkpoint.
     """
     directory = epath.Path(manager.directory)
-    for step in _step_dirs(directory):
+    for step in step_dirs(directory):
         where = os.fspath(directory / str(step))
         try:
             with _quiet_readers():
                 found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-            _check_meta(found["meta"], meta, where)
+            checkpoint_meta.check_meta(found["meta"], meta, where)
             with _quiet_readers():
                 restored = manager.restore(
                     step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
@@ -375,7 +235,7 @@ def checkpoint_steps(path) -> tuple[epath.Path, list[int]]:
         return p.parent, [int(p.name)]
     if (p / CHECKPOINT_DIR).exists():
         p = p / CHECKPOINT_DIR
-    steps = _step_dirs(p)
+    steps = step_dirs(p)
     if not steps:
         raise errors.UserError(
             f"no finished checkpoint under {path}; train a run there first or point to one "
@@ -403,7 +263,7 @@ def restore_for_eval(path, abstract_state: dict, meta: dict) -> tuple[dict, int]
             except Exception as e:
                 skipped.append((where, e))
                 continue
-            _check_meta(found["meta"], meta, where)
+            checkpoint_meta.check_meta(found["meta"], meta, where)
             try:
                 with _quiet_readers():
                     restored = manager.restore(
@@ -440,7 +300,7 @@ def load_parts(path, parts, meta: dict) -> dict:
                 found = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         except Exception as e:
             raise _unreadable_source(where, e) from e
-        check_parts_meta(found["meta"], meta, parts, where)
+        checkpoint_meta.check_parts_meta(found["meta"], meta, parts, where)
         # Restore every array whole onto this process's first device, not onto the
         # saving run's device layout: the source may come from another topology (a pod
         # slice's checkpoint initialising a run on one GPU, or the reverse).
@@ -523,68 +383,3 @@ def merge_parts(state: dict, loaded: dict, where: str) -> dict:
                 ],
             )
     return state
-
-
-# Workdirs this process will train, in stage order (train.preflight records each), so that
-# a later stage's init_from may name an earlier stage's run before it has a checkpoint.
-_PLANNED_RUNS: dict[str, ml_collections.ConfigDict] = {}
-
-
-def _run_key(path) -> str:
-    return os.fspath(workdir_lib.as_path(path)).rstrip("/")
-
-
-def plan_run(workdir, config: ml_collections.ConfigDict) -> None:
-    """Records that this process trains `config` in `workdir` (see check_init_sources)."""
-    _PLANNED_RUNS[_run_key(workdir)] = config
-
-
-def _source_meta(key: str, path: str) -> dict:
-    """The model meta of the newest checkpoint under `path` (config.init_from.`key`)."""
-    if not workdir_lib.as_path(path).exists():
-        raise errors.UserError(
-            f"config.init_from.{key}={path} does not exist; give the workdir of a finished run "
-            "(or its checkpoints/ directory), or '' to start from scratch."
-        )
-    try:
-        directory, steps = checkpoint_steps(path)
-    except errors.UserError:
-        raise errors.UserError(
-            f"config.init_from.{key}={path} holds no finished checkpoint; train a run there "
-            "first or give the workdir of one that has a checkpoints/ directory."
-        ) from None
-    meta = workdir_lib.read_json(directory / str(steps[0]) / "meta" / "metadata")
-    if not isinstance(meta, dict):
-        raise errors.UserError(
-            f"config.init_from.{key}={path}: the newest checkpoint (step {steps[0]}) has no "
-            "readable meta/metadata; give the workdir of an intact run."
-        )
-    return meta
-
-
-def check_init_sources(config: ml_collections.ConfigDict, workdir) -> None:
-    """Refuses an init_from source that will not give the requested parts: a missing path, a
-    path without a finished checkpoint, or a checkpoint of another model. Reads only the
-    small meta files. Skipped when `workdir` resumes from its own checkpoints (init_from is
-    then not read); a source that is an earlier stage of this process is judged by that
-    stage's config."""
-    init = config.init_from
-    own = workdir_lib.as_path(workdir) / CHECKPOINT_DIR
-    if own.is_dir() and any(p.name.isdigit() for p in own.iterdir()):
-        return
-    sources = []
-    if init.path:
-        parts = [p for p in init.parts if p != "resizer" or not init.resizer_path]
-        sources.append(("path", init.path, parts))
-    if init.resizer_path:
-        sources.append(("resizer_path", init.resizer_path, ["resizer"]))
-    expected = model_meta(config)
-    for key, path, parts in sources:
-        planned = _PLANNED_RUNS.get(_run_key(path))
-        # An earlier stage of this process that has not saved yet (its folder may exist:
-        # a run killed early): judged by its config.
-        if planned is not None and not _step_dirs(workdir_lib.as_path(path) / CHECKPOINT_DIR):
-            found = model_meta(planned)
-        else:
-            found = _source_meta(key, path)
-        check_parts_meta(found, expected, parts, f"{path} (config.init_from.{key})")

@@ -37,12 +37,12 @@ def restore_steps(config, path: str):
     """(steps.Steps, state, rest) for the newest checkpoint under `path`, as --mode=eval."""
     from learned_resize import steps as steps_lib
     from learned_resize.config import validation
-    from learned_resize.runtime import checkpoints, mesh
+    from learned_resize.runtime import checkpoint_meta, checkpoints, mesh
 
     validation.validate_config(config)
     steps = steps_lib.Steps(config, mesh.create_mesh(), steps_per_epoch=1, num_steps=1)
     state, _ = checkpoints.restore_for_eval(
-        os.path.abspath(path), steps.sharded_abstract_state(), checkpoints.model_meta(config)
+        os.path.abspath(path), steps.sharded_abstract_state(), checkpoint_meta.model_meta(config)
     )
     _, rest = steps.init(jax.random.key(config.seed))
     return steps, state, rest

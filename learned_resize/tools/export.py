@@ -116,7 +116,7 @@ def restore_resizer(checkpoint: str):
     from flax import nnx
 
     from learned_resize.models import resizers
-    from learned_resize.runtime import checkpoints
+    from learned_resize.runtime import checkpoint_meta, checkpoints
 
     config = run_config(checkpoint)
     if config.resizer.kind != "learned":
@@ -124,7 +124,7 @@ def restore_resizer(checkpoint: str):
             f"The run at {checkpoint} has a fixed {config.resizer.kind!r} resizer, nothing to "
             "export; point to a run with config.resizer.kind='learned'."
         )
-    meta = checkpoints.model_meta(config)
+    meta = checkpoint_meta.model_meta(config)
     loaded = checkpoints.load_parts(os.path.abspath(checkpoint), ("resizer",), meta)
     values = {}
     for kind in ("params", "batch_stats"):

@@ -9,7 +9,7 @@ import pytest
 
 from learned_resize.config import stages as stages_lib
 from learned_resize.config import validation
-from learned_resize.runtime import checkpoints, cli, errors
+from learned_resize.runtime import cli, errors, init_sources
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(
@@ -68,22 +68,22 @@ def test_a_later_stage_may_start_from_an_earlier_one_of_the_same_command(tmp_pat
     )
     assert baseline_name == "baseline" and learned.init_from.path == baseline_dir
     with pytest.raises(errors.UserError, match=r"config.init_from.path=.*baseline does not exist"):
-        checkpoints.check_init_sources(learned, learned_dir)  # baseline is not part of this run
-    checkpoints.plan_run(baseline_dir, baseline)
-    checkpoints.check_init_sources(learned, learned_dir)  # it is now
+        init_sources.check_init_sources(learned, learned_dir)  # baseline is not part of this run
+    init_sources.plan_run(baseline_dir, baseline)
+    init_sources.check_init_sources(learned, learned_dir)  # it is now
     with learned.unlocked():
         learned.init_from.parts = ("classifier", "resizer")  # the baseline's is bilinear
     with pytest.raises(errors.UserError, match=r"has no learned resizer \(resizer='bil"):
-        checkpoints.check_init_sources(learned, learned_dir)
+        init_sources.check_init_sources(learned, learned_dir)
 
 
 def test_a_resumed_run_does_not_read_init_from(tmp_path):
     config = _tiny()
     config.init_from.path = str(tmp_path / "deleted_since")
     with pytest.raises(errors.UserError, match=r"deleted_since does not exist; give the workdir"):
-        checkpoints.check_init_sources(config, tmp_path / "run")
+        init_sources.check_init_sources(config, tmp_path / "run")
     (tmp_path / "run" / "checkpoints" / "4").mkdir(parents=True)
-    checkpoints.check_init_sources(config, tmp_path / "run")  # resumes from its own step 4
+    init_sources.check_init_sources(config, tmp_path / "run")  # resumes from its own step 4
 
 
 def test_a_source_of_this_model_is_accepted(tmp_path):
@@ -103,7 +103,7 @@ def test_a_source_of_this_model_is_accepted(tmp_path):
     (step / "meta" / "metadata").write_text(json.dumps(meta))
     config.init_from.path = str(tmp_path / "source")
     config.init_from.parts = ("classifier", "resizer")
-    checkpoints.check_init_sources(config, tmp_path / "run")
+    init_sources.check_init_sources(config, tmp_path / "run")
     config.resizer.num_filters = 8
     with pytest.raises(errors.UserError, match=r"resizer filters 4 \(this config: 8\)"):
-        checkpoints.check_init_sources(config, tmp_path / "run")
+        init_sources.check_init_sources(config, tmp_path / "run")

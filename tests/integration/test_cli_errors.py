@@ -188,7 +188,7 @@ def _argv(small_fmnist, tmp, index, extra):
     return argv
 
 
-# The meta item of a configs/tiny.py checkpoint with a bilinear resizer (checkpoints.model_meta).
+# The meta item of a configs/tiny.py checkpoint with a bilinear resizer (model_meta).
 TINY_META = {
     "task": "classification",
     "model": "small_cnn",

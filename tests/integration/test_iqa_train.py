@@ -11,7 +11,7 @@ from learned_resize import iqa, train
 from learned_resize import steps as steps_lib
 from learned_resize.config import stages as stages_lib
 from learned_resize.data.builders import ava, ava_standin
-from learned_resize.runtime import checkpoints, mesh
+from learned_resize.runtime import checkpoint_meta, checkpoints, mesh
 from tests.helpers.configs import load_config
 
 
@@ -99,7 +99,9 @@ def test_learned_stage_takes_backbone_and_score_head_from_the_bilinear_stage(sta
     state, _, start = train.initialise(steps, manager, learned)
     fresh, _ = steps.init(jax.random.key(learned.seed + 1))
     saved = checkpoints.load_parts(
-        str(tmp_path / "bilinear"), ["classifier", "score_head"], checkpoints.model_meta(learned)
+        str(tmp_path / "bilinear"),
+        ["classifier", "score_head"],
+        checkpoint_meta.model_meta(learned),
     )
     assert start == 0
     for part in ("classifier", "score_head"):

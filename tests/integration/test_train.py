@@ -16,7 +16,7 @@ from ml_collections import config_flags  # noqa: F401  (registers the config fla
 from learned_resize import steps as steps_lib
 from learned_resize import train
 from learned_resize.config import stages as stages_lib
-from learned_resize.runtime import checkpoints, errors
+from learned_resize.runtime import checkpoint_meta, checkpoints, errors
 from learned_resize.runtime import mesh as mesh_lib
 from tests.helpers.configs import load_config, tiny_config
 
@@ -116,7 +116,7 @@ def test_stage2_initialises_classifier_from_stage1(small_fmnist, tmp_path):
     train.train_and_evaluate(stage1, str(tmp_path / "s1"))
     _, step = checkpoints.resolve_checkpoint(str(tmp_path / "s1"))
     saved = checkpoints.load_parts(
-        str(tmp_path / "s1"), ["classifier"], checkpoints.model_meta(stage1)
+        str(tmp_path / "s1"), ["classifier"], checkpoint_meta.model_meta(stage1)
     )
 
     stage2 = tiny_config(small_fmnist, **{"init_from.path": str(tmp_path / "s1")})
@@ -155,7 +155,7 @@ def test_kill_and_resume_reaches_uninterrupted_parameters(small_fmnist, tmp_path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resumed from checkpoint at step {step}" in resumed.stdout
     config = tiny_config(small_fmnist)
-    meta = checkpoints.model_meta(config)
+    meta = checkpoint_meta.model_meta(config)
     a = checkpoints.load_parts(str(tmp_path / "straight"), ["classifier", "resizer"], meta)
     b = checkpoints.load_parts(str(tmp_path / "killed"), ["classifier", "resizer"], meta)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), a, b)

@@ -17,7 +17,7 @@ import pytest
 
 from learned_resize import steps as steps_lib
 from learned_resize import train
-from learned_resize.runtime import checkpoints, mesh
+from learned_resize.runtime import checkpoint_meta, checkpoints, mesh
 from tests.helpers.configs import tiny_config
 
 
@@ -53,7 +53,9 @@ def two_runs(small_fmnist, tmp_path_factory):
         config = _tiny(small_fmnist, seed=seed, **{"resizer.kind": resizer})
         train.train_and_evaluate(config, str(root / name))
         parts = ["classifier", "resizer"] if resizer == "learned" else ["classifier"]
-        runs[name] = checkpoints.load_parts(str(root / name), parts, checkpoints.model_meta(config))
+        runs[name] = checkpoints.load_parts(
+            str(root / name), parts, checkpoint_meta.model_meta(config)
+        )
     return root, runs
 
 
@@ -118,11 +120,12 @@ def test_parts_load_on_another_topology(small_fmnist, two_runs, tmp_path):
     expected = tmp_path / "expected.npz"
     got = tmp_path / "got.npz"
     np.savez(expected, **_flat({"params": runs["a"]["params"]}))
+    meta = checkpoint_meta.model_meta(_tiny(small_fmnist, **{"resizer.kind": "learned"}))
     script = (
         "import sys, numpy as np, jax\n"
         "from learned_resize import train\nfrom learned_resize.runtime import checkpoints\n"
         "assert jax.device_count() == 1\n"
-        f"meta = {checkpoints.model_meta(_tiny(small_fmnist, **{'resizer.kind': 'learned'}))!r}\n"
+        f"meta = {meta!r}\n"
         f"parts = checkpoints.load_parts({str(root / 'a')!r}, ['classifier', 'resizer'], meta)\n"
         "flat = checkpoints._leaves_by_path({'params': parts['params']})\n"
         f"np.savez({str(got)!r}, **{{k: np.asarray(v) for k, v in flat.items()}})\n"

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from learned_resize.runtime import checkpoints, errors
+from learned_resize.runtime import checkpoint_meta, errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -166,26 +166,26 @@ def _meta(**changes):
         for parent in parents:
             node = node[parent]
         node[last] = value
-    return checkpoints.model_meta(config)
+    return checkpoint_meta.model_meta(config)
 
 
 def test_init_from_resizer_needs_the_same_scale_not_the_same_sizes():
     found = _meta()  # 28x28 -> 8x8: a 3.5x downscale
     # The same scale at other sizes: the convolutional resizer fits.
-    checkpoints.check_parts_meta(
+    checkpoint_meta.check_parts_meta(
         found, _meta(input_size=(56, 56), **{"resizer.output_size": (16, 16)}), ["resizer"], "W"
     )
     with pytest.raises(errors.UserError) as e:
-        checkpoints.check_parts_meta(
+        checkpoint_meta.check_parts_meta(
             found, _meta(**{"resizer.output_size": (20, 20)}), ["resizer"], "W"
         )
     assert "resizer scale (28, 28) -> (8, 8) (this config: (28, 28) -> (20, 20))" in str(e.value)
     # A classifier may be fine-tuned at another size; its backbone must match.
-    checkpoints.check_parts_meta(
+    checkpoint_meta.check_parts_meta(
         found, _meta(**{"resizer.output_size": (20, 20)}), ["classifier"], "W"
     )
     with pytest.raises(errors.UserError, match="backbone 'small_cnn' .this config: 'resnet18'."):
-        checkpoints.check_parts_meta(
+        checkpoint_meta.check_parts_meta(
             found, _meta(**{"model.name": "resnet18"}), ["classifier"], "W"
         )
 
@@ -193,7 +193,7 @@ def test_init_from_resizer_needs_the_same_scale_not_the_same_sizes():
 def test_fixed_resizers_ignore_learned_only_settings():
     found = _meta(**{"resizer.kind": "bilinear"})
     expected = _meta(**{"resizer.kind": "bilinear", "resizer.num_filters": 16})
-    assert checkpoints.meta_differences(found, expected) == []
-    assert checkpoints.meta_differences(_meta(), _meta(**{"resizer.num_filters": 16})) == [
+    assert checkpoint_meta.meta_differences(found, expected) == []
+    assert checkpoint_meta.meta_differences(_meta(), _meta(**{"resizer.num_filters": 16})) == [
         "resizer filters 4 (this config: 16)"
     ]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from learned_resize.config import defaults
-from learned_resize.runtime import checkpoints, errors
+from learned_resize.runtime import checkpoint_meta, checkpoints, errors
 
 
 def _config(**data):
@@ -54,7 +54,7 @@ def saved(tmp_path):
     workdir = str(tmp_path / "run")
     config = _config()
     manager = checkpoints.create_manager(workdir, config)
-    meta = checkpoints.model_meta(config)
+    meta = checkpoint_meta.model_meta(config)
     for step in (1, 2, 3):
         assert checkpoints.save(manager, step, _state(step), meta)
     checkpoints.wait(manager)
@@ -66,7 +66,7 @@ def _restore_newest(workdir, config):
     manager = checkpoints.create_manager(workdir, config)
     try:
         return checkpoints.restore_newest(
-            manager, _abstract(_state(0)), checkpoints.model_meta(config)
+            manager, _abstract(_state(0)), checkpoint_meta.model_meta(config)
         )
     finally:
         checkpoints.close(manager)
@@ -88,13 +88,13 @@ def _corrupt(step_dir: str) -> None:
 
 def test_model_meta_records_the_model():
     config = _config()
-    meta = checkpoints.model_meta(config)
+    meta = checkpoint_meta.model_meta(config)
     assert meta["model"] == "small_cnn"
     assert meta["num_classes"] == 10 and meta["channels"] == 1
     assert meta["input_size"] == [224, 224] and meta["output_size"] == [224, 224]
     assert meta["resizer"] == "bilinear" and meta["resizer_antialias"] is False
     # Data settings are not the model's.
-    assert checkpoints.model_meta(_config(mean=(0.1,), std=(0.2,))) == meta
+    assert checkpoint_meta.model_meta(_config(mean=(0.1,), std=(0.2,))) == meta
 
 
 def test_restore_newest_returns_the_last_step(saved):
@@ -110,7 +110,7 @@ def test_keep_checkpoints_drops_the_oldest(tmp_path):
     workdir = str(tmp_path / "run")
     manager = checkpoints.create_manager(workdir, config)
     for step in (1, 2, 3):
-        checkpoints.save(manager, step, _state(step), checkpoints.model_meta(config))
+        checkpoints.save(manager, step, _state(step), checkpoint_meta.model_meta(config))
     checkpoints.close(manager)
     assert checkpoints.checkpoint_steps(workdir)[1] == [3, 2]
 
@@ -126,7 +126,7 @@ def test_corrupt_newest_step_walks_back_and_is_set_aside(saved, capfd):
 
     # Eval restores are read-only: step 2 comes back and step 3 stays where it is.
     state, step = checkpoints.restore_for_eval(
-        workdir, _abstract(_state(0)), checkpoints.model_meta(config)
+        workdir, _abstract(_state(0)), checkpoint_meta.model_meta(config)
     )
     assert step == 2
     _assert_same(state, _state(2))
@@ -144,7 +144,7 @@ def test_corrupt_newest_step_walks_back_and_is_set_aside(saved, capfd):
 
     # The run can save step 3 again; restoring picks it up.
     manager = checkpoints.create_manager(workdir, config)
-    checkpoints.save(manager, 3, _state(3), checkpoints.model_meta(config))
+    checkpoints.save(manager, 3, _state(3), checkpoint_meta.model_meta(config))
     checkpoints.close(manager)
     state, step = _restore_newest(workdir, config)
     assert step == 3
@@ -158,7 +158,9 @@ def test_every_step_unreadable_is_one_user_error_for_eval(saved):
     with pytest.raises(
         errors.UserError, match=r"every checkpoint .* unreadable \(steps \[3, 2, 1\]"
     ):
-        checkpoints.restore_for_eval(workdir, _abstract(_state(0)), checkpoints.model_meta(config))
+        checkpoints.restore_for_eval(
+            workdir, _abstract(_state(0)), checkpoint_meta.model_meta(config)
+        )
 
 
 def test_another_models_checkpoint_is_refused(saved):
@@ -170,7 +172,9 @@ def test_another_models_checkpoint_is_refused(saved):
     with pytest.raises(errors.UserError, match=expected):
         checkpoints.check_workdir(workdir, other)
     with pytest.raises(errors.UserError, match=expected):
-        checkpoints.restore_for_eval(workdir, _abstract(_state(0)), checkpoints.model_meta(other))
+        checkpoints.restore_for_eval(
+            workdir, _abstract(_state(0)), checkpoint_meta.model_meta(other)
+        )
     # Nothing was set aside: a refusal is not an unreadable step.
     assert checkpoints.checkpoint_steps(workdir)[1] == [3, 2, 1]
     resized = _config()
