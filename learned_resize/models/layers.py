@@ -86,26 +86,38 @@ def check_input(x: jax.Array, in_channels: int, network: str) -> None:
         )
 
 
-def batch_norm_act(bn: nnx.BatchNorm, x: jax.Array, train: bool, relu: bool) -> jax.Array:
-    """`bn(x)` followed by a ReLU when `relu`, with the same values and running averages
-    as `nnx.BatchNorm` (its fast variance, its operation order), but in training a
-    gradient written by hand that keeps only `x` (the convolution's output, which the
-    kernel gradient of that convolution keeps anyway), the per-channel statistics, and
-    for `relu` the output (the next layer's input, also kept anyway). Autodiff of
-    `nnx.BatchNorm` keeps the centred `x - mean` besides them, one more activation per
-    layer; the backward pass here recomputes the normalised value from `x`.
+def batch_norm_act(
+    bn: nnx.BatchNorm, x: jax.Array, train: bool, relu: bool, negative_slope: float = 0.0
+) -> jax.Array:
+    """`bn(x)` followed by a ReLU when `relu` (a leaky ReLU for a `negative_slope` > 0),
+    with the same values and running averages as `nnx.BatchNorm` (its fast variance, its
+    operation order), but in training a gradient written by hand that keeps only `x` (the
+    convolution's output, which the kernel gradient of that convolution keeps anyway),
+    the per-channel statistics, and for `relu` the output (the next layer's input, also
+    kept anyway). Autodiff of `nnx.BatchNorm` keeps the centred `x - mean` besides them,
+    and the activation its input, one or two more activations per layer; the backward
+    pass here recomputes the normalised value from `x`.
     """
+    act = float(negative_slope) if relu else None
     if not train:
-        y = bn(x, use_running_average=True)
-        return nnx.relu(y) if relu else y
+        return _activate(bn(x, use_running_average=True), act)
     x, running_mean, running_var, scale, bias = bn.promote_dtype(
         (x, bn.mean[...], bn.var[...], bn.scale[...], bn.bias[...]), dtype=bn.dtype
     )
-    out, mean, var = _bn_train(x, scale, bias, bn.epsilon, relu)
+    out, mean, var = _bn_train(x, scale, bias, bn.epsilon, act)
     mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
     bn.mean[...] = bn.momentum * running_mean + (1 - bn.momentum) * mean
     bn.var[...] = bn.momentum * running_var + (1 - bn.momentum) * var
     return out
+
+
+def _activate(y: jax.Array, act: float | None) -> jax.Array:
+    """y, ReLU'd (act 0) or leaky-ReLU'd with slope act (as jax.nn.leaky_relu) or not (None)."""
+    if act is None:
+        return y
+    if act == 0.0:
+        return jnp.maximum(y, 0)
+    return jnp.where(y >= 0, y, jnp.asarray(act, y.dtype) * y)
 
 
 def _stats(x):
@@ -118,30 +130,31 @@ def _stats(x):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _bn_train(x, scale, bias, epsilon, relu):
-    """(BN(x) [then ReLU], batch mean, batch variance); the statistics' cotangents are
-    ignored (they only feed the running averages, under stop_gradient)."""
+def _bn_train(x, scale, bias, epsilon, act):
+    """(BN(x) [then the activation `act`, see _activate], batch mean, batch variance);
+    the statistics' cotangents are ignored (they only feed the running averages, under
+    stop_gradient)."""
     mean, var = _stats(x)
     # nnx's _normalize, in its order: (x - mean) * (rsqrt(var + eps) * scale) + bias.
     y = (x - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
-    out = jnp.asarray(y, jnp.result_type(x, scale, bias))
-    if relu:
-        out = jnp.maximum(out, 0)
+    out = _activate(jnp.asarray(y, jnp.result_type(x, scale, bias)), act)
     return out, mean, var
 
 
-def _bn_train_fwd(x, scale, bias, epsilon, relu):
-    out, mean, var = _bn_train(x, scale, bias, epsilon, relu)
+def _bn_train_fwd(x, scale, bias, epsilon, act):
+    out, mean, var = _bn_train(x, scale, bias, epsilon, act)
     inv = jax.lax.rsqrt(var + epsilon)
-    return (out, mean, var), (x, out if relu else None, mean, inv, scale, bias)
+    return (out, mean, var), (x, None if act is None else out, mean, inv, scale, bias)
 
 
-def _bn_train_bwd(epsilon, relu, residuals, cotangents):
+def _bn_train_bwd(epsilon, act, residuals, cotangents):
     del epsilon
     x, out, mean, inv, scale, bias = residuals
     g = cotangents[0].astype(mean.dtype)
-    if relu:
+    if act == 0.0:  # the output's sign is the input's: jax.nn.relu's gradient
         g = jnp.where(out > 0, g, 0.0)
+    elif act is not None:  # jax.nn.leaky_relu's gradient
+        g = jnp.where(out >= 0, g, act * g)
     axes = tuple(range(x.ndim - 1))
     x32 = x.astype(mean.dtype)
     # The normalised input is recomputed inside each expression that needs it, written

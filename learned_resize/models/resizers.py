@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from learned_resize.models import resampling
+from learned_resize.models import layers, resampling
 from learned_resize.models.cpu import narrow_conv
 from learned_resize.models.resampling import ANTIALIAS, FIXED_METHODS, resize
 
@@ -94,8 +94,14 @@ class _ConvBN(nnx.Module):
         )
         self.bn = _norm_layer(norm, features, dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        return _apply_norm(self.bn, self.conv(x), train)
+    def __call__(self, x: jax.Array, train: bool, leaky: bool = False) -> jax.Array:
+        """norm(conv(x)), then a leaky ReLU when `leaky`; a batch norm and its activation
+        run as `layers.batch_norm_act` (a hand-written gradient keeping fewer buffers)."""
+        y = self.conv(x)
+        if isinstance(self.bn, nnx.BatchNorm):
+            return layers.batch_norm_act(self.bn, y, train, leaky, _LEAKY_SLOPE)
+        y = _apply_norm(self.bn, y, train)
+        return _leaky_relu(y) if leaky else y
 
 
 class _ResidualBlock(nnx.Module):
@@ -106,7 +112,7 @@ class _ResidualBlock(nnx.Module):
         self.second = _ConvBN(features, 3, dtype, norm, rngs=rngs)
 
     def __call__(self, z: jax.Array, train: bool) -> jax.Array:
-        return z + self.second(_leaky_relu(self.first(z, train)), train)
+        return z + self.second(self.first(z, train, leaky=True), train)
 
 
 class LearnedResizer(nnx.Module):
@@ -211,12 +217,70 @@ class LearnedResizer(nnx.Module):
           reduction), the normalisation and its backward pass run after the
           resize, on the output's pixels.
         """
-        y = _leaky_relu(self.head_conv7(x))
-        y = _leaky_relu(_pointwise_conv(self.head_conv1, y))
+        conv7, conv1 = self.head_conv7, self.head_conv1
+        x, k7, b7 = conv7.promote_dtype((x, conv7.kernel[...], conv7.bias[...]), dtype=conv7.dtype)
+        c = jax.lax.conv_general_dilated(
+            x, k7, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=conv7.precision,
+        )  # fmt: skip
+        _, k1, b1 = conv1.promote_dtype((c, conv1.kernel[...], conv1.bias[...]), dtype=conv1.dtype)
+        y = _head_pointwise(c, b7, k1.reshape(k1.shape[-2:]), b1)
         fixed = lambda t: resize(t, self.output_size, self.interpolation, self.antialias)
         if isinstance(self.head_bn, nnx.BatchNorm):
             return _batch_norm_after(self.head_bn, y, fixed, train)
         return fixed(_apply_norm(self.head_bn, y, train))  # GroupNorm: per-image statistics.
+
+
+@jax.custom_vjp
+def _head_pointwise(c: jax.Array, b7: jax.Array, k1: jax.Array, b1: jax.Array) -> jax.Array:
+    """LReLU(LReLU(c + b7) @ k1 + b1): the head after its 7x7 conv (c, without its bias
+    b7), the 1x1 conv as a matmul over channels (k1 [n, n]).
+
+    The gradient is written by hand so that the backward pass keeps only c and the
+    output (the BN's input, kept anyway): it recomputes LReLU(c + b7), which autodiff
+    would keep alongside c, one activation at the input resolution less alive while
+    the classifier runs.
+    """
+    return _leaky_relu(_channel_matmul(_leaky_relu(c + b7), k1) + b1)
+
+
+def _channel_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    # A 2-D matmul: XLA:CPU runs it and its gradients faster than the same einsum
+    # over [N, H, W, C] (bench/resizer.py).
+    y = jnp.matmul(x.reshape(-1, x.shape[-1]), kernel)
+    return y.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def _head_pointwise_fwd(c, b7, k1, b1):
+    out = _head_pointwise(c, b7, k1, b1)
+    return out, (c, b7, k1, out)
+
+
+def _head_pointwise_bwd(residuals, g):
+    c, b7, k1, out = residuals
+    slope = jnp.asarray(_LEAKY_SLOPE, g.dtype)
+    dm = jnp.where(out >= 0, g, slope * g)  # the output's sign is its input's
+    # A zero computed from dm (min(|v|, 0) is 0 unless v is NaN): the recomputation
+    # depends on the backward pass, so XLA cannot run it in the forward pass as soon as
+    # c exists and keep its result until here.
+    zero = jnp.minimum(jnp.abs(dm[(0,) * (dm.ndim - 1)]), 0)
+    t = c + (b7 + zero.astype(b7.dtype))
+    # LReLU(t) again, written unlike the forward pass's so that XLA does not merge the
+    # two and keep the forward's result until here after all.
+    y1 = jnp.maximum(t, slope * t)
+    axes = tuple(range(g.ndim - 1))
+    dk1 = jnp.matmul(y1.reshape(-1, y1.shape[-1]).T, dm.reshape(-1, dm.shape[-1]))
+    dy1 = _channel_matmul(dm, k1.T)
+    dt = jnp.where(t >= 0, dy1, slope * dy1)
+    return (
+        dt.astype(c.dtype),
+        jnp.sum(dt, axes).astype(b7.dtype),
+        dk1.astype(k1.dtype),
+        jnp.sum(dm, axes).astype(g.dtype),
+    )
+
+
+_head_pointwise.defvjp(_head_pointwise_fwd, _head_pointwise_bwd)
 
 
 def _pointwise_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:

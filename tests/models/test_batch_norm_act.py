@@ -38,46 +38,56 @@ def _inputs(shape, seed=1):
     )
 
 
-def _numpy_bn(x, scale, bias, relu):
+# (relu, negative_slope): no activation, ReLU, and the learned resizer's leaky ReLU.
+ACTIVATIONS = [(False, 0.0), (True, 0.0), (True, 0.2)]
+
+
+def _numpy_bn(x, scale, bias, relu, slope=0.0):
     x = np.asarray(x, np.float64)
     mean = x.mean((0, 1, 2))
     var = (x * x).mean((0, 1, 2)) - mean**2
     y = (x - mean) / np.sqrt(var + EPS) * np.asarray(scale) + np.asarray(bias)
-    return (np.maximum(y, 0) if relu else y), mean, var
+    return (np.where(y >= 0, y, slope * y) if relu else y), mean, var
 
 
-@pytest.mark.parametrize("relu", [True, False])
-def test_forward_and_running_averages_match_nnx_and_numpy(relu):
+def _activation(y, relu, slope):
+    if not relu:
+        return y
+    return jax.nn.leaky_relu(y, slope) if slope else nnx.relu(y)
+
+
+@pytest.mark.parametrize("relu,slope", ACTIVATIONS)
+def test_forward_and_running_averages_match_nnx_and_numpy(relu, slope):
     x = _inputs((4, 5, 6, 8))
     ours, ref = _bn(8), _bn(8)
     mean0, var0 = np.asarray(ours.mean[...]), np.asarray(ours.var[...])
-    out = layers.batch_norm_act(ours, x, train=True, relu=relu)
-    expected = ref(x, use_running_average=False)
-    expected = nnx.relu(expected) if relu else expected
+    out = layers.batch_norm_act(ours, x, train=True, relu=relu, negative_slope=slope)
+    expected = _activation(ref(x, use_running_average=False), relu, slope)
     # The same operations in the same order as nnx.BatchNorm: equal values.
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(ours.mean[...], ref.mean[...])
     np.testing.assert_array_equal(ours.var[...], ref.var[...])
-    want, mean, var = _numpy_bn(x, ref.scale[...], ref.bias[...], relu)
+    want, mean, var = _numpy_bn(x, ref.scale[...], ref.bias[...], relu, slope)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ours.mean[...], 0.9 * mean0 + 0.1 * mean, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ours.var[...], 0.9 * var0 + 0.1 * var, rtol=1e-5, atol=1e-6)
 
 
-def test_evaluation_uses_running_averages():
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_evaluation_uses_running_averages(slope):
     x = _inputs((2, 3, 3, 4))
     bn = _bn(4)
-    out = layers.batch_norm_act(bn, x, train=False, relu=True)
+    out = layers.batch_norm_act(bn, x, train=False, relu=True, negative_slope=slope)
     want = (x - bn.mean[...]) / np.sqrt(bn.var[...] + EPS) * bn.scale[...] + bn.bias[...]
-    np.testing.assert_allclose(out, np.maximum(want, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, np.where(want >= 0, want, slope * want), rtol=1e-5, atol=1e-6)
 
 
 def _loss(fn, weights):
     return lambda x, scale, bias: jnp.sum(fn(x, scale, bias) * weights)
 
 
-@pytest.mark.parametrize("relu", [True, False])
-def test_gradients_match_autodiff_of_nnx(relu):
+@pytest.mark.parametrize("relu,slope", ACTIVATIONS)
+def test_gradients_match_autodiff_of_nnx(relu, slope):
     x = _inputs((4, 5, 6, 8))
     weights = jnp.asarray(np.random.default_rng(2).normal(size=x.shape), jnp.float32)
     bn = _bn(8)
@@ -86,13 +96,12 @@ def test_gradients_match_autodiff_of_nnx(relu):
     def ours(x, scale, bias):
         b = _bn(8)
         b.scale[...], b.bias[...] = scale, bias
-        return layers.batch_norm_act(b, x, train=True, relu=relu)
+        return layers.batch_norm_act(b, x, train=True, relu=relu, negative_slope=slope)
 
     def reference(x, scale, bias):
         b = _bn(8)
         b.scale[...], b.bias[...] = scale, bias
-        y = b(x, use_running_average=False)
-        return nnx.relu(y) if relu else y
+        return _activation(b(x, use_running_average=False), relu, slope)
 
     got = jax.grad(_loss(ours, weights), argnums=(0, 1, 2))(x, scale, bias)
     want = jax.grad(_loss(reference, weights), argnums=(0, 1, 2))(x, scale, bias)
@@ -106,7 +115,7 @@ def test_gradients_match_finite_differences():
     bn = _bn(4)
 
     def f(x, scale, bias):
-        return layers._bn_train(x, scale, bias, EPS, False)[0]
+        return layers._bn_train(x, scale, bias, EPS, None)[0]
 
     test_util.check_grads(
         _loss(f, weights),
