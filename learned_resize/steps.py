@@ -14,7 +14,7 @@ import optax
 from flax import nnx
 
 from learned_resize import optim, tasks
-from learned_resize.models import resized, resizers
+from learned_resize.models import resampling, resized
 from learned_resize.runtime import mesh as mesh_lib
 
 
@@ -135,6 +135,6 @@ class Steps:
         model = self._model(state["params"], state["batch_stats"], rest)
         out = self.config.resizer.output_size
         normalised = model.normalise(images)
-        bilinear = resizers.resize(normalised, out, "bilinear", self.config.resizer.antialias)
+        bilinear = resampling.resize(normalised, out, "bilinear", self.config.resizer.antialias)
         learned = model.resize(images, train=False)
         return [model.denormalise(x) for x in (normalised, bilinear, learned)]

@@ -24,9 +24,6 @@ from learned_resize.models import layers, resampling
 from learned_resize.models.cpu import narrow_conv
 from learned_resize.models.resampling import ANTIALIAS, FIXED_METHODS, resize
 
-__all__ = ["ANTIALIAS", "FIXED_METHODS", "NORMS", "FixedResizer", "LearnedResizer", "make_resizer",
-           "resize"]  # fmt: skip
-
 NORMS = ("batch", "group", "none")
 _LEAKY_SLOPE = 0.2
 _BN_MOMENTUM = 0.9

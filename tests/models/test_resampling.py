@@ -54,7 +54,7 @@ def test_fixed_resize_matches_pil(method, out_hw):
 def test_bilinear_without_antialias_matches_scipy_zoom(out_hw):
     # Plain bilinear interpolation at half-pixel centres, edges clamped.
     x = _images((1, 23, 31, 1))
-    got = resizers.resize(x, out_hw, "bilinear", antialias=False)[0, :, :, 0]
+    got = resampling.resize(x, out_hw, "bilinear", antialias=False)[0, :, :, 0]
     zoom = (out_hw[0] / 23, out_hw[1] / 31)
     want = scipy.ndimage.zoom(
         np.asarray(x[0, :, :, 0], np.float64), zoom, order=1, mode="nearest", grid_mode=True
@@ -96,7 +96,7 @@ def test_separable_kernels_match_numpy_weights(method, kernel, radius, antialias
     # float64 numpy weight matrix built from the kernel's formula.
     x = _images((1, 29, 12, 1))
     out_hw = (11, 19)  # downscale height, upscale width
-    got = resizers.resize(x, out_hw, method, antialias)[0, :, :, 0]
+    got = resampling.resize(x, out_hw, method, antialias)[0, :, :, 0]
     wh = _weight_matrix(29, out_hw[0], kernel, radius, antialias)
     ww = _weight_matrix(12, out_hw[1], kernel, radius, antialias)
     want = wh @ np.asarray(x[0, :, :, 0], np.float64) @ ww.T
@@ -120,7 +120,7 @@ def test_area_is_exact_overlap_average(in_hw, out_hw):
         lcm = math.lcm(n_in, n_out)
         fine = np.moveaxis(np.repeat(img, lcm // n_in, axis=axis), axis, 0)
         img = np.moveaxis(fine.reshape(n_out, lcm // n_out, -1).mean(axis=1), 0, axis)
-    got = resizers.resize(x, out_hw, "area")[0, :, :, 0]
+    got = resampling.resize(x, out_hw, "area")[0, :, :, 0]
     np.testing.assert_allclose(got, img, atol=_F32_TOL)
 
 
@@ -161,7 +161,7 @@ _EVERY_SETTING = pytest.mark.parametrize(
     "method,antialias",
     [
         pytest.param(m, a, marks=() if (m, a) in _FAST_RESIZE_SETTINGS else pytest.mark.slow)
-        for m in resizers.FIXED_METHODS
+        for m in resampling.FIXED_METHODS
         for a in (True, False)
     ],
 )
@@ -179,7 +179,7 @@ def test_resize_and_its_gradient_equal_jax_image_resize(method, antialias):
     jax_method = resampling.JAX_METHODS[method]
     want = jax.jit(lambda: both(lambda hw: lambda x: jax.image.resize(
         x, (2, *hw, 3), jax_method, antialias=antialias)))()  # fmt: skip
-    got = jax.jit(lambda: both(lambda hw: lambda x: resizers.resize(x, hw, method, antialias)))()
+    got = jax.jit(lambda: both(lambda hw: lambda x: resampling.resize(x, hw, method, antialias)))()
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, atol=_F32_TOL)
 
@@ -224,7 +224,7 @@ def test_imagenet_sizes_equal_float64_definition(method, antialias):
     for n_in, tol in ((448, 1e-6), (320, 2 * float(np.spacing(np.float32(320))))):
         x = rng.uniform(0, 1, (1, n_in, n_in, 1)).astype(np.float32)
         g = rng.uniform(0, 1, (1, 224, 224, 1)).astype(np.float32)
-        out, vjp = jax.vjp(lambda x: resizers.resize(x, (224, 224), method, antialias), x)
+        out, vjp = jax.vjp(lambda x: resampling.resize(x, (224, 224), method, antialias), x)
         weights = _reference_matrix(n_in, 224, method, antialias)
         want = weights @ x[0, :, :, 0].astype(np.float64) @ weights.T
         want_grad = weights.T @ g[0, :, :, 0].astype(np.float64) @ weights
@@ -253,7 +253,7 @@ def test_one_antialias_default_everywhere_the_configs_one():
     assert (example.antialias, example.interpolation, example.norm) == (False, "bilinear", "batch")
 
 
-@pytest.mark.parametrize("method", resizers.FIXED_METHODS)
+@pytest.mark.parametrize("method", resampling.FIXED_METHODS)
 def test_resize_weights_sum_to_one(method):
     # What lets LearnedResizer normalise after the resize instead of before it.
     for antialias in (True, False):
@@ -268,7 +268,7 @@ def test_resize_weights_sum_to_one(method):
 _ANY_SIZE_PAIRS = [(28, 8), (40, 8), (57, 8), (31, 8), (8, 8), (5, 8), (320, 224), (13, 29)]
 
 
-@pytest.mark.parametrize("method", resizers.FIXED_METHODS)
+@pytest.mark.parametrize("method", resampling.FIXED_METHODS)
 @pytest.mark.parametrize("antialias", [True, False])
 def test_resize_matrix_equals_float64_definition(method, antialias):
     # Distances from integers: each weight is rounded once, so float32 roundoff only,
@@ -293,7 +293,7 @@ def test_shape_polymorphic_export_equals_resize_at_each_size(method, antialias):
     """One artifact with symbolic batch, height and width; the slice plan at each size."""
 
     def fn(x):
-        return resizers.resize(x, (8, 7), method, antialias)
+        return resampling.resize(x, (8, 7), method, antialias)
 
     spec = jax.ShapeDtypeStruct((*jax.export.symbolic_shape("b, h, w"), 2), jnp.float32)
     with resampling.shape_polymorphic():
@@ -301,7 +301,7 @@ def test_shape_polymorphic_export_equals_resize_at_each_size(method, antialias):
     assert not resampling.polymorphic()  # the context is left as it was found
     for shape in ((3, 28, 28), (1, 40, 31), (2, 57, 45), (1, 8, 7), (1, 5, 3)):
         x = _images((*shape, 2))
-        want = resizers.resize(x, (8, 7), method, antialias)
+        want = resampling.resize(x, (8, 7), method, antialias)
         np.testing.assert_allclose(exported.call(x), want, atol=_F32_TOL, err_msg=f"{shape}")
 
 
@@ -309,7 +309,7 @@ def test_shape_polymorphic_context_leaves_other_traces_alone():
     x = jax.ShapeDtypeStruct((2, 28, 28, 3), jnp.float32)
 
     def lowered():
-        return jax.jit(lambda x: resizers.resize(x, (8, 8))).lower(x).as_text()
+        return jax.jit(lambda x: resampling.resize(x, (8, 8))).lower(x).as_text()
 
     before = lowered()
     with resampling.shape_polymorphic():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from learned_resize.models import resizers
+from learned_resize.models import resampling, resizers
 from learned_resize.models.cpu import narrow_conv
 
 
@@ -159,7 +159,7 @@ def test_zero_correction_is_the_fixed_resize(in_hw, out_hw, method):
     x = _images((2, *in_hw, 3))
     got = _apply(model, x, True)
     assert got.shape == (2, *out_hw, 3)
-    np.testing.assert_allclose(got, resizers.resize(x, out_hw, method), atol=1e-6)
+    np.testing.assert_allclose(got, resampling.resize(x, out_hw, method), atol=1e-6)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_stats():
@@ -293,7 +293,7 @@ def test_make_resizer_builds_what_the_config_says():
     assert (learned.interpolation, learned.antialias) == ("bicubic", False)
     out = nnx.eval_shape(lambda m, x: m(x, train=False), learned, jnp.zeros((2, 12, 12, 1)))
     assert out.shape == (2, 8, 6, 1)
-    for method in resizers.FIXED_METHODS:
+    for method in resampling.FIXED_METHODS:
         fixed = build(_config(kind=method), 3)
         assert isinstance(fixed, resizers.FixedResizer)
         assert (fixed.method, fixed.output_size, fixed.antialias) == (method, (8, 6), False)
