@@ -18,7 +18,7 @@ them), one row per check, printed as one table and written as JSON to `--out`:
               ResNet-50, bf16 compute): the trainer's train step on a fixed random uint8
               batch, at the largest batch that fits (from `--start_batch`, halved on
               RESOURCE_EXHAUSTED). images/s, XLA's FLOPs of the step and MFU against the
-              chip's peak dense bf16 FLOP/s (`PEAK_BF16`; unknown chips get the achieved
+              chip's peak dense bf16 FLOP/s (`chips.py`; unknown chips get the achieved
               FLOP/s only). XLA counts the FLOPs of the program one device runs, so MFU is
               per-chip FLOP/s over the per-chip peak.
   retarget    `learned_resize.retarget.api.retarget` of scikit-image's astronaut at
@@ -46,46 +46,15 @@ import numpy as np
 from absl import app, flags
 
 from learned_resize.runtime import cli
+from learned_resize.tools import chips
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIR = os.path.join(REPO, "configs")  # the checkout's config files
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
-# Peak dense (no sparsity) bf16 FLOP/s per chip, from the vendors' datasheets: NVIDIA's
-# H100 / H200 / A100 product datasheets (their tables give the 2:4-sparse figure, twice
-# these) and Google Cloud's TPU system-architecture pages (per chip; v4 and v5p run one
-# JAX device per chip, "megacore"). GPUs match by substring of `device_kind`, first hit
-# wins (PCIe and NVL H100s have lower clocks than the SXM part); TPUs by the exact kind.
-PEAK_BF16_GPU = (
-    ("h100 pcie", 756e12),
-    ("h100 nvl", 835e12),
-    ("h100", 989e12),  # SXM5 ("NVIDIA H100 80GB HBM3")
-    ("h200", 989e12),  # also GH200
-    ("a100", 312e12),  # SXM4 and PCIe alike
-)
-PEAK_BF16_TPU = {
-    "tpu v4": 275e12,
-    "tpu v5 lite": 197e12,  # v5e
-    "tpu v5e": 197e12,
-    "tpu v5": 459e12,  # v5p
-    "tpu v5p": 459e12,
-    "tpu v6 lite": 918e12,  # v6e (Trillium)
-    "tpu v6e": 918e12,
-}
 CHECKS = ("doctor", "learning", "resnet50", "retarget")  # the rows, in order
 LEARNING_MARGIN = 0.25  # top-1 must beat chance (1 / classes) by this much
 ML_COLLECTIONS = "ml-collections~=1.0"  # configs, Steps and retargeting need it
-
-
-def peak_bf16(device_kind: str) -> float | None:
-    """Peak dense bf16 FLOP/s of one chip of this `device_kind`, or None if unknown."""
-    kind = " ".join(device_kind.lower().split())
-    if kind in PEAK_BF16_TPU:
-        return PEAK_BF16_TPU[kind]
-    for pattern, peak in PEAK_BF16_GPU:
-        if pattern in kind:
-            return peak
-    return None
 
 
 @dataclasses.dataclass
@@ -371,7 +340,7 @@ def check_resnet50(start_batch: int, steps: int, input_px=None, output_px=None) 
     seconds = step.run(steps) / steps
     kind = jax.devices()[0].device_kind
     achieved = step.flops / seconds  # per device: XLA's count is of one device's program
-    peak = peak_bf16(kind)
+    peak = chips.peak_bf16(kind)
     size_in, size_out = config.input_size[0], config.resizer.output_size[0]
     values = {
         "batch": batch,

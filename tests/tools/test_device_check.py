@@ -144,29 +144,6 @@ def test_without_ml_collections_the_rows_that_need_it_are_skipped(tmp_path):
         )
 
 
-@pytest.mark.parametrize(
-    "kind, peak",
-    [
-        ("NVIDIA H100 80GB HBM3", 989e12),
-        ("NVIDIA H100 PCIe", 756e12),
-        ("NVIDIA H100 NVL", 835e12),
-        ("NVIDIA H200", 989e12),
-        ("NVIDIA GH200 480GB", 989e12),
-        ("NVIDIA A100-SXM4-40GB", 312e12),
-        ("NVIDIA A100 80GB PCIe", 312e12),
-        ("TPU v4", 275e12),
-        ("TPU v5 lite", 197e12),
-        ("TPU v5", 459e12),
-        ("TPU v5p", 459e12),
-        ("TPU v6 lite", 918e12),
-        ("cpu", None),
-        ("Tesla V100-SXM2-16GB", None),  # no bf16 matrix units
-    ],
-)
-def test_peak_by_device_kind(kind, peak):
-    assert device_check.peak_bf16(kind) == peak
-
-
 def test_largest_batch_halves_on_out_of_memory_only():
     tried = []
 
