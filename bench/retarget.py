@@ -42,6 +42,9 @@ from learned_resize.runtime import cli, errors
 _WIDTHS = flags.DEFINE_list("widths", ["256", "512"], "Input widths, comma-separated.")
 _PHOTOS = flags.DEFINE_list("photos", [], "Whole-photo rows: 640 and/or 12mp.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one --photos row and print JSON.")
+_WORK_SIDE = flags.DEFINE_integer(
+    "work_side", None, "--photos rows: config.work_side (default: the defaults')."
+)
 flags.register_validator(
     "photos",
     lambda v: set(v) <= {"640", "12mp"},
@@ -127,8 +130,11 @@ def child(row: str) -> None:
     vgg19, vgg16 = weights.load_vgg(19), weights.load_vgg(16)
     loaded = time.perf_counter() - start
     times, work = [], None
+    cfg = api.get_config()
+    if _WORK_SIDE.value is not None:
+        cfg.work_side = _WORK_SIDE.value
     for _ in range(2):
-        result = api.retarget_details(image, size, vgg19=vgg19, vgg16=vgg16, log=None)
+        result = api.retarget_details(image, size, config=cfg, vgg19=vgg19, vgg16=vgg16, log=None)
         times.append(result.seconds)
         work = result.work_size
     out = dict(photo=name, size=f"{image.shape[1]}x{image.shape[0]} -> {size[1]}x{size[0]}")
@@ -146,7 +152,10 @@ def photo_rows(rows) -> None:
     for row in rows:
         load = os.getloadavg()[0]
         proc = subprocess.Popen(
-            [sys.executable, __file__, f"--child={row}"], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, f"--child={row}"]
+            + ([] if _WORK_SIDE.value is None else [f"--work_side={_WORK_SIDE.value}"]),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         stdout = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)

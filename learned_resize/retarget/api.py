@@ -145,6 +145,10 @@ def check_config(cfg) -> None:
         raise ValueError(
             f"config.blend_margin must be a finite number of px >= 0, got {cfg.blend_margin!r}."
         )
+    if cfg.get("carry", "change") not in buckets.CARRIES:
+        raise ValueError(
+            f"config.carry must be one of {', '.join(buckets.CARRIES)}, got {cfg.carry!r}."
+        )
     auto_weights = cfg.get("auto_weights", (1.0, 1.0))
     if (
         not _is_sequence(auto_weights)
@@ -350,7 +354,10 @@ def retarget_details(
     operator = cfg.operator
     if operator == "auto":
         vgg16 = _load(16) if vgg16 is None else vgg16
-        plan, note, operator, why = plans.auto_plan(cfg, image, work_out, mask, remove_mask, vgg16)
+        scores = {}
+        plan, note, operator, why = plans.auto_plan(
+            cfg, image, work_out, mask, remove_mask, vgg16, scores
+        )
         if log:
             log(why)
     else:
@@ -368,10 +375,20 @@ def retarget_details(
             f"reconstruct; {time.perf_counter() - start:.1f}s"
         )
     solves, out = [], None
+    carry = cfg.get("carry", "change")
     if np.any(weight):
         out, solves = solve(cfg, image, work_out, plan, vgg19, vgg16, log)
         out = np.asarray(out[0])
-    result = buckets.carry_to_full(plan, full_image, size, np.asarray(image), out, weight)
+        if cfg.operator == "auto":  # judge the choice again by its reconstructed result
+            work_image = np.asarray(image)
+            result = buckets.carry_to_full(plan, work_image, work_out, work_image, out, weight)
+            keep, line = plans.recheck(cfg, work_image, result, operator, mask, scores, vgg16)
+            if log:
+                log(line)
+            if not keep:
+                plan, note, _ = scores["crop"]
+                operator, out = "crop", None
+    result = buckets.carry_to_full(plan, full_image, size, np.asarray(image), out, weight, carry)
     if gray:  # the VGG losses pull the channels apart; a grey photo stays grey
         result = image_io.to_gray(result)
     return RetargetResult(

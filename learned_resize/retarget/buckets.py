@@ -186,7 +186,7 @@ def copy_plan(plan, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             x = np.swapaxes(x, 0, 1)
     if tuple(x.shape[:2]) != tuple(size):
         x = resize(x, size)
-    return np.asarray(x, np.float32)
+    return np.array(x, np.float32)  # a new array, never the caller's image
 
 
 def changed_weight(plan, in_size: tuple[int, int], size: tuple[int, int], margin: float):
@@ -216,6 +216,15 @@ def changed_weight(plan, in_size: tuple[int, int], size: tuple[int, int], margin
     return np.clip(2.0 - distance / max(margin, 1e-6), 0.0, 1.0).astype(np.float32)
 
 
+CARRIES = ("blend", "change", "detail")
+
+
+def _linear_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[h, w] resized with the triangle kernel on each axis (no overshoot)."""
+    y = linear_matrix(x.shape[0], size[0]) @ np.asarray(x, np.float64)
+    return (y @ linear_matrix(x.shape[1], size[1]).T).astype(np.float32)
+
+
 def carry_to_full(
     plan,
     image: np.ndarray,
@@ -223,18 +232,38 @@ def carry_to_full(
     work_image: np.ndarray,
     reconstruction: np.ndarray,
     weight: np.ndarray,
+    mode: str = "change",
 ) -> np.ndarray:
-    """The full-resolution result: the plan applied to image [H, W, 3] by copying pixels,
-    plus the reconstruction's change at the working size (reconstruction minus the plan
-    applied the same way to work_image), weighted by weight [h_w, w_w] and upsampled.
+    """The full-resolution result of a reconstruction at the working size.
 
-    Where weight is 0 the result is exactly the photo's own pixels.
+    The plan is applied to image [H, W, 3] by copying pixels; where weight [h_w, w_w]
+    (upsampled) is above 0 the reconstruction enters:
+      'blend': the reconstruction itself, upsampled, weighted by the weight;
+      'change': the reconstruction's change (minus the plan applied the same way to
+        work_image), weighted and upsampled, added to the full-resolution copy (keeps the
+        copy's detail, but the copy's seams sit where the full-size grid puts them, not
+        where the working grid did, so the change can draw a second edge beside them);
+      'detail': the reconstruction minus the full-resolution copy brought down to the
+        working size, weighted and upsampled, added to the copy: the result's coarse
+        content is the reconstruction's, its fine detail the copy's.
+    Where the weight is 0 the result is exactly the photo's own pixels.
     """
     out = copy_plan(plan, image, size)
     if reconstruction is None:  # nothing reconstructed: the plan copies every pixel
         return out
     work_size = reconstruction.shape[:2]
-    change = (reconstruction - copy_plan(plan, work_image, work_size)) * weight[..., None]
+    same = tuple(work_size) == tuple(size)
+    if mode == "blend":
+        w = weight if same else np.clip(_linear_resize(weight, size), 0.0, 1.0)
+        if np.any(w):
+            rec = reconstruction if same else resize(reconstruction, size)
+            out += (rec - out) * w[..., None]
+        return np.clip(out, 0.0, 1.0)
+    if mode == "detail" and not same:
+        base = resize(out, work_size)
+    else:
+        base = copy_plan(plan, work_image, work_size)
+    change = (reconstruction - base) * weight[..., None]
     if np.any(change):
-        out += change if tuple(work_size) == tuple(size) else resize(change, size)
+        out += change if same else resize(change, size)
     return np.clip(out, 0.0, 1.0)

@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
     # pixel the plan does not copy, fading out over as many more; elsewhere the output is
     # the photo's own pixels.
     c.blend_margin = 8
+    # How a reconstruction at the working size reaches the full-size output (`buckets.
+    # carry_to_full`): 'change' adds its change to the full-size copy of the plan,
+    # 'blend' blends in the reconstruction itself, upsampled.
+    c.carry = "change"
     # operator='auto' scores each candidate plan by subject_w x subject NCC (of the
     # mask's box) + completeness + coherence - artifact_w x artifact (`plans.score`):
     # (subject_w, artifact_w).

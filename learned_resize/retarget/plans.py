@@ -116,12 +116,13 @@ def score(image: np.ndarray, out: np.ndarray, box, vgg16, weights) -> dict[str, 
     return terms
 
 
-def auto_plan(cfg, image, size, mask, remove, vgg16):
+def auto_plan(cfg, image, size, mask, remove, vgg16, scores=None):
     """(plan, note, operator, line): the candidate plan whose result scores best.
 
     Each candidate's plan is applied to image by copying pixels (`buckets.copy_plan`,
     what the output keeps where nothing is reconstructed) and scored (`score`); line
-    is one sentence naming the choice and the scores it won by.
+    is one sentence naming the choice and the scores it won by. A dict passed as
+    `scores` receives each candidate's (plan, note, score terms), for `recheck`.
     """
     img = np.asarray(image)
     box = mask_box(mask, img.shape[:2])
@@ -131,6 +132,8 @@ def auto_plan(cfg, image, size, mask, remove, vgg16):
         plan, note = plan_for(cfg, image, size, mask, remove, operator=name)
         out = buckets.copy_plan(plan, img, size)
         results[name] = (plan, note, score(img, out, box, vgg16, weights))
+    if scores is not None:
+        scores.update(results)
     best = max(results, key=lambda n: results[n][2]["total"])
     t = results[best][2]
     others = ", ".join(f"{n} {r[2]['total']:.1f}" for n, r in results.items() if n != best)
@@ -140,6 +143,28 @@ def auto_plan(cfg, image, size, mask, remove, vgg16):
         f"artifact {t['artifact']:.1f}) beats {others}"
     )
     return results[best][0], results[best][1], best, line
+
+
+def recheck(cfg, image, result, chosen, mask, scores, vgg16) -> tuple[bool, str]:
+    """(keep, line) for auto's choice once its result is reconstructed.
+
+    auto chose `chosen` by its plan applied to the pixels; the reconstruction then
+    changes what the plan does not copy. `result` (the reconstructed output at the
+    working size) is scored the same way; if a candidate that reconstructs nothing (a
+    crop: its score was already its result's) scores more, keep is False and that
+    candidate should be used instead. line says which and why.
+    """
+    weights = tuple(cfg.get("auto_weights", AUTO_WEIGHTS))
+    img = np.asarray(image)
+    after = score(img, np.asarray(result), mask_box(mask, img.shape[:2]), vgg16, weights)
+    crop = scores.get("crop")
+    if crop is None or chosen == "crop" or crop[2]["total"] <= after["total"]:
+        return True, f"auto: {chosen} reconstructed scores {after['total']:.1f}; kept"
+    return False, (
+        f"auto: {chosen} reconstructed scores {after['total']:.1f} (artifact "
+        f"{after['artifact']:.1f}) < crop {crop[2]['total']:.1f}, which needs no "
+        f"reconstruction: crop"
+    )
 
 
 def plan_for(cfg, image, size, mask, remove=None, operator=None) -> tuple[operators.Plan, str]:

@@ -5,11 +5,13 @@
   `match_template`), the template downscaled (aspect kept) only when it cannot fit.
   1 = the subject is in the output unchanged; squeezing, cutting or ghosting lower it.
 * `artifact_score`: blobs and ghosting are output content found nowhere in the
-  input. Both are low-passed (antialiased halving); every 8x8 patch of the output's
-  low-pass is matched to its nearest patch of the input's low-pass (or of the input
-  uniformly scaled to the output's size, so plain squeezing is not an artifact); the
-  score is the worst patch's RMS distance x 100 (pixels in [0, 1]). 0 = every part
-  of the output looks like some part of the input.
+  input. Both are low-passed (means of 2x2 blocks); every 8x8 patch of the output's
+  low-pass (every other position) is matched to its nearest patch of the input's
+  low-pass at every position, halved at both pixel phases of each axis (or of the
+  input uniformly scaled to the output's size, so plain squeezing is not an artifact),
+  so any copy of part of the input, at any offset, scores 0; the score is the worst
+  patch's RMS distance x 100 (pixels in [0, 1]). 0 = every part of the output looks
+  like some part of the input.
 * `bidirectional_scores`: completeness / coherence (Simakov et al.) in VGG-16 conv3_3
   feature space, 0-100, 100 = perfect.
 * `mask_box_agreement`: recall and precision of an importance mask against the box.
@@ -41,9 +43,16 @@ def subject_ncc(image: np.ndarray, box, out: np.ndarray) -> float:
 
 
 def _low_pass(image: np.ndarray) -> np.ndarray:
+    """Means of 2x2 blocks (a last odd row or column is dropped): a copy of the input at
+    an even offset has exactly the input's low-pass, shifted; images under 16 px on a
+    side are scaled to a patch instead."""
     h, w = image.shape[:2]
-    size = (max(_PATCH, h // 2), max(_PATCH, w // 2))
-    return np.asarray(operators.uniform_scale(jnp.asarray(image, jnp.float32)[None], size)[0])
+    if h < 2 * _PATCH or w < 2 * _PATCH:
+        size = (max(_PATCH, h // 2), max(_PATCH, w // 2))
+        return np.asarray(operators.uniform_scale(jnp.asarray(image, jnp.float32)[None], size)[0])
+    h2, w2 = h // 2, w // 2
+    blocks = np.asarray(image, np.float32)[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2, -1)
+    return blocks.mean(axis=(1, 3))
 
 
 def _patches(image: np.ndarray, stride: int) -> np.ndarray:
@@ -55,7 +64,10 @@ def artifact_score(image: np.ndarray, out: np.ndarray) -> float:
     """Worst output patch's distance to the input's patches (see module docstring)."""
     image, out = np.asarray(image, np.float32), np.asarray(out, np.float32)
     squeezed = np.asarray(operators.uniform_scale(jnp.asarray(image)[None], out.shape[:2])[0])
-    bank = np.concatenate([_patches(_low_pass(image), 2), _patches(_low_pass(squeezed), 2)])
+    # The input halved from its first and from its second row and column: a crop at an
+    # odd offset is halved on the other phase, and matches one of these exactly.
+    phases = [image[dy:, dx:] for dy in (0, 1) for dx in (0, 1)] + [squeezed]
+    bank = np.concatenate([_patches(_low_pass(x), 1) for x in phases])
     query = _patches(_low_pass(out), 2)
     bank, query = bank.astype(np.float64), query.astype(np.float64)
     sq_b, sq_q = np.sum(bank**2, 1), np.sum(query**2, 1)

@@ -63,3 +63,22 @@ def test_auto_keeps_the_candidate_with_the_best_total(vgg16):
     assert chosen == max(totals, key=totals.get)
     assert line.startswith(f"auto: {chosen} (score {totals[chosen]:.1f} = 0.5 x subject")
     assert len(plan) >= 1 and "\n" not in line
+
+
+def test_recheck_falls_back_to_a_crop_that_scores_more_than_the_reconstruction(vgg16):
+    import skimage.data
+
+    image = api.as_float_image(skimage.data.chelsea()[::4, ::4])  # 75x113, a tuning photo
+    mask = jnp.zeros((1, 5, 7)).at[0, 1:4, 2:5].set(1.0)
+    cfg = api.get_config()
+    result = image[:, 10:95]  # stands for a reconstructed 75x85 result
+    want = plans.score(image, result, plans.mask_box(mask, image.shape[:2]), vgg16, (1.0, 1.0))
+    for crop_total, keep in ((want["total"] + 1.0, False), (want["total"] - 1.0, True)):
+        scores = {"crop": ((), "", {"total": crop_total}), "multi": ((), "", {"total": 0.0})}
+        kept, line = plans.recheck(cfg, image, result, "multi", mask, scores, vgg16)
+        assert kept == keep
+        assert f"reconstructed scores {want['total']:.1f}" in line
+        assert line.endswith(": crop") != keep and "\n" not in line
+    # Nothing to fall back to: no crop among the candidates (a remove mask), or the crop won.
+    assert plans.recheck(cfg, image, result, "multi", mask, {}, vgg16)[0]
+    assert plans.recheck(cfg, image, result, "crop", mask, scores, vgg16)[0]

@@ -116,3 +116,31 @@ def test_a_bad_working_side_is_refused_in_one_sentence():
     cfg.work_side = 10
     with pytest.raises(ValueError, match=r"config.work_side must be 0 .* \[64, 4096\]"):
         api.check_config(cfg)
+
+
+def test_the_three_carries_by_hand():
+    # No stage (uniform scaling): the plan applied is a cubic resize. A 2x2 working
+    # result carried to 4x4. A constant photo makes every resize of it that constant,
+    # and the linear/cubic upsampling of a constant weight or change that constant.
+    photo = np.full((4, 4, 1), 0.5, np.float32)
+    work = np.full((2, 2, 1), 0.5, np.float32)
+    rec = np.full((2, 2, 1), 0.7, np.float32)
+    half = np.full((2, 2), 0.5, np.float32)
+    for mode in ("blend", "change", "detail"):
+        out = buckets.carry_to_full((), photo, (4, 4), work, rec, half, mode)
+        # blend: 0.5 + (0.7 - 0.5) * 0.5; change: 0.5 + (0.7 - 0.5) * 0.5 upsampled;
+        # detail: 0.5 + (0.7 - resize(0.5)) * 0.5 upsampled. All 0.6.
+        np.testing.assert_allclose(out, 0.6, atol=1e-6, err_msg=mode)
+    # Where the work image differs from the full photo brought down, change and detail
+    # part: detail's reference is the full photo's own copy, not work.
+    other_work = np.full((2, 2, 1), 0.4, np.float32)
+    change = buckets.carry_to_full((), photo, (4, 4), other_work, rec, half, "change")
+    detail = buckets.carry_to_full((), photo, (4, 4), other_work, rec, half, "detail")
+    np.testing.assert_allclose(change, 0.5 + 0.3 * 0.5, atol=1e-6)
+    np.testing.assert_allclose(detail, 0.6, atol=1e-6)
+    # A zero weight leaves the photo's pixels, bit for bit, in every mode.
+    rng = np.random.default_rng(0)
+    photo = rng.random((4, 4, 3), dtype=np.float32)
+    for mode in ("blend", "change", "detail"):
+        out = buckets.carry_to_full((), photo, (4, 4), work, rec, np.zeros((2, 2)), mode)
+        np.testing.assert_array_equal(out, photo)

@@ -57,6 +57,14 @@ def test_identical_output_has_no_artifact():
     assert quality.artifact_score(image, image) == pytest.approx(0.0, abs=1e-3)
 
 
+def test_a_copied_part_of_the_input_has_no_artifact_at_any_offset():
+    # A crop's patches are the input's at an offset: of either parity, on either axis.
+    image = _photo((48, 64), seed=5)
+    for dy, dx in [(0, 0), (0, 13), (7, 0), (5, 26), (3, 11)]:
+        out = image[dy : dy + 40, dx : dx + 37]
+        assert quality.artifact_score(image, out) == pytest.approx(0.0, abs=1e-3), (dy, dx)
+
+
 @pytest.mark.parametrize("blob_value", [1.0, 0.8])
 def test_planted_blob_raises_the_artifact_score_by_its_contrast(blob_value):
     # A flat grey photo (0.5) and the same photo with a 32 x 32 blob. The input's
