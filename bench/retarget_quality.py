@@ -36,7 +36,16 @@ import seam_carving
 from absl import app, flags
 from PIL import Image
 
-from learned_resize.retarget import api, operators, photos, quality, report, weights
+from learned_resize.retarget import (
+    api,
+    operators,
+    photos,
+    plans,
+    quality,
+    report,
+    validation,
+    weights,
+)
 from learned_resize.runtime import cli, errors
 
 METRICS = ("subject", "artifact", "complete", "coherent")
@@ -98,7 +107,7 @@ def _keys(node, prefix: str = "") -> list[str]:
 
 def make_config(overrides: dict):
     """The defaults with overrides; UserError for an unknown key, TypeError for a value of
-    the wrong type, ValueError (api.check_config) for a bad one."""
+    the wrong type, ValueError (validation.check_config) for a bad one."""
     cfg = api.get_config()
     known = _keys(cfg)
     for key, value in overrides.items():
@@ -111,7 +120,7 @@ def make_config(overrides: dict):
         for p in parents:
             node = node[p]
         node[leaf] = value
-    api.check_config(cfg)
+    validation.check_config(cfg)
     return cfg
 
 
@@ -153,7 +162,7 @@ def tune_mask(names, ratios, width, vgg19, thresholds=(0.35, 0.4, 0.5)):
             ncc = []
             for ratio in ratios:
                 size = (height, round(ratio * width))
-                plan, _ = api.make_plan("seam", image, size, mask, cfg.plan_stride, fallback=True)
+                plan, _ = plans.make_plan("seam", image, size, mask, cfg.plan_stride, fallback=True)
                 out = np.asarray(operators.apply_plan(plan, image[None], size)[0])
                 ncc.append(100 * quality.subject_ncc(np.asarray(image), box, out))
             rows[t].append((r, p, 5 * r * p / max(1e-9, 4 * p + r), *ncc))

@@ -23,7 +23,7 @@ neighbour, with a one-line note); any other size is refused.
 Nothing the user owns is overwritten: an output (or its comparison image) that is an
 input (--image, --protect, --remove; by any spelling, symlink or hard link) is refused,
 and so is an existing file unless `--overwrite` is given (an input never is replaced,
-even then). Every refusal, like every bad setting (`api.check_config`), size or output
+even then). Every refusal, like every bad setting (`validation.check_config`), size or output
 suffix, is one `error:` line and exit status 1, before any weights load or anything
 compiles.
 
@@ -44,7 +44,7 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
-from learned_resize.retarget import api, image_io, report
+from learned_resize.retarget import api, image_io, report, validation
 from learned_resize.runtime import cli, no_overwrite
 
 _IMAGE = flags.DEFINE_string("image", None, "Input photo (PNG, JPEG...); default: astronaut.")
@@ -181,7 +181,7 @@ def run(
     load and anything compiles; images in one size bucket share one compilation.
     """
     start = time.perf_counter()
-    api.check_config(config)
+    validation.check_config(config)
     pairs = jobs(argv_image, out)
     check_writes(pairs, write_comparison, argv_image, masks, overwrite)
     todo = []

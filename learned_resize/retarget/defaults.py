@@ -6,8 +6,9 @@ earlier on the astronaut, the 'multi' operator's crop_fraction. Set a priori, no
 tuned: reconstruction down to conv4_1 (the paper reconstructs from deep layers), rtol
 1e-3 and the (40, 20) caps. The held-out photos never choose a default.
 
-`api.check_config` checks every field (choices, ranges, one iteration cap per scale)
-before any weights load, so an absurd override is one error line, not a crash later.
+`validation.check_config` checks every field (choices, ranges, one iteration cap per
+scale) before any weights load, so an absurd override is one error line, not a crash
+later.
 """
 
 import ml_collections

@@ -18,7 +18,7 @@ import skimage.data
 from PIL import Image
 
 from learned_resize.retarget import __main__ as cli
-from learned_resize.retarget import api, image_io
+from learned_resize.retarget import api, image_io, validation
 from learned_resize.runtime import no_overwrite
 from tests.helpers import stand_in_vgg
 
@@ -185,18 +185,18 @@ def test_check_config_refuses(setting, words):
     with cfg.ignore_type(), parent.ignore_type():
         parent[field] = _value(value)
     with pytest.raises(ValueError, match=None) as info:
-        api.check_config(cfg)
+        validation.check_config(cfg)
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
 def test_default_and_stand_in_configs_pass():
-    api.check_config(api.get_config())
-    api.check_config(stand_in_vgg.small_config(api))
+    validation.check_config(api.get_config())
+    validation.check_config(stand_in_vgg.small_config(api))
     cfg = api.get_config()
     with cfg.ignore_type():
         cfg.iterations = (40, True)  # a bool is no iteration count
     with pytest.raises(ValueError, match="config.iterations"):
-        api.check_config(cfg)
+        validation.check_config(cfg)
 
 
 def test_mask_of_the_photos_aspect_ratio_is_resized_with_a_note(tmp_path):

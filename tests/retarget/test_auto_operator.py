@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learned_resize.retarget import api, buckets, plans, quality
+from learned_resize.retarget import api, buckets, plans, quality, validation
 
 
 def test_candidates_by_hand():
@@ -25,10 +25,10 @@ def test_auto_weights_are_checked_in_one_sentence():
     cfg = api.get_config()
     cfg.auto_weights = (1.0,)
     with pytest.raises(ValueError, match="config.auto_weights must be two finite numbers"):
-        api.check_config(cfg)
+        validation.check_config(cfg)
     cfg = api.get_config()
     cfg.operator = "auto"
-    api.check_config(cfg)  # a known operator
+    validation.check_config(cfg)  # a known operator
 
 
 @pytest.fixture(scope="module")

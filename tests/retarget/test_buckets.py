@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax import monitoring
 
-from learned_resize.retarget import api, buckets
+from learned_resize.retarget import api, buckets, validation
 from tests.helpers.stand_in_vgg import nets, small_config
 
 _COMPILES = []
@@ -88,7 +88,7 @@ def test_bad_bucket_is_refused_with_one_sentence(bucket):
     with cfg.ignore_type():  # the command line's parser refuses other types itself
         cfg.bucket = bucket
     with pytest.raises(ValueError, match="config.bucket must be a whole number"):
-        api.check_config(cfg)
+        validation.check_config(cfg)
 
 
 def test_cli_refuses_a_bad_bucket_in_one_line(tmp_path):

@@ -8,7 +8,7 @@ source column) against numpy, not against the code's own index arithmetic.
 import numpy as np
 import pytest
 
-from learned_resize.retarget import api, buckets
+from learned_resize.retarget import api, buckets, validation
 from tests.helpers.stand_in_vgg import nets, small_config
 
 FULL = (1500, 2000)  # h, w: a large synthetic photo (a 12-megapixel one is in the bench)
@@ -115,7 +115,7 @@ def test_a_bad_working_side_is_refused_in_one_sentence():
     cfg = api.get_config()
     cfg.work_side = 10
     with pytest.raises(ValueError, match=r"config.work_side must be 0 .* \[64, 4096\]"):
-        api.check_config(cfg)
+        validation.check_config(cfg)
 
 
 def test_the_three_carries_by_hand():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from learned_resize.retarget import __main__ as cli
-from learned_resize.retarget import api, multi, operators
+from learned_resize.retarget import api, multi, operators, plans
 
 
 def _image(h, w, seed=0):
@@ -107,11 +107,11 @@ def test_the_masked_subject_is_kept_pixel_for_pixel():
 def test_remove_and_bad_values():
     image, mask = _image(16, 32, 7), jnp.zeros((1, 16, 32))
     remove = jnp.zeros((16, 32)).at[:, 4:8].set(1.0)
-    plan, _ = api.make_plan("multi", image, (16, 24), mask, 1, fallback=True, remove=remove)
+    plan, _ = plans.make_plan("multi", image, (16, 24), mask, 1, fallback=True, remove=remove)
     cols = np.round(np.asarray(plan[0].coords) * 32 - 0.5).astype(int)
     assert not np.isin(cols, np.arange(4, 8)).any()  # the object is gone from every row
     with pytest.raises(ValueError, match="multi or config.operator=seam"):
-        api.make_plan("crop", image, (16, 24), mask, remove=remove)
+        plans.make_plan("crop", image, (16, 24), mask, remove=remove)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         multi.multi_plan(image, (16, 24), None, crop_fraction=1.5)
     cfg = api.get_config()

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learned_resize.retarget import api, operators, plans
+from learned_resize.retarget import api, operators, plans, validation
 from tests.helpers import stand_in_vgg
 
 
@@ -21,7 +21,7 @@ def _photo(shape=(48, 64), seed=0):
 def _noise_start(image, size, seed=0, out=None):
     cfg = api.get_config()
     cfg.init, cfg.noise_seed = "noise", seed
-    api.check_config(cfg)
+    validation.check_config(cfg)
     scaled = operators.uniform_scale(jnp.asarray(image)[None], size)
     return np.asarray(api.initial_image(cfg, (), jnp.asarray(image), scaled, out, None))
 
@@ -73,7 +73,7 @@ def test_bad_settings_are_one_sentence(key, value, fragment):
     cfg = api.get_config()
     cfg[key] = value
     with pytest.raises(ValueError, match=fragment):
-        api.check_config(cfg)
+        validation.check_config(cfg)
 
 
 def test_config_energy_reaches_the_seam_plan():

@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from learned_resize.models.cpu import winograd
-from learned_resize.retarget import api, operators, vgg
+from learned_resize.retarget import api, operators, validation, vgg
 
 
 def _numpy_conv(x, kernel):
@@ -68,4 +68,4 @@ def test_bad_winograd_min_pixels_is_refused_in_one_sentence(value):
     with cfg.ignore_type():
         cfg.winograd_min_pixels = value
     with pytest.raises(ValueError, match="config.winograd_min_pixels must be a whole number"):
-        api.check_config(cfg)
+        validation.check_config(cfg)
