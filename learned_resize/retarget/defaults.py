@@ -31,10 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
     # 'multi' only: share of each shrinking axis' reduction taken by the crop (0 = seams
     # only, 1 = crop only). 0.75 was chosen on scikit-image's tuning photos only:
     # `bench/retarget_crop_scan.py --plan_only` (mean subject NCC / artifact over the 4
-    # photos, at 3/4 and 1/2 width) gave 98.9/11.9 and 85.5/14.7 at 0, 99.4/11.2 and
-    # 88.7/14.1 at 0.25, 99.7/8.9 and 89.4/12.9 at 0.5, 99.9/7.6 and 89.8/11.3 at 0.75;
-    # the full method (no --plan_only) 99.0/10.1 and 86.2/12.2, 99.3/9.4 and 88.9/11.6,
-    # 99.6/8.3 and 89.5/11.0, 99.8/7.8 and 89.7/10.3: 0.75 is best on all four.
+    # photos, at 3/4 and 1/2 width) gave 98.9/12.1 and 85.5/15.7 at 0, 99.4/11.5 and
+    # 88.7/15.3 at 0.25, 99.7/9.8 and 89.4/13.6 at 0.5, 99.9/8.4 and 89.8/11.3 at 0.75;
+    # the full method (no --plan_only) 99.2/11.0 and 86.8/13.6, 99.5/8.7 and 89.5/12.5,
+    # 99.7/9.2 and 90.0/12.1, 99.8/8.1 and 90.3/10.1: 0.75 is best on all four.
     c.crop_fraction = 0.75
     # Size buckets (`buckets.py`): the work is done on the photo with its sides rounded to
     # the nearest multiple of this many px (and the output likewise), and the result is
@@ -55,7 +55,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.blend_margin = 8
     # How a reconstruction at the working size reaches the full-size output (`buckets.
     # carry_to_full`): 'change' adds its change to the full-size copy of the plan,
-    # 'blend' blends in the reconstruction itself, upsampled.
+    # 'blend' blends in the reconstruction itself, upsampled, 'detail' takes the coarse
+    # content from the reconstruction and the fine detail from the copy. 'change' was
+    # set a priori; on the tuning photos at 512 px it ties 'detail' and beats 'blend'
+    # (docs/retargeting.md, "How the reconstruction is carried up").
     c.carry = "change"
     # operator='auto' scores each candidate plan by subject_w x subject NCC (of the
     # mask's box) + completeness + coherence - artifact_w x artifact (`plans.score`):
