@@ -216,10 +216,12 @@ def run(
         save(result.image, out_path, image_io.is_gray(image))
         iters = "+".join(str(s.iterations) for s in result.solves)
         evals = sum(s.evaluations for s in result.solves)
-        print(
-            f"wrote {out_path} in {result.seconds:.1f} s "
-            f"({iters} L-BFGS iterations, {evals} evaluations)"
+        how = (
+            f"{iters} L-BFGS iterations, {evals} evaluations"
+            if result.solves
+            else "nothing reconstructed: the plan copies every pixel"
         )
+        print(f"wrote {out_path} in {result.seconds:.1f} s ({how})")
         if write_comparison:
             columns = report.baselines(image, size)
             columns["ours"] = np.asarray(result.image)

@@ -1,6 +1,7 @@
 """Reconstruction loss and L-BFGS on problems with known optima; the API and CLI checks."""
 
 import functools
+import re
 import subprocess
 import sys
 
@@ -377,7 +378,17 @@ def test_cli_end_to_end_with_real_weights(tmp_path):
     assert "-> 80x75 (multi," in proc.stdout  # the default operator
     assert Image.open(tmp_path / "out_comparison.png").size[1] == 75 + 16
     assert "total time" in proc.stdout
+    assert re.search(r"wrote .*out\.png in [0-9.]+ s \(3\+2 L-BFGS iterations", proc.stdout)
     _assert_retargeted(Image.open(photo), Image.open(out))
+    # A crop reconstructs nothing, and the line says so; the pixels are the photo's.
+    crop = tmp_path / "crop.png"
+    cmd = [*cmd[:5], f"--out={crop}", "--config.operator=crop", "--nocomparison"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "(nothing reconstructed: the plan copies every pixel)" in proc.stdout
+    source = np.asarray(Image.open(photo))
+    offset = (source.shape[1] - 80) // 2
+    np.testing.assert_array_equal(np.asarray(Image.open(crop)), source[:, offset : offset + 80])
 
 
 def _assert_retargeted(source, result):
