@@ -280,19 +280,6 @@ def _head_pointwise_bwd(residuals, g):
 _head_pointwise.defvjp(_head_pointwise_fwd, _head_pointwise_bwd)
 
 
-def _pointwise_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
-    """`conv(x)` for a 1x1, stride-1 nnx.Conv, as a matmul over the channel axis."""
-    kernel = conv.kernel[...]
-    bias = conv.bias[...] if conv.bias is not None else None
-    x, kernel, bias = conv.promote_dtype((x, kernel, bias), dtype=conv.dtype)
-    kernel = kernel.reshape(kernel.shape[-2:])
-    # A 2-D matmul: XLA:CPU runs it and its gradients faster than the same einsum
-    # over [N, H, W, C] (bench/resizer.py).
-    y = jnp.matmul(x.reshape(-1, x.shape[-1]), kernel, precision=conv.precision)
-    y = y.reshape(*x.shape[:-1], kernel.shape[-1])
-    return y if bias is None else y + bias
-
-
 def _conv_to_few_channels(conv: nnx.Conv, x: jax.Array) -> jax.Array:
     """`conv(x)` for a stride-1 'SAME' nnx.Conv with few output channels (out_conv).
 

@@ -30,6 +30,11 @@ def _is_sequence(value) -> bool:
     return isinstance(value, (tuple, list))
 
 
+def _is_sequence_of(values, count: int, ok) -> bool:
+    """values is a tuple or list of exactly count items, each passing ok."""
+    return _is_sequence(values) and len(values) == count and all(ok(v) for v in values)
+
+
 def _check_choice(cfg, name: str, choices) -> None:
     value = cfg.get(name, choices[0])
     if value not in choices:
@@ -42,11 +47,7 @@ def _check_layers(cfg, layers: str, weights: str, allow_empty: bool) -> None:
         raise ValueError(f"config.{layers} must be a tuple of layer names, got {names!r}.")
     if not names and not allow_empty:
         raise ValueError(f"config.{layers} must name at least one layer.")
-    if (
-        not _is_sequence(values)
-        or len(values) != len(names)
-        or not all(_is_number(v, 0.0) for v in values)
-    ):
+    if not _is_sequence_of(values, len(names), lambda v: _is_number(v, 0.0)):
         raise ValueError(
             f"config.{weights} must be {len(names)} finite number(s) >= 0, one per layer of "
             f"config.{layers}, got {values!r}."
@@ -84,11 +85,7 @@ def check_config(cfg) -> None:
             f"config.carry must be one of {', '.join(buckets.CARRIES)}, got {cfg.carry!r}."
         )
     auto_weights = cfg.get("auto_weights", (1.0, 1.0))
-    if (
-        not _is_sequence(auto_weights)
-        or len(auto_weights) != 2
-        or not all(_is_number(v, 0.0) for v in auto_weights)
-    ):
+    if not _is_sequence_of(auto_weights, 2, lambda v: _is_number(v, 0.0)):
         raise ValueError(
             f"config.auto_weights must be two finite numbers >= 0 (subject, artifact), "
             f"got {auto_weights!r}."
@@ -105,11 +102,7 @@ def check_config(cfg) -> None:
             f"config.scales must be one or more fractions of the output size in (0, 1], "
             f"e.g. (0.5, 1.0), got {scales!r}."
         )
-    if (
-        not _is_sequence(iterations)
-        or len(iterations) != len(scales)
-        or not all(_is_whole(n, 1) for n in iterations)
-    ):
+    if not _is_sequence_of(iterations, len(scales), lambda n: _is_whole(n, 1)):
         raise ValueError(
             f"config.iterations must be {len(scales)} whole number(s) >= 1, one per scale of "
             f"config.scales={tuple(scales)}, got {iterations!r}."
