@@ -13,7 +13,8 @@
   patch's RMS distance x 100 (pixels in [0, 1]). 0 = every part of the output looks
   like some part of the input.
 * `bidirectional_scores`: completeness / coherence (Simakov et al.) in VGG-16 conv3_3
-  feature space, 0-100, 100 = perfect.
+  feature space, 0-100, 100 = perfect; the input's features are taken at every phase
+  of conv3_3's 4-px grid, so a crop at any offset is as coherent as one on the grid.
 * `mask_box_agreement`: recall and precision of an importance mask against the box.
 """
 
@@ -27,6 +28,7 @@ from learned_resize.retarget import mask as mask_lib
 
 _SCORE_LAYER = "conv3_3"
 _PATCH = 8
+_GRID = 4  # conv3_3's stride in input pixels
 
 
 def subject_ncc(image: np.ndarray, box, out: np.ndarray) -> float:
@@ -80,19 +82,62 @@ def artifact_score(image: np.ndarray, out: np.ndarray) -> float:
     return float(100.0 * rms.max())
 
 
-def _features(vgg16, image: np.ndarray) -> np.ndarray:
-    x = jnp.asarray(image, jnp.float32)[None]
-    return np.asarray(api.features(vgg16, x, (_SCORE_LAYER,))[_SCORE_LAYER][0])
+def _features(vgg16, images: np.ndarray) -> np.ndarray:
+    x = jnp.asarray(images, jnp.float32)
+    return np.asarray(api.features(vgg16, x, (_SCORE_LAYER,))[_SCORE_LAYER])
+
+
+def _phase_features(vgg16, image: np.ndarray, shift_y: bool, shift_x: bool) -> list:
+    """conv3_3 features of image [H, W, 3] and of its copies shifted by 1-3 px on the
+    axes asked for: conv3_3 sits on a 4-px grid (two 2x2 max-pools), so content moved by
+    a retargeting (a crop, a seam) lands on another phase of that grid. The unshifted
+    features come first, [h, w, C]; each shifted copy drops the same 3 px per shifted
+    axis, so they are computed in one batch and may have a row or column fewer."""
+    feats = [_features(vgg16, image[None])[0]]
+    shifts = [
+        (dy, dx)
+        for dy in (range(_GRID) if shift_y else (0,))
+        for dx in (range(_GRID) if shift_x else (0,))
+        if (dy, dx) != (0, 0)
+    ]
+    if shifts:
+        h, w = image.shape[0] - (_GRID - 1) * shift_y, image.shape[1] - (_GRID - 1) * shift_x
+        batch = np.stack([image[dy : dy + h, dx : dx + w] for dy, dx in shifts])
+        feats += list(_features(vgg16, batch))
+    return feats
 
 
 def bidirectional_scores(vgg16, image: np.ndarray, out: np.ndarray) -> tuple[float, float]:
-    """(complete, coherent), 0-100, of out against image in VGG-16 conv3_3 space."""
-    f_in = _features(vgg16, image).reshape(-1, 256).astype(np.float64)
-    f_out = _features(vgg16, out).reshape(-1, 256).astype(np.float64)
-    sq_in, sq_out = np.sum(f_in**2, 1), np.sum(f_out**2, 1)
-    dist = np.maximum(sq_in[:, None] + sq_out[None, :] - 2.0 * f_in @ f_out.T, 0.0)
-    complete = 1.0 - dist.min(axis=1).mean() / sq_in.mean()
-    coherent = 1.0 - dist.min(axis=0).mean() / sq_out.mean()
+    """(complete, coherent), 0-100, of out against image in VGG-16 conv3_3 space.
+
+    coherent: how near each output feature is to the input's features, taken at every
+    phase of conv3_3's 4-px grid on the axes whose size changed (so a crop at any offset
+    is as coherent as one on the grid); complete: how near each input feature is to
+    the output's, the nearest of the input's phases at each grid cell. Both are 1 - mean
+    squared distance / mean squared norm, x 100.
+    """
+    image, out = np.asarray(image, np.float32), np.asarray(out, np.float32)
+    phases = _phase_features(
+        vgg16, image, image.shape[0] != out.shape[0], image.shape[1] != out.shape[1]
+    )
+    f_out = _features(vgg16, out[None])[0].reshape(-1, phases[0].shape[-1])
+    f_out = f_out.astype(np.float64)
+    sq_out = np.sum(f_out**2, 1)
+    nearest_out = np.full(len(f_out), np.inf)  # each output feature's nearest input one
+    h, w = phases[0].shape[:2]
+    nearest_in = np.full((h, w), np.inf)  # each input cell's nearest output feature
+    for f in phases:
+        flat = f.reshape(-1, f.shape[-1]).astype(np.float64)
+        dist = np.sum(flat**2, 1)[:, None] + sq_out[None, :] - 2.0 * flat @ f_out.T
+        dist = np.maximum(dist, 0.0)
+        nearest_out = np.minimum(nearest_out, dist.min(axis=0))
+        cells = dist.min(axis=1).reshape(f.shape[:2])
+        nearest_in[: cells.shape[0], : cells.shape[1]] = np.minimum(
+            nearest_in[: cells.shape[0], : cells.shape[1]], cells
+        )
+    sq_in = np.sum(phases[0].astype(np.float64) ** 2, -1)
+    complete = 1.0 - nearest_in.mean() / sq_in.mean()
+    coherent = 1.0 - nearest_out.mean() / sq_out.mean()
     return 100.0 * max(0.0, complete), 100.0 * max(0.0, coherent)
 
 

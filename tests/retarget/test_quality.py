@@ -109,19 +109,78 @@ def test_identical_images_are_complete_and_coherent():
     assert coherent == pytest.approx(100.0, abs=1e-3)
 
 
-def test_crop_is_coherent_but_incomplete_by_the_numpy_amount():
-    net = _Pointwise()
-    rng = np.random.default_rng(6)
-    image = rng.random((12, 16, 3)).astype(np.float32)
-    image[:, 8:] = 1.0 - 0.3 * image[:, 8:]  # a bright right half, unlike the left
-    out = image[:, :8]  # a crop: every output feature exists in the input, not vice versa
-    f_in, f_out = _numpy_features(net, image), _numpy_features(net, out)
-    dist = ((f_in[:, None, :] - f_out[None, :, :]) ** 2).sum(-1)  # brute force
-    expected_complete = 100.0 * (1.0 - dist.min(1).mean() / (f_in**2).sum(1).mean())
-    assert 90.0 < expected_complete < 99.8  # what the crop lost shows
+class _Pooled(_Pointwise):
+    """A stand-in on conv3_3's 4-px grid: _Pointwise of the first pixel of each whole
+    4x4 cell."""
+
+    def __call__(self, x, layers):
+        n, h, w, c = x.shape
+        return super().__call__(x[:, : h // 4 * 4 : 4, : w // 4 * 4 : 4], layers)
+
+
+def _brute_force(net, image, out):
+    """(complete, coherent) by loops over every 4x4 cell of image at each x offset 0-3."""
+
+    def cell(img, i, x):
+        return _numpy_features(net, img[4 * i, x])[0]
+
+    rows, cols = image.shape[0] // 4, image.shape[1] // 4
+    f_out = np.array(
+        [cell(out, i, 4 * j) for i in range(out.shape[0] // 4) for j in range(out.shape[1] // 4)]
+    )
+    # Input cell (i, j) at offset dx covers columns 4j+dx .. 4j+dx+3, if inside the image.
+    f_in = {
+        (i, j, dx): cell(image, i, 4 * j + dx)
+        for i in range(rows)
+        for j in range(cols)
+        for dx in range(4)
+        if 4 * j + dx + 4 <= image.shape[1]
+    }
+    near_out = [min(((f - g) ** 2).sum() for g in f_in.values()) for f in f_out]
+    near_in = [
+        min(((f_in[i, j, dx] - f_out) ** 2).sum(1).min() for dx in range(4) if (i, j, dx) in f_in)
+        for i in range(rows)
+        for j in range(cols)
+    ]
+    sq_in = np.mean([(f_in[i, j, 0] ** 2).sum() for i in range(rows) for j in range(cols)])
+    sq_out = (f_out**2).sum(1).mean()
+    return 100.0 * (1.0 - np.mean(near_in) / sq_in), 100.0 * (1.0 - np.mean(near_out) / sq_out)
+
+
+def test_a_crop_at_any_offset_is_coherent_on_a_4_px_grid():
+    # Off the grid, the crop's cells are the input's cells at another offset: found only
+    # because the input is also taken shifted by 1-3 px.
+    net = _Pooled()
+    rng = np.random.default_rng(8)
+    image = rng.random((16, 48, 3)).astype(np.float32)
+    image[:, :24] *= 0.4  # a dark left half, a bright right half
+    image[:, 24:] = 1.0 - 0.3 * image[:, 24:]
+    for dx in (0, 1, 2, 3, 7):
+        out = image[:, dx : dx + 20]
+        complete, coherent = quality.bidirectional_scores(net, image, out)
+        expected_complete, expected_coherent = _brute_force(net, image, out)
+        assert expected_coherent == pytest.approx(100.0, abs=1e-6)
+        assert 40.0 < expected_complete < 99.0  # what the crop lost shows
+        assert coherent == pytest.approx(100.0, abs=1e-3), dx
+        assert complete == pytest.approx(expected_complete, abs=1e-2), dx
+    # Taken only on the grid, as before, the crop at offset 2 is not coherent (95.3).
+    out = image[:, 2:22]
+    f_in = _Pooled.__call__(net, jnp.asarray(image)[None], ["x"])["x"].reshape(-1, 256)
+    f_out = _Pooled.__call__(net, jnp.asarray(out)[None], ["x"])["x"].reshape(-1, 256)
+    dist = ((np.asarray(f_in)[:, None] - np.asarray(f_out)[None]) ** 2).sum(-1)
+    assert 100.0 * (1.0 - dist.min(0).mean() / (np.asarray(f_out) ** 2).sum(1).mean()) < 98.0
+
+
+def test_an_output_not_found_in_the_input_matches_the_brute_force():
+    net = _Pooled()
+    rng = np.random.default_rng(9)
+    image = 0.4 * rng.random((16, 40, 3)).astype(np.float32)  # dark
+    bright = 1.0 - 0.3 * rng.random((16, 12, 3)).astype(np.float32)
+    out = np.concatenate([image[:, 3:15], bright], 1)  # part copied, part new
     complete, coherent = quality.bidirectional_scores(net, image, out)
-    assert coherent == pytest.approx(100.0, abs=1e-3)
-    assert complete == pytest.approx(expected_complete, abs=1e-2)
+    expected = _brute_force(net, image, out)
+    assert expected[0] < 99.5 and 0.0 < expected[1] < 80.0  # the bright half is new
+    assert (complete, coherent) == pytest.approx(expected, abs=1e-2)
 
 
 # ----------------------------------------------------------------------------- mask agreement
