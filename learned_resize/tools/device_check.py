@@ -17,10 +17,10 @@ them), one row per check, printed as one table and written as JSON to `--out`:
   resnet50    the `learned` stage of `configs/imagenet.py:resnet50` (resizer 448 -> 224,
               ResNet-50, bf16 compute): the trainer's train step on a fixed random uint8
               batch, at the largest batch that fits (from `--start_batch`, halved on
-              RESOURCE_EXHAUSTED). images/s, XLA's FLOPs of the step and MFU against the
-              chip's peak dense bf16 FLOP/s (`chips.py`; unknown chips get the achieved
-              FLOP/s only). XLA counts the FLOPs of the program one device runs, so MFU is
-              per-chip FLOP/s over the per-chip peak.
+              RESOURCE_EXHAUSTED; `step_speed.py`). images/s, XLA's FLOPs of the step and
+              MFU against the chip's peak dense bf16 FLOP/s (`chips.py`; unknown chips get
+              the achieved FLOP/s only). XLA counts the FLOPs of the program one device
+              runs, so MFU is per-chip FLOP/s over the per-chip peak.
   retarget    `learned_resize.retarget.api.retarget` of scikit-image's astronaut at
               `--photo_px` to 3/4 of its width with the default settings: the first call
               (compiles included) and a second one. Needs the VGG weight cache.
@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags
 
 from learned_resize.runtime import cli
-from learned_resize.tools import chips
+from learned_resize.tools import step_speed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIR = os.path.join(REPO, "configs")  # the checkout's config files
@@ -256,113 +256,11 @@ def resnet50_config(batch: int, input_px: int | None = None, output_px: int | No
     return config
 
 
-def random_batch(config, seed: int = 0) -> dict:
-    """A fixed random uint8 batch of the config's input size (as bench/train_step.py)."""
-    rng = np.random.default_rng(seed)
-    size, n = tuple(config.input_size), config.batch_size
-    return {
-        "image": rng.integers(0, 256, (n, *size, config.data.channels), np.uint8),
-        "label": rng.integers(0, config.data.num_classes, n, np.int32),
-        "skipped": np.zeros(n, np.int32),
-    }
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    text = str(error).lower()
-    return any(s in text for s in ("resource_exhausted", "resource exhausted", "out of memory"))
-
-
-def largest_batch(try_batch, start: int, multiple: int = 1):
-    """`(batch, try_batch(batch))` for the first of start, start/2, ... (kept a multiple of
-    `multiple`) whose `try_batch` does not run out of device memory; other errors propagate.
-
-    Raises:
-      MemoryError: even `multiple` (one image per device) does not fit.
-    """
-    batch = max(multiple, start // multiple * multiple)
-    while True:
-        try:
-            return batch, try_batch(batch)
-        except Exception as e:
-            if not is_out_of_memory(e) or batch <= multiple:
-                if is_out_of_memory(e):
-                    raise MemoryError(f"batch {batch} does not fit: {str(e)[:200]}") from e
-                raise
-            batch = max(multiple, batch // 2 // multiple * multiple)
-
-
-class CompiledStep:
-    """The trainer's train step for one config, compiled, with its state and batch."""
-
-    def __init__(self, config, mesh):
-        import jax
-
-        from learned_resize import steps as steps_lib
-        from learned_resize.runtime import compiled_stats
-        from learned_resize.runtime import mesh as mesh_lib
-
-        trainer = steps_lib.Steps(config, mesh, steps_per_epoch=1000, num_steps=10_000)
-        self.state, self.rest = trainer.init(jax.random.key(0))
-        self.batch = mesh_lib.global_batch(random_batch(config), mesh)
-        self.step = trainer.train_step.lower(self.state, self.batch, self.rest).compile()
-        self.flops = compiled_stats.xla_flops(self.step)
-        self.run(1)  # runs out of memory here rather than in the timing
-
-    def run(self, steps: int) -> float:
-        """Seconds for `steps` steps, blocking on the last."""
-        import jax
-
-        start = time.perf_counter()
-        for _ in range(steps):
-            self.state, metrics = self.step(self.state, self.batch, self.rest)
-        jax.block_until_ready(metrics["loss"])
-        return time.perf_counter() - start
-
-
 def check_resnet50(start_batch: int, steps: int, input_px=None, output_px=None) -> Row:
     _require("ml_collections", ML_COLLECTIONS)
-    import gc
-
-    import jax
-
-    from learned_resize.runtime import mesh as mesh_lib
-
-    mesh = mesh_lib.create_mesh()
-    devices = jax.device_count()
-
-    def attempt(batch):
-        gc.collect()  # the failed attempt's buffers
-        return CompiledStep(resnet50_config(batch, input_px, output_px), mesh)
-
-    batch, step = largest_batch(attempt, start_batch, devices)
-    config = resnet50_config(batch, input_px, output_px)
-    step.run(2)  # warm-up
-    seconds = step.run(steps) / steps
-    kind = jax.devices()[0].device_kind
-    achieved = step.flops / seconds  # per device: XLA's count is of one device's program
-    peak = chips.peak_bf16(kind)
-    size_in, size_out = config.input_size[0], config.resizer.output_size[0]
-    values = {
-        "batch": batch,
-        "devices": devices,
-        "input_px": size_in,
-        "output_px": size_out,
-        "step_seconds": seconds,
-        "images_per_s": batch / seconds,
-        "step_flops_per_device": step.flops,
-        "achieved_flops_per_device": achieved,
-        "peak_bf16_flops_per_device": peak,
-        "mfu": achieved / peak if peak else None,
-    }
-    summary = (
-        f"{size_in}->{size_out} px, batch {batch} on {devices} device(s): "
-        f"{batch / seconds:.1f} images/s, {seconds * 1e3:.1f} ms/step, "
-        f"{step.flops / 1e9:.4g} GFLOP/step/device, {achieved / 1e12:.3g} TFLOP/s/device"
+    values, summary = step_speed.measure(
+        lambda batch: resnet50_config(batch, input_px, output_px), start_batch, steps
     )
-    if peak:
-        summary += f" = {achieved / peak:.1%} MFU of {peak / 1e12:.0f} TFLOP/s ({kind})"
-    else:
-        summary += f" (no peak figure for {kind!r}: MFU not computed)"
     return Row("resnet50", "ok", summary, values)
 
 

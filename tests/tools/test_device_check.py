@@ -144,30 +144,6 @@ def test_without_ml_collections_the_rows_that_need_it_are_skipped(tmp_path):
         )
 
 
-def test_largest_batch_halves_on_out_of_memory_only():
-    tried = []
-
-    def fits_64(batch):
-        tried.append(batch)
-        if batch > 64:
-            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate")
-        return f"step at {batch}"
-
-    assert device_check.largest_batch(fits_64, 256, multiple=8) == (64, "step at 64")
-    assert tried == [256, 128, 64]
-    tried.clear()
-    assert device_check.largest_batch(fits_64, 100, multiple=8)[0] == 48  # 96, 48
-    assert tried == [96, 48]
-    with pytest.raises(MemoryError, match="batch 8 does not fit"):
-        device_check.largest_batch(lambda b: fits_64(b * 100), 32, multiple=8)
-
-    def broken(batch):
-        raise ValueError("not a memory error")
-
-    with pytest.raises(ValueError, match="not a memory error"):
-        device_check.largest_batch(broken, 256)
-
-
 @pytest.mark.parametrize(
     "args, message",
     [
