@@ -84,11 +84,12 @@ def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """x [H, W] or [H, W, C] resized to size (h, w) with `resize_matrix` on each axis (float32)."""
+def resize(x: np.ndarray, size: tuple[int, int], matrix=resize_matrix) -> np.ndarray:
+    """x [H, W] or [H, W, C] resized to size (h, w) with `matrix(n_in, n_out)` on each
+    axis (float32): `resize_matrix` (cubic) by default, or `linear_matrix` (no overshoot)."""
     x = np.asarray(x, np.float64)
-    rows = resize_matrix(x.shape[0], size[0])
-    cols = resize_matrix(x.shape[1], size[1])
+    rows = matrix(x.shape[0], size[0])
+    cols = matrix(x.shape[1], size[1])
     y = np.tensordot(rows, x, axes=(1, 0))  # [h, W, ...]
     y = np.moveaxis(np.tensordot(cols, y, axes=(1, 1)), 0, 1)  # [h, w, ...]
     return y.astype(np.float32)
@@ -219,12 +220,6 @@ def changed_weight(plan, in_size: tuple[int, int], size: tuple[int, int], margin
 CARRIES = ("blend", "change", "detail")
 
 
-def _linear_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """[h, w] resized with the triangle kernel on each axis (no overshoot)."""
-    y = linear_matrix(x.shape[0], size[0]) @ np.asarray(x, np.float64)
-    return (y @ linear_matrix(x.shape[1], size[1]).T).astype(np.float32)
-
-
 def carry_to_full(
     plan,
     image: np.ndarray,
@@ -254,7 +249,7 @@ def carry_to_full(
     work_size = reconstruction.shape[:2]
     same = tuple(work_size) == tuple(size)
     if mode == "blend":
-        w = weight if same else np.clip(_linear_resize(weight, size), 0.0, 1.0)
+        w = weight if same else np.clip(resize(weight, size, linear_matrix), 0.0, 1.0)
         if np.any(w):
             rec = reconstruction if same else resize(reconstruction, size)
             out += (rec - out) * w[..., None]
