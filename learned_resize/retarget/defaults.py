@@ -14,7 +14,7 @@ later.
 import ml_collections
 
 from learned_resize.retarget import mask as mask_lib
-from learned_resize.retarget import operators
+from learned_resize.retarget import seams
 
 # Longer side of the working size (`c.work_side`); see bench/retarget.py for its speed.
 WORK_SIDE = 256
@@ -80,7 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.mask.image_side = 256
     c.mask.open_size = 3  # morphological opening square (grid cells), 1 = off
     c.mask.close_size = 3  # morphological closing square, 1 = off
-    c.mask.bonus = operators.MASK_BONUS  # seam energy added inside the mask
+    c.mask.bonus = seams.MASK_BONUS  # seam energy added inside the mask
     # When some row has fewer unmasked columns than the reduction, carve seams up to the
     # mask and crop the rest around it (one printed line) instead of cutting the mask.
     c.mask.fallback = True

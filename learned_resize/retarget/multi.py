@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learned_resize.retarget import operators, protect
+from learned_resize.retarget import operators, protect, seams
 
 CROP_FRACTION = 0.75
 
@@ -24,7 +24,7 @@ def seam_plan_for(
     size: tuple[int, int],
     mask: jax.Array | None,
     plan_stride: int = 1,
-    mask_bonus: float = operators.MASK_BONUS,
+    mask_bonus: float = seams.MASK_BONUS,
     fallback: bool = False,
     remove: jax.Array | None = None,
     energy: str = "gradient",
@@ -38,9 +38,7 @@ def seam_plan_for(
     grid = (max(2, round(height / plan_stride)), max(2, round(width / plan_stride)))
     if (fallback or remove is not None) and mask is not None:
         return protect.protected_seam_plan(image, size, mask, grid, mask_bonus, remove, energy)
-    plan = operators.seam_plan(
-        image, size, mask=mask, grid=grid, mask_bonus=mask_bonus, energy=energy
-    )
+    plan = seams.seam_plan(image, size, mask=mask, grid=grid, mask_bonus=mask_bonus, energy=energy)
     return plan, ""
 
 
@@ -102,7 +100,7 @@ def multi_plan(
     *,
     crop_fraction: float = CROP_FRACTION,
     plan_stride: int = 1,
-    mask_bonus: float = operators.MASK_BONUS,
+    mask_bonus: float = seams.MASK_BONUS,
     fallback: bool = False,
     remove: jax.Array | None = None,
     energy: str = "gradient",

@@ -8,7 +8,7 @@ metrics of `quality.py` and keeps the best.
 import jax
 import numpy as np
 
-from learned_resize.retarget import buckets, multi, operators
+from learned_resize.retarget import buckets, multi, operators, seams
 
 OPERATORS = ("multi", "seam", "uniform", "crop", "auto")
 # auto considers uniform scaling only when the importance mask covers less than this
@@ -24,7 +24,7 @@ def make_plan(
     size: tuple[int, int],
     mask: jax.Array | None = None,
     plan_stride: int = 1,
-    mask_bonus: float = operators.MASK_BONUS,
+    mask_bonus: float = seams.MASK_BONUS,
     fallback: bool = False,
     remove: jax.Array | None = None,
     crop_fraction: float = multi.CROP_FRACTION,
@@ -36,7 +36,7 @@ def make_plan(
     cannot absorb is cropped around the mask, and note says so ('' otherwise). remove
     ([H, W], seams and multi only) marks an object the seams take first. 'multi' crops
     crop_fraction of the reduction around the mask first (`multi.multi_plan`). energy:
-    the seams' energy, 'gradient' or 'forward' (`operators.find_seams`).
+    the seams' energy, 'gradient' or 'forward' (`seams.find_seams`).
     """
     if remove is not None and (operator not in ("seam", "multi") or mask is None):
         raise ValueError(

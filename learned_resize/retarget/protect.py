@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learned_resize.retarget import operators
+from learned_resize.retarget import operators, seams
 
 
 def _on_grid(mask: jax.Array, grid: tuple[int, int]) -> jax.Array:
@@ -30,10 +30,10 @@ def _protected_stage(
     h, w = gray.shape
     free = int(jnp.min(jnp.sum(bonus < protected, axis=1)))
     if out_len >= w or w - out_len <= free:
-        return operators.seam_stage_coords(gray, bonus, out_len, energy), 0
+        return seams.seam_stage_coords(gray, bonus, out_len, energy), 0
     kept = None
     if free:
-        kept, _ = operators.find_seams(gray, bonus, num_seams=free, energy=energy)
+        kept, _ = seams.find_seams(gray, bonus, num_seams=free, energy=energy)
     if kept is None:
         kept = jnp.broadcast_to(jnp.arange(w, dtype=jnp.int32), (h, w))
     weight = np.sum(np.asarray(jnp.take_along_axis(bonus, kept, axis=1)) >= protected, axis=0)
@@ -62,7 +62,7 @@ def protected_seam_plan(
     size: tuple[int, int],
     mask: jax.Array,
     grid: tuple[int, int],
-    mask_bonus: float = operators.MASK_BONUS,
+    mask_bonus: float = seams.MASK_BONUS,
     remove: jax.Array | None = None,
     energy: str = "gradient",
 ) -> tuple[operators.Plan, str]:
@@ -76,14 +76,14 @@ def protected_seam_plan(
       mask_bonus: energy added where the mask is 1.
       remove: optional [H', W'] mask of an object to remove: its energy is lowered by
         mask_bonus, so seams go through it first (object removal).
-      energy: seam energy, 'gradient' or 'forward' (`operators.find_seams`).
+      energy: seam energy, 'gradient' or 'forward' (`seams.find_seams`).
 
     Returns:
       (plan, note): note is '' when seams alone did it, else one sentence saying how
       much of each axis was cropped because the unprotected part could not absorb it.
     """
     height, width = image.shape[:2]
-    gray = operators.luminance(operators.uniform_scale(image[None], grid)[0])
+    gray = seams.luminance(operators.uniform_scale(image[None], grid)[0])
     bonus = mask_bonus * _on_grid(mask, grid)
     if remove is not None:
         bonus = bonus - mask_bonus * _on_grid(remove, grid)

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from learned_resize.retarget import api, buckets, operators
+from learned_resize.retarget import api, buckets, operators, seams
 from learned_resize.retarget import mask as mask_lib
 
 # The comparison is drawn at most this many px on a side: the baselines of a larger photo
@@ -42,7 +42,7 @@ def baselines(image, size: tuple[int, int], mask: jax.Array | None = None) -> di
     return {
         "uniform": np.asarray(operators.uniform_scale(image[None], size)[0]),
         "crop": np.asarray(operators.center_crop(image, size)),
-        "seam_carving": np.asarray(operators.seam_carve(image, size, mask)),
+        "seam_carving": np.asarray(seams.seam_carve(image, size, mask)),
     }
 
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from learned_resize.retarget import buckets, image_io, multi, operators
+from learned_resize.retarget import buckets, image_io, multi, seams
 from learned_resize.retarget.plans import OPERATORS
 
 
@@ -130,7 +130,7 @@ def check_config(cfg) -> None:
     _check_choice(cfg, "perc_target", ("plan", "uniform"))
     _check_choice(cfg, "stats", ("input", "imagenet"))
     _check_choice(cfg, "init", ("plan", "uniform", "noise"))
-    _check_choice(cfg, "energy", operators.ENERGIES)
+    _check_choice(cfg, "energy", seams.ENERGIES)
     _check_mask_config(cfg.mask)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from learned_resize.retarget import __main__ as cli
-from learned_resize.retarget import api, multi, operators, plans
+from learned_resize.retarget import api, multi, operators, plans, seams
 
 
 def _image(h, w, seed=0):
@@ -53,7 +53,7 @@ def test_both_axes_crop_the_best_rectangle_then_enlarge_by_seams():
     np.testing.assert_allclose(_apply(plan, image, (12, 16)), ref, atol=1e-6)
     # Enlarging is left to the seams (no crop): the plan is the seam plan itself.
     big, _ = multi.multi_plan(image, (24, 40), jnp.asarray(mask), crop_fraction=0.75)
-    ref_plan = operators.seam_plan(image, (24, 40), mask=jnp.asarray(mask), grid=(20, 32))
+    ref_plan = seams.seam_plan(image, (24, 40), mask=jnp.asarray(mask), grid=(20, 32))
     assert len(big) == len(ref_plan) == 2
     for a, b in zip(big, ref_plan):
         assert a.axis == b.axis
@@ -67,7 +67,7 @@ def test_crop_fraction_zero_is_the_seam_plan():
         ref, ref_note = multi.seam_plan_for(image, (16, 17), mask, 1, fallback=fallback)
         assert note == ref_note and len(got) == len(ref) == 1
         np.testing.assert_array_equal(np.asarray(got[0].coords), np.asarray(ref[0].coords))
-    ref = operators.seam_plan(image, (16, 17), mask=mask)
+    ref = seams.seam_plan(image, (16, 17), mask=mask)
     np.testing.assert_array_equal(np.asarray(got[0].coords), np.asarray(ref[0].coords))
 
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learned_resize.retarget import api, operators, plans, validation
+from learned_resize.retarget import api, operators, plans, seams, validation
 from tests.helpers import stand_in_vgg
 
 
@@ -77,18 +77,18 @@ def test_bad_settings_are_one_sentence(key, value, fragment):
 
 
 def test_config_energy_reaches_the_seam_plan():
-    # Seams only (no mask): the config's plan must be operators.seam_plan with that
+    # Seams only (no mask): the config's plan must be seams.seam_plan with that
     # energy on the 1/plan_stride grid; the two energies choose different seams here.
     rng = np.random.default_rng(3)
     image = jnp.asarray(rng.random((32, 48, 3)), jnp.float32)
     size = (32, 36)
     coords = {}
-    for energy in operators.ENERGIES:
+    for energy in seams.ENERGIES:
         cfg = api.get_config()
         cfg.operator, cfg.energy, cfg.plan_stride = "seam", energy, 2
         cfg.mask.fallback = False
         plan, note = plans.plan_for(cfg, image, size, None)
-        ref = operators.seam_plan(image, size, grid=(16, 24), energy=energy)
+        ref = seams.seam_plan(image, size, grid=(16, 24), energy=energy)
         assert note == "" and len(plan) == len(ref) == 1
         np.testing.assert_array_equal(np.asarray(plan[0].coords), np.asarray(ref[0].coords))
         coords[energy] = np.asarray(plan[0].coords)

@@ -17,8 +17,9 @@ import json, sys
 import numpy as np, jax.numpy as jnp
 from learned_resize.runtime import executables
 from learned_resize.retarget import operators
+from learned_resize.retarget import seams
 image = np.random.default_rng(0).random((24, 32, 3)).astype(np.float32)
-out = np.asarray(operators.seam_carve(jnp.asarray(image), (20, 25)))
+out = np.asarray(seams.seam_carve(jnp.asarray(image), (20, 25)))
 print(json.dumps({"stats": executables.STATS, "out": out.tolist()}))
 """
 
