@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import skimage.data
 from absl import app, flags
 
-from learned_resize.retarget import api, operators, weights
+from learned_resize.retarget import api, coarse_to_fine, operators, weights
 from learned_resize.runtime import cli, errors
 
 _WIDTHS = flags.DEFINE_list("widths", ["256", "512"], "Input widths, comma-separated.")
@@ -87,7 +87,9 @@ def bench_width(width: int, vgg19, vgg16, cfg) -> dict:
     evals = sum(info.evaluations for info in warm.solves)
     alone = 0.0  # the solve's evaluations, each timed alone
     for scale, info in zip(cfg.scales, warm.solves):
-        loss_fn, aux, scaled = api.scale_problem(cfg, image, size, warm.plan, scale, vgg19, vgg16)
+        loss_fn, aux, scaled = coarse_to_fine.scale_problem(
+            cfg, image, size, warm.plan, scale, vgg19, vgg16
+        )
         alone += info.evaluations * _eval_seconds(loss_fn, aux, scaled)
     return dict(
         size=f"{width}x{height} -> {size[1]}x{size[0]}",

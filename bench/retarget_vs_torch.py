@@ -56,7 +56,7 @@ import numpy as np
 import skimage.data
 from absl import app, flags
 
-from learned_resize.retarget import api, operators, plans, reconstruct, vgg, weights
+from learned_resize.retarget import api, coarse_to_fine, operators, plans, reconstruct, vgg, weights
 from learned_resize.runtime import cli, errors
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "retarget_torch_worker.py")
@@ -111,7 +111,7 @@ def build_problem(width: int, fraction: float, winograd_min_pixels: int | None =
     mask = api.importance_mask(image, vgg19, cfg)
     plan, _ = plans.plan_for(cfg, image, size, mask)
     scale = cfg.scales[-1]
-    loss_fn, aux, scaled = api.scale_problem(cfg, image, size, plan, scale, vgg19, vgg16)
+    loss_fn, aux, scaled = coarse_to_fine.scale_problem(cfg, image, size, plan, scale, vgg19, vgg16)
     start = operators.apply_plan(plan, image[None], scaled.shape[1:3])  # init='plan'
     meta = dict(cfg=cfg, size=size, in_size=(height, width), vgg19=vgg19, vgg16=vgg16)
     return loss_fn, aux, start, meta

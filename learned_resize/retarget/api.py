@@ -1,20 +1,19 @@
 """`retarget(image, size)`: deep-feature retargeting (Arar et al. 2019) as one call.
 
 Pipeline (see docs/PAPERS.md part B):
-  0. Size buckets (`buckets.py`, config.bucket): the photo's sides of at least 8 buckets
-     (128 px) are rounded to multiples of 16 and the output likewise; the result is resized
-     to the exact size at the end, so nearby photo sizes share every compiled program.
-  1. VGG-19 features of the input; importance mask from the deepest layer(s).
-  2. One retargeting plan. Default 'multi' (`multi.py`): a crop of crop_fraction of the
-     reduction placed to keep the most of the mask, then seams for the rest. 'seam' is
-     the paper's method: seam carving on the image scaled by 1/plan_stride, with a
-     large energy bonus inside the mask. Also uniform scaling or a center crop.
-  3. Coarse to fine: for each scale s of `scales`, the input scaled by s goes through
-     VGG-19, every reconstruction layer is retargeted with the plan to the size that
-     layer has for the (scaled) output, and L-BFGS reconstructs the output from them,
-     starting from the input warped by the plan (every pixel starts where the plan
-     puts it) plus, after the first scale, the previous scale's change upsampled.
-     A scale stops at its iteration cap or once the loss changes by < rtol.
+  0. Working size (`buckets.py`): the photo scaled so its longer side is at most
+     config.work_side, its sides rounded to config.bucket, so nearby photo sizes share
+     every compiled program.
+  1. Importance mask from VGG-19's deepest layers (`mask.py`).
+  2. One retargeting plan (`plans.py`). Default 'multi' (`multi.py`): a crop of
+     crop_fraction of the reduction placed to keep the most of the mask, then seams
+     (`seams.py`) for the rest. 'seam' is the paper's method; also 'crop', 'uniform',
+     and 'auto' (the best-scoring candidate, `quality.py`).
+  3. Coarse-to-fine reconstruction (`coarse_to_fine.py`) of what the plan does not
+     copy, from the VGG-19 maps retargeted with the plan, by L-BFGS.
+  4. The plan applied to the full-resolution photo by copying pixels, and the
+     reconstruction's change carried up where the plan does not copy
+     (`buckets.carry_to_full`).
 
 Defaults: `defaults.get_config` (chosen on scikit-image's photos only). With a mask,
 seams never cross it: what the unmasked part cannot absorb is cropped around it, and
@@ -22,7 +21,6 @@ one line says so (`protect.py`).
 """
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable
 
@@ -34,9 +32,9 @@ from flax import nnx
 
 from learned_resize.retarget import (
     buckets,
+    coarse_to_fine,
     defaults,
     image_io,
-    loop_vgg,
     operators,
     plans,
     reconstruct,
@@ -46,9 +44,6 @@ from learned_resize.retarget import (
 from learned_resize.retarget import mask as mask_lib
 
 get_config = defaults.get_config
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass
@@ -80,43 +75,6 @@ class RetargetResult:
 check_size = image_io.check_size
 as_float_image = image_io.as_float_image
 MAX_SIDE = image_io.MAX_SIDE
-
-
-@functools.partial(jax.jit, static_argnames=("graph", "layers"))
-def _features(graph, state, images, layers):
-    return nnx.merge(graph, state)(images, layers)
-
-
-def features(net: nnx.Module, images: jax.Array, layers) -> dict[str, jax.Array]:
-    """Jitted net(images, layers) (compiled once per network, shape and layer set)."""
-    graph, state = nnx.split(net)
-    return _features(graph, state, images, tuple(layers))
-
-
-# The loop-friendly copies of the weights, made once per network object and setting.
-_SPLIT_CACHE: dict[tuple[int, bool], tuple[nnx.Module, tuple]] = {}
-
-
-def _split(net: nnx.Module, winograd: bool = True) -> tuple:
-    key = (id(net), bool(winograd))
-    cached = _SPLIT_CACHE.get(key)
-    if cached is None or cached[0] is not net:
-        cached = (net, loop_vgg.split_network(net, winograd))
-        if len(_SPLIT_CACHE) >= 4:  # keep only the last few networks alive
-            _SPLIT_CACHE.pop(next(iter(_SPLIT_CACHE)))
-        _SPLIT_CACHE[key] = cached
-    return cached[1]
-
-
-@functools.lru_cache(maxsize=8)
-def _loss_fn(spec: reconstruct.LossSpec) -> Callable:
-    # One function object per spec, so `minimize` reuses its compiled solver. VGG specs
-    # (networks named by depth) describe themselves stably, so the solver is stored on
-    # disk and a fresh process loads it without tracing.
-    fn = functools.partial(reconstruct.retarget_loss, spec=spec)
-    if isinstance(spec.rec_net, int) and isinstance(spec.perc_net, (int, type(None))):
-        fn.program_name = f"retarget_loss {spec!r}"
-    return fn
 
 
 def _load(depth: int, path=None) -> nnx.Module:
@@ -171,7 +129,7 @@ def retarget_details(
     if weights is not None and vgg19 is not None:
         raise ValueError("Pass either weights (a file) or vgg19 (a network), not both.")
     vgg19 = _load(19, weights) if vgg19 is None else vgg19
-    if (_uses_perceptual(cfg) or cfg.operator == "auto") and vgg16 is None:
+    if (coarse_to_fine.uses_perceptual(cfg) or cfg.operator == "auto") and vgg16 is None:
         vgg16 = _load(16)
 
     # The work is done at a bounded working size (config.work_side), its sides rounded
@@ -224,7 +182,7 @@ def retarget_details(
     solves, out = [], None
     carry = cfg.get("carry", "change")
     if np.any(weight):
-        out, solves = solve(cfg, image, work_out, plan, vgg19, vgg16, log)
+        out, solves = coarse_to_fine.solve(cfg, image, work_out, plan, vgg19, vgg16, log)
         out = np.asarray(out[0])
         if cfg.operator == "auto":  # judge the choice again by its reconstructed result
             work_image = np.asarray(image)
@@ -268,69 +226,6 @@ def _user_masks(mask, protect_mask, remove_mask):
     return mask, remove_mask
 
 
-def solve(cfg, image, size, plan, vgg19, vgg16, log):
-    """Coarse to fine: L-BFGS at each of cfg.scales, each started from the plan-warped
-    input plus the previous scale's change. Returns (output [1, h, w, 3], solve infos)."""
-    out, base, solves = None, None, []
-    for i, (scale, iterations) in enumerate(zip(cfg.scales, cfg.iterations)):
-        loss_fn, aux, scaled = scale_problem(cfg, image, size, plan, scale, vgg19, vgg16)
-        init = initial_image(cfg, plan, image, scaled, out, base)
-        base = init
-        label = f"[{i + 1}/{len(cfg.scales)} {scaled.shape[2]}x{scaled.shape[1]}] "
-        out, info = reconstruct.minimize(
-            loss_fn,
-            init,
-            aux,
-            iterations=iterations,
-            chunk=cfg.chunk,
-            memory_size=cfg.memory_size,
-            max_linesearch_steps=cfg.max_linesearch_steps,
-            tol=cfg.tol,
-            rtol=cfg.rtol,
-            label=label,
-            log=log,
-        )
-        solves.append(info)
-    return out, solves
-
-
-def initial_image(cfg, plan, image, scaled, out, base) -> jax.Array:
-    """A scale's start [1, h, w, 3] (cfg.init). 'plan' warps the input with the plan at
-    this scale's size and, after the first scale, adds the previous scale's change (out
-    - its start) upsampled, so the coarse moves carry over without blurring the fine
-    detail. 'uniform' starts from the linearly scaled input (scaled), 'noise' (the
-    paper's other start) from Gaussian noise with the input's per-channel mean and
-    std, clipped to [0, 1] (seed cfg.noise_seed); after the first scale both start
-    from the previous scale's output upsampled."""
-    size, kind = scaled.shape[1:3], cfg.init
-    if out is not None and kind in ("uniform", "noise"):
-        return operators.uniform_scale(out, size)
-    if kind == "uniform":
-        return scaled
-    if kind == "noise":
-        mean, std = reconstruct.channel_stats(image[None])
-        noise = jax.random.normal(jax.random.key(cfg.get("noise_seed", 0)), scaled.shape)
-        return jnp.clip(mean + std * noise, 0.0, 1.0)
-    if kind != "plan":
-        raise ValueError(f"config.init must be 'plan', 'uniform' or 'noise', got {kind!r}.")
-    warped = operators.apply_plan(plan, image[None], size)
-    return warped if out is None else warped + operators.uniform_scale(out - base, size)
-
-
-def _sizes(shapes: dict) -> tuple:
-    return tuple((name, shape[1:3]) for name, shape in shapes.items())
-
-
-@functools.partial(jax.jit, static_argnames=("sizes",))
-def _retarget_maps(plan, feats: dict, sizes: tuple) -> dict:
-    # Every layer in one compiled call: each is resampled with the plan at its own size.
-    return {name: operators.apply_plan(plan, feats[name], size) for name, size in sizes}
-
-
-def _uses_perceptual(cfg) -> bool:
-    return cfg.beta > 0 and len(cfg.perc_layers) > 0
-
-
 def importance_mask(image: jax.Array, vgg19: nnx.Module, cfg) -> jax.Array:
     """The config's importance mask [1, h_m, w_m] of image [H, W, 3] in [0, 1].
 
@@ -341,7 +236,7 @@ def importance_mask(image: jax.Array, vgg19: nnx.Module, cfg) -> jax.Array:
     h, w = image.shape[:2]
     scale = cfg.mask.image_side / max(h, w)
     small = (max(16, round(h * scale)), max(16, round(w * scale)))
-    deep = features(vgg19, operators.uniform_scale(image[None], small), layers)
+    deep = vgg.features(vgg19, operators.uniform_scale(image[None], small), layers)
     return _mask(
         {n: deep[n] for n in layers},
         layers,
@@ -352,79 +247,6 @@ def importance_mask(image: jax.Array, vgg19: nnx.Module, cfg) -> jax.Array:
 
 
 _mask = jax.jit(mask_lib.importance_mask, static_argnums=(1, 2, 3, 4))
-
-
-def scale_problem(
-    cfg,
-    image: jax.Array,
-    size: tuple[int, int],
-    plan: operators.Plan,
-    scale: float,
-    vgg19: nnx.Module,
-    vgg16: nnx.Module | None,
-) -> tuple[Callable, dict, jax.Array]:
-    """The reconstruction problem at one scale of the coarse-to-fine schedule.
-
-    Args:
-      cfg: settings (`get_config`).
-      image: [H, W, 3] input in [0, 1].
-      size: final output (h, w).
-      plan: the retargeting plan.
-      scale: this level's factor; input and output are both scaled by it.
-      vgg19, vgg16: the networks (vgg16 unused when the perceptual term is off).
-
-    Returns:
-      (loss_fn, aux, scaled): the objective and its arrays for `reconstruct.minimize`,
-      and the linearly scaled input [1, h_s, w_s, 3] at this scale's output size.
-    """
-    use_perc = _uses_perceptual(cfg)
-    rec_layers = tuple(cfg.rec_layers)
-    perc_layers = tuple(cfg.perc_layers) if use_perc else ()
-    in_s = tuple(max(1, round(n * scale)) for n in image.shape[:2])
-    out_s = tuple(max(1, round(n * scale)) for n in size)
-    # Winograd for the wide layers where the output is large enough to repay its compile.
-    fast = out_s[0] * out_s[1] >= cfg.get("winograd_min_pixels", 0)
-    rec_static, rec_params = _split(vgg19, fast)
-    perc_static, perc_params = _split(vgg16, fast) if use_perc else (None, None)
-    spec = reconstruct.LossSpec(
-        rec_static, rec_layers, perc_static, perc_layers, float(cfg.perc_scale) if use_perc else 1.0
-    )
-    if cfg.stats == "input":
-        mean, std = reconstruct.channel_stats(image[None])
-    elif cfg.stats == "imagenet":
-        mean, std = jnp.asarray(_IMAGENET_MEAN), jnp.asarray(_IMAGENET_STD)
-    else:
-        raise ValueError(f"config.stats must be 'input' or 'imagenet', got {cfg.stats!r}.")
-
-    img_s = operators.uniform_scale(image[None], in_s) if scale != 1 else image[None]
-    feats = features(vgg19, img_s, rec_layers)
-    shapes = vgg.layer_shapes(vgg19, out_s, rec_layers)
-    aux = dict(
-        rec_params=rec_params,
-        rec_targets=_retarget_maps(plan, {n: feats[n] for n in rec_layers}, _sizes(shapes)),
-        rec_weights=dict(zip(rec_layers, map(jnp.float32, cfg.rec_weights))),
-        mean=mean,
-        std=std,
-        **{
-            k: jnp.asarray(cfg[k], jnp.float32)
-            for k in ("alpha", "beta", "gamma", "tv_weight", "stats_weight")
-        },
-    )
-    scaled = operators.uniform_scale(image[None], out_s)
-    if use_perc:
-        aux["perc_params"] = perc_params
-        if cfg.perc_target == "plan":
-            perc_ref = operators.apply_plan(plan, img_s, out_s)
-        elif cfg.perc_target == "uniform":
-            perc_ref = scaled
-        else:
-            raise ValueError(
-                f"config.perc_target must be 'plan' or 'uniform', got {cfg.perc_target!r}."
-            )
-        perc_in = reconstruct.perceptual_input(perc_ref, spec.perc_scale)
-        aux["perc_targets"] = features(vgg16, perc_in, perc_layers)
-        aux["perc_weights"] = dict(zip(perc_layers, map(jnp.float32, cfg.perc_weights)))
-    return _loss_fn(spec), aux, scaled
 
 
 def retarget(image, size: tuple[int, int], **kwargs) -> jax.Array:

@@ -105,7 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Start of the first scale: 'plan' (the input warped by the plan: every pixel starts
     # where the plan puts it), 'uniform' (the linearly scaled input) or 'noise' (the
     # paper's other start: Gaussian noise with the photo's per-channel mean and std,
-    # clipped to [0, 1]; `api.initial_image`).
+    # clipped to [0, 1]; `coarse_to_fine.initial_image`).
     c.init = "plan"
     c.noise_seed = 0  # init='noise' only
     # Coarse to fine: output scales and the most L-BFGS iterations spent at each; a

@@ -100,7 +100,7 @@ def score(image: np.ndarray, out: np.ndarray, box, vgg16, weights) -> dict[str, 
     bounding box against out (0 without a mask). total = subject_w * subject + complete
     + coherent - artifact_w * artifact, weights = (subject_w, artifact_w).
     """
-    from learned_resize.retarget import quality  # imports api; only auto needs it
+    from learned_resize.retarget import quality  # imports scikit-image; only auto needs it
 
     complete, coherent = quality.bidirectional_scores(vgg16, image, out)
     terms = dict(

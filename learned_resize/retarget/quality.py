@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import skimage.feature
 
-from learned_resize.retarget import api, operators
 from learned_resize.retarget import mask as mask_lib
+from learned_resize.retarget import operators, vgg
 
 _SCORE_LAYER = "conv3_3"
 _PATCH = 8
@@ -84,7 +84,7 @@ def artifact_score(image: np.ndarray, out: np.ndarray) -> float:
 
 def _features(vgg16, images: np.ndarray) -> np.ndarray:
     x = jnp.asarray(images, jnp.float32)
-    return np.asarray(api.features(vgg16, x, (_SCORE_LAYER,))[_SCORE_LAYER])
+    return np.asarray(vgg.features(vgg16, x, (_SCORE_LAYER,))[_SCORE_LAYER])
 
 
 def _phase_features(vgg16, image: np.ndarray, shift_y: bool, shift_x: bool) -> list:

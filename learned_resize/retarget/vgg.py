@@ -15,6 +15,7 @@ rounded up): an odd-sized map loses its last row or column. Sizes divisible by
 the deepest stride used (`LAYER_STRIDE`) avoid that.
 """
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -197,3 +198,14 @@ def layer_shapes(
         return nnx.merge(graph, state)(jnp.zeros((1, *size, 3), jnp.float32), layers)
 
     return {k: v.shape for k, v in jax.eval_shape(features, state).items()}
+
+
+@functools.partial(jax.jit, static_argnames=("graph", "layers"))
+def _features(graph, state, images, layers):
+    return nnx.merge(graph, state)(images, layers)
+
+
+def features(net: nnx.Module, images: jax.Array, layers) -> dict[str, jax.Array]:
+    """Jitted net(images, layers) (compiled once per network, shape and layer set)."""
+    graph, state = nnx.split(net)
+    return _features(graph, state, images, tuple(layers))

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from learned_resize.retarget import api, operators, plans, seams, validation
+from learned_resize.retarget import api, coarse_to_fine, operators, plans, seams, validation
 from tests.helpers import stand_in_vgg
 
 
@@ -23,7 +23,7 @@ def _noise_start(image, size, seed=0, out=None):
     cfg.init, cfg.noise_seed = "noise", seed
     validation.check_config(cfg)
     scaled = operators.uniform_scale(jnp.asarray(image)[None], size)
-    return np.asarray(api.initial_image(cfg, (), jnp.asarray(image), scaled, out, None))
+    return np.asarray(coarse_to_fine.initial_image(cfg, (), jnp.asarray(image), scaled, out, None))
 
 
 def test_noise_start_has_the_photos_channel_statistics():

@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from learned_resize.models.cpu import winograd
-from learned_resize.retarget import api, operators, validation, vgg
+from learned_resize.retarget import api, coarse_to_fine, operators, validation, vgg
 
 
 def _numpy_conv(x, kernel):
@@ -57,7 +57,7 @@ def test_scale_problem_takes_winograd_from_the_configured_output_size(min_pixels
     cfg.winograd_min_pixels = min_pixels
     image = jnp.full((32, 40, 3), 0.5)
     plan = operators.crop_plan((32, 40), (32, 32))
-    _, aux, _ = api.scale_problem(cfg, image, (32, 32), plan, 1.0, net19, net16)
+    _, aux, _ = coarse_to_fine.scale_problem(cfg, image, (32, 32), plan, 1.0, net19, net16)
     assert aux["rec_params"]["conv3_2"]["fwd"].ndim == expected_ndim
     assert aux["perc_params"]["conv3_2"]["bwd"].ndim == expected_ndim
 
