@@ -20,9 +20,10 @@ echo "== uv: learned_resize[dev] at the lowest direct versions into $venv"
   | tr -s ' ' | paste -sd ',' | sed 's/,/, /g'
 echo "== pytest (fast subset) at the lowest versions"
 # Data (tfds, grain, PIL), training with Orbax checkpoints (flax, optax, orbax), IQA (scipy),
-# retargeting operators and TensorBoard files; not the subprocess runs (kill/resume,
+# retargeting operators, seams and mask, and TensorBoard files; not the subprocess runs (kill/resume,
 # SIGTERM), which the full suite covers.
 "$venv/bin/python" -m pytest -q -n "${PYTEST_WORKERS:-2}" -m "not slow" -p no:cacheprovider \
   -k "not kill_and_resume and not sigterm" tests/data/test_pipeline.py tests/test_iqa.py \
-  tests/integration/test_train.py tests/retarget/test_operators.py tests/runtime/test_metric_writers.py \
+  tests/integration/test_train.py tests/retarget/test_operators.py tests/retarget/test_seams.py \
+  tests/retarget/test_mask.py tests/runtime/test_metric_writers.py \
   tests/data/test_preprocessing.py "$@"

@@ -12,8 +12,9 @@ them), one row per check, printed as one table and written as JSON to `--out`:
               28x28 -> 8x8) trained from scratch through `learned_resize.steps.Steps` for
               `--train_steps` steps on in-memory Fashion-MNIST (the idx files of Debian's
               `dataset-fashion-mnist`; separable synthetic images when they are absent),
-              then evaluated on held-out images: OK when the loss fell and top-1 is at
-              least chance + 0.25. No input pipeline, so grain and TFDS are not needed.
+              then evaluated on held-out images (`learning_check.py`): OK when the loss
+              fell and top-1 is at least chance + 0.25. No input pipeline, so grain and
+              TFDS are not needed.
   resnet50    the `learned` stage of `configs/imagenet.py:resnet50` (resizer 448 -> 224,
               ResNet-50, bf16 compute): the trainer's train step on a fixed random uint8
               batch, at the largest batch that fits (from `--start_batch`, halved on
@@ -34,10 +35,8 @@ Exit status 0 when every row is OK or skipped, 2 when a check failed, 1 for bad 
 """
 
 import dataclasses
-import gzip
 import importlib
 import json
-import math
 import os
 import sys
 import time
@@ -46,11 +45,10 @@ import numpy as np
 from absl import app, flags
 
 from learned_resize.runtime import cli
-from learned_resize.tools import step_speed
+from learned_resize.tools import learning_check, step_speed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_DIR = os.path.join(REPO, "configs")  # the checkout's config files
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
 CHECKS = ("doctor", "learning", "resnet50", "retarget")  # the rows, in order
 LEARNING_MARGIN = 0.25  # top-1 must beat chance (1 / classes) by this much
@@ -138,103 +136,16 @@ def check_doctor() -> Row:
 # ---------------------------------------------------------------------------- learning
 
 
-def _read_idx(path: str) -> np.ndarray:
-    """An idx file of unsigned bytes (gzip or plain) as an array of its header's shape."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int(d) for d in np.frombuffer(data[4 : 4 + 4 * ndim], ">u4"))
-    if data[2] != 0x08 or len(data) != 4 + 4 * ndim + math.prod(shape):
-        raise ValueError(f"{path} is not an idx file of unsigned bytes of shape {shape}.")
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def fashion_mnist(directory: str = FASHION_MNIST_DIR):
-    """((train images, labels), (test images, labels)) as uint8 [N, 28, 28, 1], int32 [N]."""
-    splits = []
-    for stem in ("train", "t10k"):
-        images = _read_idx(os.path.join(directory, f"{stem}-images-idx3-ubyte.gz"))
-        labels = _read_idx(os.path.join(directory, f"{stem}-labels-idx1-ubyte.gz"))
-        splits.append((images[..., None], labels.astype(np.int32)))
-    return tuple(splits)
-
-
-def synthetic_images(num: int, classes: int = 10, seed: int = 0):
-    """Separable stand-in for Fashion-MNIST: a fixed 28x28 template per class plus noise."""
-    templates = np.random.default_rng(1234).uniform(0, 255, (classes, 28, 28, 1))
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, num).astype(np.int32)
-    noise = rng.normal(0, 40, (num, 28, 28, 1))
-    return np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels
-
-
 def check_learning(num_steps: int, eval_images: int) -> Row:
     _require("ml_collections", ML_COLLECTIONS)  # learned_resize.steps imports it
     import jax
-
-    from learned_resize import steps as steps_lib
-    from learned_resize.runtime import mesh as mesh_lib
 
     config = _stage(_load_config("default.py"), "learned")
     devices = jax.device_count()
     with config.unlocked():
         config.init_from.path = ""  # from scratch: nothing to restore
         config.batch_size = max(devices, config.batch_size // devices * devices)  # split evenly
-    source = "Fashion-MNIST"
-    try:
-        (train_x, train_y), (test_x, test_y) = fashion_mnist()
-    except (OSError, ValueError):
-        source = f"synthetic ({FASHION_MNIST_DIR} missing)"
-        (train_x, train_y), (test_x, test_y) = synthetic_images(6000), synthetic_images(2000, 10, 1)
-    batch_size, classes = config.batch_size, config.data.num_classes
-    mesh = mesh_lib.create_mesh()
-    trainer = steps_lib.Steps(config, mesh, len(train_x) // batch_size, num_steps)
-    state, rest = trainer.init(jax.random.key(config.seed))
-    order = np.random.default_rng(0).permutation(len(train_x))
-    losses = []
-    for step in range(num_steps):
-        index = order[(np.arange(batch_size) + step * batch_size) % len(order)]
-        batch = {
-            "image": train_x[index],
-            "label": train_y[index],
-            "skipped": np.zeros(batch_size, np.int32),
-        }
-        state, metrics = trainer.train_step(state, mesh_lib.global_batch(batch, mesh), rest)
-        losses.append(metrics["loss"])
-    losses = np.asarray(jax.device_get(losses), np.float64)
-    correct = count = 0
-    eval_images = min(eval_images, len(test_x)) // batch_size * batch_size
-    for start in range(0, eval_images, batch_size):
-        batch = {
-            "image": test_x[start : start + batch_size],
-            "label": test_y[start : start + batch_size],
-            "mask": np.ones(batch_size, np.float32),
-            "skipped": np.zeros(batch_size, np.int32),
-        }
-        out = trainer.eval_step(state, mesh_lib.global_batch(batch, mesh), rest)
-        correct += float(out["correct_top1"])
-        count += float(out["count"])
-    top1 = correct / count
-    window = max(1, num_steps // 10)
-    first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
-    chance = 1 / classes
-    learned = last < first and top1 >= chance + LEARNING_MARGIN
-    summary = (
-        f"{source}, {num_steps} steps of {batch_size}: loss {first:.3f} -> {last:.3f}, "
-        f"held-out top-1 {top1:.3f} on {int(count)} images (chance {chance:.2f}, "
-        f"needs >= {chance + LEARNING_MARGIN:.2f})"
-    )
-    values = {
-        "data": source,
-        "steps": num_steps,
-        "batch": batch_size,
-        "loss_first": first,
-        "loss_last": last,
-        "top1": top1,
-        "eval_images": int(count),
-        "chance": chance,
-    }
+    learned, values, summary = learning_check.run(config, num_steps, eval_images, LEARNING_MARGIN)
     return Row("learning", "ok" if learned else "fail", summary, values)
 
 
