@@ -41,7 +41,6 @@ else:
     if variant == "jax cache":
         jax.config.update("jax_compilation_cache_dir", os.environ["JAX_CACHE"])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    from learned_resize.retarget import operators
     from learned_resize.retarget import seams
     x = jnp.asarray(image, jnp.float32)
     t1 = time.perf_counter()
