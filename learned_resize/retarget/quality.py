@@ -57,6 +57,13 @@ def _low_pass(image: np.ndarray) -> np.ndarray:
     return blocks.mean(axis=(1, 3))
 
 
+def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[len(a), len(b)] squared Euclidean distances of the rows of a and b (float64)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    dist = np.sum(a**2, 1)[:, None] + np.sum(b**2, 1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(dist, 0.0)  # rounding can leave tiny negatives
+
+
 def _patches(image: np.ndarray, stride: int) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(image, (_PATCH, _PATCH), axis=(0, 1))
     return windows[::stride, ::stride].reshape(-1, _PATCH * _PATCH * image.shape[2])
@@ -71,14 +78,10 @@ def artifact_score(image: np.ndarray, out: np.ndarray) -> float:
     phases = [image[dy:, dx:] for dy in (0, 1) for dx in (0, 1)] + [squeezed]
     bank = np.concatenate([_patches(_low_pass(x), 1) for x in phases])
     query = _patches(_low_pass(out), 2)
-    bank, query = bank.astype(np.float64), query.astype(np.float64)
-    sq_b, sq_q = np.sum(bank**2, 1), np.sum(query**2, 1)
     nearest = np.full(len(query), np.inf)
     for i in range(0, len(bank), 4096):  # bounded memory
-        part = slice(i, i + 4096)
-        dist = sq_q[:, None] + sq_b[None, part] - 2.0 * query @ bank[part].T
-        nearest = np.minimum(nearest, dist.min(axis=1))
-    rms = np.sqrt(np.maximum(nearest, 0.0) / query.shape[1])
+        nearest = np.minimum(nearest, _sq_distances(query, bank[i : i + 4096]).min(axis=1))
+    rms = np.sqrt(nearest / query.shape[1])
     return float(100.0 * rms.max())
 
 
@@ -87,12 +90,16 @@ def _features(vgg16, images: np.ndarray) -> np.ndarray:
     return np.asarray(vgg.features(vgg16, x, (_SCORE_LAYER,))[_SCORE_LAYER])
 
 
-def _phase_features(vgg16, image: np.ndarray, shift_y: bool, shift_x: bool) -> list:
-    """conv3_3 features of image [H, W, 3] and of its copies shifted by 1-3 px on the
-    axes asked for: conv3_3 sits on a 4-px grid (two 2x2 max-pools), so content moved by
-    a retargeting (a crop, a seam) lands on another phase of that grid. The unshifted
+def input_features(vgg16, image: np.ndarray, out_shape) -> list:
+    """What `bidirectional_scores` needs of the input for outputs of out_shape (h, w, ...):
+    conv3_3 features of image [H, W, 3] and of its copies shifted by 1-3 px on each axis
+    whose size changes. conv3_3 sits on a 4-px grid (two 2x2 max-pools), so content moved
+    by a retargeting (a crop, a seam) lands on another phase of that grid. The unshifted
     features come first, [h, w, C]; each shifted copy drops the same 3 px per shifted
-    axis, so they are computed in one batch and may have a row or column fewer."""
+    axis, so they are computed in one batch and may have a row or column fewer. Compute
+    once to score several outputs of one size."""
+    image = np.asarray(image, np.float32)
+    shift_y, shift_x = image.shape[0] != out_shape[0], image.shape[1] != out_shape[1]
     feats = [_features(vgg16, image[None])[0]]
     shifts = [
         (dy, dx)
@@ -107,29 +114,28 @@ def _phase_features(vgg16, image: np.ndarray, shift_y: bool, shift_x: bool) -> l
     return feats
 
 
-def bidirectional_scores(vgg16, image: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+def bidirectional_scores(
+    vgg16, image: np.ndarray, out: np.ndarray, phases: list | None = None
+) -> tuple[float, float]:
     """(complete, coherent), 0-100, of out against image in VGG-16 conv3_3 space.
 
     coherent: how near each output feature is to the input's features, taken at every
     phase of conv3_3's 4-px grid on the axes whose size changed (so a crop at any offset
     is as coherent as one on the grid); complete: how near each input feature is to
     the output's, the nearest of the input's phases at each grid cell. Both are 1 - mean
-    squared distance / mean squared norm, x 100.
+    squared distance / mean squared norm, x 100. phases: `input_features(vgg16, image,
+    out.shape)`, computed here if not given.
     """
-    image, out = np.asarray(image, np.float32), np.asarray(out, np.float32)
-    phases = _phase_features(
-        vgg16, image, image.shape[0] != out.shape[0], image.shape[1] != out.shape[1]
-    )
+    out = np.asarray(out, np.float32)
+    if phases is None:
+        phases = input_features(vgg16, image, out.shape)
     f_out = _features(vgg16, out[None])[0].reshape(-1, phases[0].shape[-1])
-    f_out = f_out.astype(np.float64)
-    sq_out = np.sum(f_out**2, 1)
+    sq_out = np.sum(f_out.astype(np.float64) ** 2, 1)
     nearest_out = np.full(len(f_out), np.inf)  # each output feature's nearest input one
     h, w = phases[0].shape[:2]
     nearest_in = np.full((h, w), np.inf)  # each input cell's nearest output feature
     for f in phases:
-        flat = f.reshape(-1, f.shape[-1]).astype(np.float64)
-        dist = np.sum(flat**2, 1)[:, None] + sq_out[None, :] - 2.0 * flat @ f_out.T
-        dist = np.maximum(dist, 0.0)
+        dist = _sq_distances(f.reshape(-1, f.shape[-1]), f_out)
         nearest_out = np.minimum(nearest_out, dist.min(axis=0))
         cells = dist.min(axis=1).reshape(f.shape[:2])
         nearest_in[: cells.shape[0], : cells.shape[1]] = np.minimum(
