@@ -92,17 +92,19 @@ def candidates(mask: jax.Array, remove) -> tuple[str, ...]:
     return names + ("uniform",) if float(np.mean(np.asarray(mask))) < UNIFORM_MAX_MASK else names
 
 
-def score(image: np.ndarray, out: np.ndarray, box, vgg16, weights) -> dict[str, float]:
+def score(image: np.ndarray, out: np.ndarray, box, vgg16, weights, phases=None) -> dict[str, float]:
     """The scores auto compares one candidate by (`quality.py`), and their total.
 
     complete and coherent (VGG-16 bidirectional similarity) and artifact (worst patch
     found nowhere in the input) do not use the mask; subject is the NCC of the mask's
     bounding box against out (0 without a mask). total = subject_w * subject + complete
-    + coherent - artifact_w * artifact, weights = (subject_w, artifact_w).
+    + coherent - artifact_w * artifact, weights = (subject_w, artifact_w). phases: the
+    input's features (`quality.input_features`) when several outputs of one size are
+    scored.
     """
     from learned_resize.retarget import quality  # imports scikit-image; only auto needs it
 
-    complete, coherent = quality.bidirectional_scores(vgg16, image, out)
+    complete, coherent = quality.bidirectional_scores(vgg16, image, out, phases)
     terms = dict(
         subject=0.0 if box is None else 100.0 * quality.subject_ncc(image, box, out),
         complete=complete,
@@ -124,14 +126,17 @@ def auto_plan(cfg, image, size, mask, remove, vgg16, scores=None):
     is one sentence naming the choice and the scores it won by. A dict passed as
     `scores` receives each candidate's (plan, note, score terms), for `recheck`.
     """
+    from learned_resize.retarget import quality
+
     img = np.asarray(image)
     box = mask_box(mask, img.shape[:2])
     weights = tuple(cfg.get("auto_weights", AUTO_WEIGHTS))
+    phases = quality.input_features(vgg16, img, size)  # once for every candidate
     results = {}
     for name in candidates(mask, remove):
         plan, note = plan_for(cfg, image, size, mask, remove, operator=name)
         out = buckets.copy_plan(plan, img, size)
-        results[name] = (plan, note, score(img, out, box, vgg16, weights))
+        results[name] = (plan, note, score(img, out, box, vgg16, weights, phases))
     if scores is not None:
         scores.update(results)
     best = max(results, key=lambda n: results[n][2]["total"])
