@@ -2,9 +2,11 @@
 
     python bench/retarget.py                 # 256 and 512 px wide, to 3/4 width
     python bench/retarget.py --widths=256,512,1024
+    python bench/retarget.py --winograd_min_pixels=0   # Winograd at every scale
 
 For each width, scikit-image's astronaut scaled to that width is retargeted to 3/4 of
-it twice in one process: the first (cold) run includes XLA compilation, the second
+it, solving at that width (`config.work_side=0`: these rows time the solve itself),
+twice in one process: the first (cold) run includes XLA compilation, the second
 (warm) reuses the compiled code. Per size the table gives the L-BFGS iterations and
 loss evaluations per scale, cold and warm wall time (and the cold run's process CPU
 time: on a machine shared with other jobs wall time partly measures the neighbours),
@@ -44,6 +46,13 @@ _PHOTOS = flags.DEFINE_list("photos", [], "Whole-photo rows: 640 and/or 12mp.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one --photos row and print JSON.")
 _WORK_SIDE = flags.DEFINE_integer(
     "work_side", None, "--photos rows: config.work_side (default: the defaults')."
+)
+_WINOGRAD = flags.DEFINE_integer(
+    "winograd_min_pixels",
+    None,
+    "--widths rows: config.winograd_min_pixels (0: Winograd at every scale; default: the "
+    "defaults').",
+    lower_bound=0,
 )
 flags.register_validator(
     "photos",
@@ -183,6 +192,9 @@ def main(argv):
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
         return None
     cfg = api.get_config()
+    cfg.work_side = 0  # the solve at each width itself, not at the working size
+    if _WINOGRAD.value is not None:
+        cfg.winograd_min_pixels = _WINOGRAD.value
     try:
         vgg19 = weights.load_vgg(19)
         vgg16 = weights.load_vgg(16)
@@ -195,8 +207,10 @@ def main(argv):
     )
     print(f"CPU cores: {os.cpu_count()}, load average at start: {load:.1f}")
     print(
-        f"defaults: scales {tuple(cfg.scales)}, iterations {tuple(cfg.iterations)}, "
-        f"rec {tuple(cfg.rec_layers)}, perc {tuple(cfg.perc_layers)} at {cfg.perc_scale}"
+        f"defaults but work_side=0: scales {tuple(cfg.scales)}, "
+        f"iterations {tuple(cfg.iterations)}, rec {tuple(cfg.rec_layers)}, "
+        f"perc {tuple(cfg.perc_layers)} at {cfg.perc_scale}, "
+        f"winograd_min_pixels {cfg.winograd_min_pixels}"
     )
     rows = []
     for width in (int(w) for w in _WIDTHS.value):
