@@ -12,12 +12,16 @@ from learned_resize.retarget import mask as mask_lib
 PREVIEW_SIDE = 768
 
 
-def _preview(x: np.ndarray) -> np.ndarray:
-    factor = PREVIEW_SIDE / max(x.shape[:2])
-    if factor >= 1:
-        return x
-    size = tuple(max(1, round(n * factor)) for n in x.shape[:2])
-    return buckets.resize_image(np.asarray(x, np.float32), size)
+def preview_size(in_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """size (h, w) scaled by the factor that brings in_size's longer side to
+    PREVIEW_SIDE (unchanged for a photo no larger than that)."""
+    factor = min(1.0, PREVIEW_SIDE / max(in_size))
+    return tuple(max(1, round(n * factor)) for n in size)
+
+
+def _resized(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x if x.shape[:2] == tuple(size) else buckets.resize_image(x, size)
 
 
 def baselines(image, size: tuple[int, int], mask: jax.Array | None = None) -> dict[str, np.ndarray]:
@@ -35,10 +39,8 @@ def baselines(image, size: tuple[int, int], mask: jax.Array | None = None) -> di
     """
     image = api.as_float_image(image)
     size = api.check_size(size, image.shape[:2])
-    factor = PREVIEW_SIDE / max(image.shape[:2])
-    if factor < 1:
-        image = _preview(image)
-        size = tuple(max(1, round(n * factor)) for n in size)
+    size = preview_size(image.shape[:2], size)
+    image = _resized(image, preview_size(image.shape[:2], image.shape[:2]))
     return {
         "uniform": np.asarray(operators.uniform_scale(image[None], size)[0]),
         "crop": np.asarray(operators.center_crop(image, size)),
@@ -67,21 +69,28 @@ def comparison_grid(
 ) -> np.ndarray:
     """One row: the input, each retargeted result at its true size, the mask overlay.
 
+    For a photo longer than PREVIEW_SIDE, every cell is scaled by the one factor that
+    brings the input to it, so the cells keep their sizes relative to the input.
+
     Args:
       image: [H, W, 3] input in [0, 1].
-      columns: name -> [h, w, 3] result in [0, 1] (names as in `baselines`, plus 'ours').
+      columns: name -> [h, w, 3] results of one output size in [0, 1] (names as in
+        `baselines`, plus 'ours'), each at that size or already at its preview size
+        (as `baselines` returns them).
       mask: importance mask [h_m, w_m] drawn over the input as the last column.
       pad: white gap between columns.
 
     Returns:
-      uint8 [label + max height, total width, 3], a label above every column; cells
-      longer than PREVIEW_SIDE are scaled down to it.
+      uint8 [label + max height, total width, 3], a label above every column.
     """
     from PIL import Image, ImageDraw  # only the grid needs PIL drawing
 
-    image = _preview(np.asarray(image))
+    in_size = np.shape(image)[:2]
+    image = _resized(image, preview_size(in_size, in_size))
+    out_size = max((np.shape(x)[:2] for x in columns.values()), default=in_size)
+    out_size = preview_size(in_size, out_size)
     cells = [("input", to_uint8(image))]
-    cells += [(name, to_uint8(_preview(np.asarray(x)))) for name, x in columns.items()]
+    cells += [(name, to_uint8(_resized(x, out_size))) for name, x in columns.items()]
     if mask is not None:
         cells.append(("mask", mask_lib.overlay(image, np.asarray(mask))))
     label_h = 16
