@@ -24,7 +24,7 @@ ablations); --rows keeps only the rows named. Scores (see
 "total", the four as operator auto weighs them (subject + complete + coherent -
 artifact, with the hand-marked box instead of the mask's; higher is better). The mask's
 recall / precision against the subject box are printed per photo. Defaults are never
-chosen on the held-out split. --tune_mask compares mask thresholds on the tuning split:
+chosen on the held-out and camera splits. --tune_mask compares mask thresholds on the tuning split:
 the mask's recall / precision / F2 against the boxes, and the subject NCC of the plan
 alone (no reconstruction) at each ratio.
 """
