@@ -138,9 +138,8 @@ def bidirectional_scores(
         dist = _sq_distances(f.reshape(-1, f.shape[-1]), f_out)
         nearest_out = np.minimum(nearest_out, dist.min(axis=0))
         cells = dist.min(axis=1).reshape(f.shape[:2])
-        nearest_in[: cells.shape[0], : cells.shape[1]] = np.minimum(
-            nearest_in[: cells.shape[0], : cells.shape[1]], cells
-        )
+        corner = nearest_in[: cells.shape[0], : cells.shape[1]]  # a view
+        np.minimum(corner, cells, out=corner)
     sq_in = np.sum(phases[0].astype(np.float64) ** 2, -1)
     complete = 1.0 - nearest_in.mean() / sq_in.mean()
     coherent = 1.0 - nearest_out.mean() / sq_out.mean()
