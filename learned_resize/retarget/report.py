@@ -8,7 +8,7 @@ from learned_resize.retarget import mask as mask_lib
 
 # The comparison is drawn at most this many px on a side: the baselines of a larger photo
 # are computed on it scaled to this (pixel seam carving a 12-megapixel photo takes
-# hours), and larger cells are scaled down.
+# hours), and every cell is drawn at the scale that brings the input to it.
 PREVIEW_SIDE = 768
 
 
