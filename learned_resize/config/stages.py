@@ -29,14 +29,17 @@ def _is_abbreviation(short: str, long: str) -> bool:
     return all(ch in rest for ch in short)
 
 
-def unknown_key_message(key: str, config: ml_collections.ConfigDict) -> str:
-    """One sentence naming `key` as unknown and the closest valid key."""
+def unknown_key_message(
+    key: str, config: ml_collections.ConfigDict, defaults: str = "learned_resize/config/defaults.py"
+) -> str:
+    """One sentence naming `key` as unknown and the closest valid key (else `defaults`,
+    the file that lists them)."""
     valid = flat_keys(config)
     group, _, last = key.rpartition(".")
     siblings = [k for k in valid if k.rpartition(".")[0] == group]
     close = [k for k in siblings if _is_abbreviation(last, k.rpartition(".")[2])]
     close = close or difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean config.{close[0]}?" if close else "see learned_resize/config/defaults.py"
+    hint = f"did you mean config.{close[0]}?" if close else f"see {defaults}"
     return f"unknown config key config.{key}; {hint}"
 
 

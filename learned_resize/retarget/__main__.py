@@ -44,8 +44,9 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
+from learned_resize.config import stages
 from learned_resize.retarget import api, image_io, report, validation
-from learned_resize.runtime import cli, no_overwrite
+from learned_resize.runtime import cli, errors, no_overwrite
 
 _IMAGE = flags.DEFINE_string("image", None, "Input photo (PNG, JPEG...); default: astronaut.")
 _SIZE = flags.DEFINE_string("size", None, "Output size WxH, Wx (width only) or xH (height only).")
@@ -71,7 +72,34 @@ _CACHE = flags.DEFINE_string(
     os.path.join(os.path.expanduser("~"), ".cache", "learned_resize", "jax"),
     "Persistent XLA compilation cache (repeat runs at the same sizes skip compiling); '' = off.",
 )
-_CONFIG = config_flags.DEFINE_config_dict("config", api.get_config())
+
+
+def define_config_flag(argv) -> None:
+    """Defines --config (the defaults, overridable with --config.KEY=VALUE).
+
+    ml_collections reads the overrides in argv as the flag is defined, and an unknown key
+    ends in its traceback there; so an unknown key is refused first, in one line naming
+    the closest valid key (or this tool's flag of that name: --config.compile_cache).
+    """
+    if any(re.fullmatch(r"-{1,2}config(=.*)?", arg) for arg in argv[1:]):
+        errors.exit_with(
+            errors.UserError(
+                "--config takes no file here; set one setting at a time with "
+                "--config.KEY=VALUE (e.g. --config.operator=seam; the keys are in "
+                "learned_resize/retarget/defaults.py)."
+            ),
+            errors.EXIT_USER_ERROR,
+        )
+    config = api.get_config()
+    for key in cli.cli_config_keys(argv):
+        if cli.has_key(config, key):
+            continue
+        if key in flags.FLAGS:
+            message = f"unknown config key config.{key}; did you mean the flag --{key}?"
+        else:
+            message = stages.unknown_key_message(key, config, "learned_resize/retarget/defaults.py")
+        errors.exit_with(errors.UserError(message), errors.EXIT_USER_ERROR)
+    config_flags.DEFINE_config_dict("config", config)
 
 
 def parse_size(
@@ -249,7 +277,7 @@ def main(argv):
             _IMAGE.value,
             (_SIZE.value, _WIDTH.value, _HEIGHT.value),
             _OUT.value,
-            _CONFIG.value,
+            flags.FLAGS.config,
             _COMPARISON.value,
             (_PROTECT.value, _REMOVE.value),
             _OVERWRITE.value,
@@ -262,6 +290,7 @@ def main(argv):
 
 def console() -> None:
     """The console script (pyproject.toml [project.scripts]); `python -m` runs it too."""
+    define_config_flag(sys.argv)
     app.run(main, flags_parser=cli.parse_flags)
 
 

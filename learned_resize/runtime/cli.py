@@ -10,6 +10,7 @@ their warnings still show. `-v=1`/`--verbosity` and `--logtostderr` work as usua
 import importlib.machinery
 import logging as std_logging
 import os
+import re
 import sys
 import types
 
@@ -40,11 +41,16 @@ def setup_logging() -> None:
 
 
 def cli_config_keys(argv) -> list[str]:
-    """Dotted config keys set on the command line: `--config.optim.lr=1` -> 'optim.lr'."""
+    """Dotted config keys set on the command line: `--config.optim.lr=1` -> 'optim.lr'.
+
+    Every spelling ml_collections reads as an override: one or two dashes, and `no` before
+    a boolean (`--noconfig.flag`).
+    """
     keys = []
     for arg in argv[1:]:
-        if arg.startswith("--config."):
-            keys.append(arg[len("--config.") :].split("=", 1)[0])
+        found = re.match(r"-{1,2}(?:no)?config\.([^=]+)", arg)
+        if found:
+            keys.append(found.group(1))
     return keys
 
 
@@ -100,7 +106,8 @@ def load_config(spec: str):
         ) from None
 
 
-def _has_key(config, key: str) -> bool:
+def has_key(config, key: str) -> bool:
+    """Whether the dotted key ('optim.lr') names a field of config."""
     node = config
     for part in key.split("."):
         try:
@@ -118,7 +125,7 @@ def explain_flag_error(argv, exc: BaseException) -> errors.UserError:
     if spec is not None:
         config = load_config(spec)
         for key in cli_config_keys(argv):
-            if not _has_key(config, key):
+            if not has_key(config, key):
                 return errors.UserError(stages.unknown_key_message(key, config))
     message = " ".join(str(exc).split())
     if isinstance(exc, flags.Error):

@@ -165,6 +165,7 @@ CASES = [
         ["--config=configs/tiny.py:staged", "--config.stages.learned.resizer.kind=bilateral"],
         "config.resizer.kind must be one of",
     ),
+    (["-config.batch_sz=16"], "did you mean config.batch_size?"),
 ]
 FIRST_NEW_CASE = 50  # CASES[:50] predate the checks of every config value
 

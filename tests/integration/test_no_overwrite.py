@@ -176,6 +176,33 @@ def _value(text: str):
             return text
 
 
+# Unknown keys and a config file: ml_collections would raise at the flag's definition.
+BAD_KEYS = [
+    (["--config.nonexistent=3"], "config.nonexistent; see learned_resize/retarget/defaults.py"),
+    (["--config.mask.treshold=0.4"], "config.mask.treshold; did you mean config.mask.threshold?"),
+    (["--config.work_sid=128"], "did you mean config.work_side?"),
+    (["-config.work_sid=128"], "did you mean config.work_side?"),
+    (["--noconfig.nope"], "unknown config key config.nope"),
+    (["--config.mask.threshold.x=1"], "unknown config key config.mask.threshold.x"),
+    (["--config.compile_cache="], "did you mean the flag --compile_cache?"),
+    (["--config=configs/tiny.py"], "--config takes no file here"),
+    (["--config.operator=seam", "--config"], "--config takes no file here"),
+]  # fmt: skip
+
+
+def test_retarget_cli_refuses_unknown_config_keys_in_one_line(tmp_path):
+    d = tmp_path / "user"
+    d.mkdir()
+    Image.fromarray(_texture(48, 64)).save(d / "photo.png")
+    before = _snapshot(d)
+    cases = [["--image=photo.png", "--out=out.png", *extra] for extra, _ in BAD_KEYS]
+    results = _run_cli("learned_resize.retarget", cases, d, tmp_path)
+    for argv, (_, words), result in zip(cases, BAD_KEYS, results):
+        _assert_refused(result, words, argv)
+        assert result["stdout"] == "", (argv, result["stdout"])
+    assert _snapshot(d) == before
+
+
 @pytest.mark.parametrize("setting, words", BAD_CONFIG)
 def test_check_config_refuses(setting, words):
     name, value = setting.split("=")
