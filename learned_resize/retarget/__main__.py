@@ -44,7 +44,6 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image
 
-from learned_resize.config import stages
 from learned_resize.retarget import api, image_io, report, validation
 from learned_resize.runtime import cli, errors, no_overwrite
 
@@ -91,14 +90,9 @@ def define_config_flag(argv) -> None:
             errors.EXIT_USER_ERROR,
         )
     config = api.get_config()
-    for key in cli.cli_config_keys(argv):
-        if cli.has_key(config, key):
-            continue
-        if key in flags.FLAGS:
-            message = f"unknown config key config.{key}; did you mean the flag --{key}?"
-        else:
-            message = stages.unknown_key_message(key, config, "learned_resize/retarget/defaults.py")
-        errors.exit_with(errors.UserError(message), errors.EXIT_USER_ERROR)
+    unknown = cli.unknown_config_key(argv, config, "learned_resize/retarget/defaults.py")
+    if unknown is not None:
+        errors.exit_with(unknown, errors.EXIT_USER_ERROR)
     config_flags.DEFINE_config_dict("config", config)
 
 

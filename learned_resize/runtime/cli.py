@@ -106,8 +106,7 @@ def load_config(spec: str):
         ) from None
 
 
-def has_key(config, key: str) -> bool:
-    """Whether the dotted key ('optim.lr') names a field of config."""
+def _has_key(config, key: str) -> bool:
     node = config
     for part in key.split("."):
         try:
@@ -117,16 +116,32 @@ def has_key(config, key: str) -> bool:
     return True
 
 
-def explain_flag_error(argv, exc: BaseException) -> errors.UserError:
-    """One sentence for a failed flag parse: unknown config keys name the closest key."""
+def unknown_config_key(
+    argv, config, defaults: str = "learned_resize/config/defaults.py"
+) -> errors.UserError | None:
+    """The error for the first --config.KEY of argv that config lacks (None if none):
+    it names the closest valid key, or the flag of that name (`--config.workdir`), else
+    `defaults`, the file that lists the keys."""
     from learned_resize.config import stages
 
+    for key in cli_config_keys(argv):
+        if _has_key(config, key):
+            continue
+        if key in flags.FLAGS:
+            return errors.UserError(
+                f"unknown config key config.{key}; did you mean the flag --{key}?"
+            )
+        return errors.UserError(stages.unknown_key_message(key, config, defaults))
+    return None
+
+
+def explain_flag_error(argv, exc: BaseException) -> errors.UserError:
+    """One sentence for a failed flag parse: unknown config keys name the closest key."""
     spec = _config_path(argv)
     if spec is not None:
-        config = load_config(spec)
-        for key in cli_config_keys(argv):
-            if not has_key(config, key):
-                return errors.UserError(stages.unknown_key_message(key, config))
+        unknown = unknown_config_key(argv, load_config(spec))
+        if unknown is not None:
+            return unknown
     message = " ".join(str(exc).split())
     if isinstance(exc, flags.Error):
         return errors.UserError(f"{message}; see --helpfull for the flags and their values.")

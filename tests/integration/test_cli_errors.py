@@ -166,6 +166,7 @@ CASES = [
         "config.resizer.kind must be one of",
     ),
     (["-config.batch_sz=16"], "did you mean config.batch_size?"),
+    (["--config.workdir={tmp}/w"], "config.workdir; did you mean the flag --workdir?"),
 ]
 FIRST_NEW_CASE = 50  # CASES[:50] predate the checks of every config value
 
